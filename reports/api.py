@@ -1,0 +1,136 @@
+"""The JSON API of design.md's public contract. Session auth; CSRF on every POST."""
+
+from __future__ import annotations
+
+import json
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from .definitions import ParamsInvalid
+from .models import ReportJob
+from .registry import NotRegistered, all_reports
+from .services import NotCancellable, TooManyJobs, cancel_report, request_report
+from .writers import FORMATS
+
+MAX_JOBS_LISTED = 100
+
+
+def error(status: int, message: str, **extra) -> JsonResponse:
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def api_login_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return error(401, "Authentication required: log in first.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def csrf_failure(request, reason=""):
+    """CSRF failures answer JSON on the API and Django's usual page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error(403, f"CSRF check failed: {reason} Send the csrftoken cookie's value as X-CSRFToken.")
+    from django.views.csrf import csrf_failure as default_failure
+
+    return default_failure(request, reason)
+
+
+def report_as_dict(report) -> dict:
+    form = report.get_params_form_class()()
+    return {
+        "slug": report.slug,
+        "title": report.get_title(),
+        "description": report.description,
+        "formats": [{"name": name, "label": FORMATS[name].label} for name in report.get_formats()],
+        "filters": [
+            {
+                "name": name,
+                "label": str(field.label),
+                "type": type(field).__name__,
+                "input": field.widget.input_type if hasattr(field.widget, "input_type") else "select",
+                "choices": [[str(v), str(label)] for v, label in getattr(field, "choices", [])],
+            }
+            for name, field in form.fields.items()
+        ],
+    }
+
+
+@require_GET
+@api_login_required
+def report_list(request):
+    reports = [report_as_dict(r) for r in all_reports() if r.has_permission(request.user)]
+    return JsonResponse({"reports": reports})
+
+
+@require_http_methods(["GET", "POST"])
+@api_login_required
+def job_list(request):
+    if request.method == "POST":
+        return job_create(request)
+    jobs = ReportJob.objects.for_user(request.user)[:MAX_JOBS_LISTED]
+    return JsonResponse({"jobs": [job.as_dict() for job in jobs]})
+
+
+def job_create(request):
+    try:
+        body = json.loads(request.body or b"null")
+    except RequestDataTooBig:
+        return error(413, "The request body is too large.")
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "The body must be JSON: {\"report\": slug, \"format\": name, \"params\": {...}}.")
+    if not isinstance(body, dict):
+        return error(400, "The body must be a JSON object: {\"report\": slug, \"format\": name, \"params\": {...}}.")
+    missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
+    wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
+    unknown = {k: ["Unknown field."] for k in body if k not in ("report", "format", "params")}
+    if missing or wrong or unknown:
+        return error(400, "Invalid request.", fields={**missing, **wrong, **unknown})
+    try:
+        job = request_report(user=request.user, slug=body["report"], format=body["format"], params=body.get("params"))
+    except NotRegistered:
+        return error(404, f"No report called {body['report'][:100]!r}.")
+    except PermissionDenied as exc:
+        return error(403, str(exc) or "Permission denied.")
+    except ParamsInvalid as exc:
+        return error(400, "Invalid parameters.", fields=exc.errors)
+    except TooManyJobs as exc:
+        return error(429, str(exc))
+    return JsonResponse(job.as_dict(), status=202)
+
+
+def own_job(view):
+    """Pass the user's own job; another user's job is a 404, never a 403 (ids are not confirmed)."""
+
+    @wraps(view)
+    def wrapper(request, job_id):
+        job = ReportJob.objects.for_user(request.user).filter(pk=job_id).first()
+        if job is None:
+            return error(404, "No such job.")
+        return view(request, job)
+
+    return wrapper
+
+
+@require_GET
+@api_login_required
+@own_job
+def job_detail(request, job):
+    return JsonResponse(job.as_dict())
+
+
+@require_POST
+@api_login_required
+@own_job
+def job_cancel(request, job):
+    try:
+        cancel_report(job)
+    except NotCancellable as exc:
+        return error(409, str(exc), job=job.as_dict())
+    return JsonResponse(job.as_dict())
+

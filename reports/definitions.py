@@ -1,0 +1,282 @@
+"""Declarative report definitions: plain class attributes with `get_*` hooks.
+
+A report names its model (or queryset), its columns, the filters a user may pass and the formats
+it offers. Requests can only ever fill in those declared filters: the ORM lookups are written by
+the report's author, never taken from the request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from django import forms
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db import models
+
+from .writers import FORMATS, ColumnSpec
+
+FIELD_KINDS: list[tuple[type[models.Field], str]] = [
+    (models.BooleanField, "boolean"),
+    (models.DateTimeField, "datetime"),
+    (models.DateField, "date"),
+    (models.TimeField, "time"),
+    (models.DecimalField, "decimal"),
+    (models.FloatField, "float"),
+    (models.IntegerField, "integer"),
+    (models.AutoField, "integer"),
+    (models.BigAutoField, "integer"),
+]
+
+
+def resolve_field(model: type[models.Model], path: str) -> models.Field:
+    """The model field at the end of a `customer__country` path; raises FieldDoesNotExist."""
+    *relations, last = path.split("__")
+    for name in relations:
+        field = model._meta.get_field(name)
+        if not field.is_relation or field.related_model is None:
+            raise FieldDoesNotExist(f"{model.__name__}.{name} is not a relation.")
+        model = field.related_model
+    field = model._meta.get_field(last)
+    if field.is_relation:  # a foreign key column exports its key
+        field = field.target_field
+    return field
+
+
+def field_kind(field: models.Field) -> str:
+    for field_class, kind in FIELD_KINDS:
+        if isinstance(field, field_class):
+            return kind
+    return "text"
+
+
+class Column:
+    """One column: a field path (`customer__name`) or a computed value from `value_<name>`.
+
+    A computed column lists in `fields` the field paths its hook reads from the row dict.
+    """
+
+    def __init__(self, name: str, label: str = "", *, kind: str = "", fields: Iterable[str] = ()):
+        self.name = name
+        self.label = label
+        self.kind = kind
+        self.fields = tuple(fields)
+
+    def __repr__(self) -> str:
+        return f"Column({self.name!r})"
+
+
+class Filter:
+    """A filter the requester may fill in. `field` and `lookup` are chosen by the report's author."""
+
+    def __init__(
+        self,
+        field: str,
+        lookup: str = "exact",
+        *,
+        name: str = "",
+        label: str = "",
+        form_field: forms.Field | None = None,
+    ):
+        self.field = field
+        self.lookup = lookup
+        self.name = name or field.replace("__", "_")
+        self.label = label
+        self.form_field = form_field
+
+    def get_form_field(self, model: type[models.Model]) -> forms.Field:
+        if self.form_field is not None:
+            form_field = self.form_field
+        else:
+            model_field = resolve_field(model, self.field)
+            form_field = model_field.formfield(required=False)
+            if form_field is None:
+                raise ImproperlyConfigured(f"Filter {self.name!r}: give it a form_field.")
+        form_field.required = False
+        form_field.label = self.label or form_field.label or self.name.replace("_", " ").capitalize()
+        return form_field
+
+    def apply(self, queryset: models.QuerySet, value: Any) -> models.QuerySet:
+        return queryset.filter(**{f"{self.field}__{self.lookup}": value})
+
+
+class ParamsInvalid(Exception):
+    """Raised with a dict of field -> list of messages, ready for a 400 answer."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def json_safe(value: Any) -> Any:
+    """A cleaned form value as it is stored in the job's params (and parsed again by the form)."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, models.Model):
+        return value.pk
+    return value
+
+
+class Report:
+    slug: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    model: ClassVar[type[models.Model] | None] = None
+    queryset: ClassVar[models.QuerySet | None] = None
+    columns: ClassVar[list[str | Column]] = []
+    filters: ClassVar[list[Filter]] = []
+    formats: ClassVar[list[str] | None] = None  # None: every format there is
+    permission: ClassVar[str | None] = None  # None: the model's view permission
+    escape_formulas: ClassVar[bool] = True  # the report's author may switch it off; never the requester
+
+    # -- hooks -------------------------------------------------------------------------------
+    def get_model(self) -> type[models.Model]:
+        if self.model is not None:
+            return self.model
+        if self.queryset is not None:
+            return self.queryset.model
+        raise ImproperlyConfigured(f"Report {self.slug!r} needs a model or a queryset.")
+
+    def get_queryset(self) -> models.QuerySet:
+        if self.queryset is not None:
+            return self.queryset.all()
+        return self.get_model()._default_manager.all()
+
+    def get_title(self) -> str:
+        return self.title or self.slug.replace("-", " ").replace("_", " ").capitalize()
+
+    def get_formats(self) -> list[str]:
+        return list(self.formats) if self.formats is not None else list(FORMATS)
+
+    def get_permission(self) -> str:
+        if self.permission is not None:
+            return self.permission
+        meta = self.get_model()._meta
+        return f"{meta.app_label}.view_{meta.model_name}"
+
+    def has_permission(self, user) -> bool:
+        return bool(user and user.is_active and user.has_perm(self.get_permission()))
+
+    def get_columns(self) -> list[Column]:
+        return [c if isinstance(c, Column) else Column(c) for c in self.columns]
+
+    def get_filters(self) -> list[Filter]:
+        return list(self.filters)
+
+    # -- columns -----------------------------------------------------------------------------
+    def is_computed(self, column: Column) -> bool:
+        return callable(getattr(self, f"value_{column.name}", None))
+
+    def get_column_specs(self) -> list[ColumnSpec]:
+        model = self.get_model()
+        specs = []
+        for column in self.get_columns():
+            if self.is_computed(column):
+                specs.append(ColumnSpec(column.name, column.label or _humanize(column.name), column.kind or "text"))
+                continue
+            field = resolve_field(model, column.name)
+            label = column.label or _label_for(model, column.name)
+            specs.append(ColumnSpec(column.name, label, column.kind or field_kind(field)))
+        return specs
+
+    def get_fetch_fields(self) -> list[str]:
+        """The field paths read from the database, in order, without repeats."""
+        fields: list[str] = []
+        for column in self.get_columns():
+            for path in column.fields if self.is_computed(column) else (column.name,):
+                if path not in fields:
+                    fields.append(path)
+        return fields
+
+    def has_computed_columns(self) -> bool:
+        return any(self.is_computed(c) for c in self.get_columns())
+
+    def get_row_maker(self) -> Callable[[tuple], tuple]:
+        """A function from a fetched tuple (in get_fetch_fields order) to an output row."""
+        fetch = self.get_fetch_fields()
+        columns = self.get_columns()
+        if not self.has_computed_columns() and [c.name for c in columns] == fetch:
+            return lambda values: values
+        getters = []
+        for column in columns:
+            if self.is_computed(column):
+                getters.append(getattr(self, f"value_{column.name}"))
+            else:
+                getters.append(_item_getter(column.name))
+
+        def make_row(values: tuple) -> tuple:
+            row = dict(zip(fetch, values))
+            return tuple(get(row) for get in getters)
+
+        return make_row
+
+    # -- params ------------------------------------------------------------------------------
+    def get_params_form_class(self) -> type[forms.Form]:
+        model = self.get_model()
+        form_fields = {f.name: f.get_form_field(model) for f in self.get_filters()}
+        return type(f"{type(self).__name__}ParamsForm", (forms.Form,), form_fields)
+
+    def clean_params(self, params: Any) -> dict[str, Any]:
+        """Validated, typed filter values; raises ParamsInvalid with per-field messages."""
+        if params is None:
+            params = {}
+        if not isinstance(params, Mapping):
+            raise ParamsInvalid({"params": ["Must be an object of filter names to values."]})
+        allowed = {f.name for f in self.get_filters()}
+        unknown = sorted(str(k) for k in params if k not in allowed)
+        if unknown:
+            hint = f"Allowed: {', '.join(sorted(allowed))}." if allowed else "This report takes no filters."
+            raise ParamsInvalid({name: [f"Unknown filter. {hint}"] for name in unknown})
+        bad_types = [k for k, v in params.items() if v is not None and not isinstance(v, str | int | float | bool)]
+        if bad_types:
+            raise ParamsInvalid({k: ["Must be a single value (text, number or boolean)."] for k in bad_types})
+        form = self.get_params_form_class()(data={k: v for k, v in params.items() if v is not None})
+        if not form.is_valid():
+            raise ParamsInvalid({k: [str(m) for m in v] for k, v in form.errors.items()})
+        return {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+
+    def serialize_params(self, cleaned: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: json_safe(v) for k, v in cleaned.items()}
+
+    def filter_queryset(self, queryset: models.QuerySet, cleaned: Mapping[str, Any]) -> models.QuerySet:
+        for report_filter in self.get_filters():
+            if report_filter.name in cleaned:
+                queryset = report_filter.apply(queryset, cleaned[report_filter.name])
+        return queryset
+
+    def get_report_queryset(self, params: Mapping[str, Any]) -> models.QuerySet:
+        """The rows of a run with the given stored (JSON) params."""
+        return self.filter_queryset(self.get_queryset(), self.clean_params(params))
+
+    # -- registration check ------------------------------------------------------------------
+    @classmethod
+    def check_definition(cls) -> None:
+        report = cls()
+        try:
+            report.get_column_specs()
+            report.get_params_form_class()
+        except FieldDoesNotExist as exc:
+            raise ImproperlyConfigured(f"Report {cls.slug!r}: {exc}") from exc
+        unknown = set(report.get_formats()) - set(FORMATS)
+        if unknown:
+            raise ImproperlyConfigured(f"Report {cls.slug!r}: unknown formats {sorted(unknown)}.")
+        if not report.get_columns():
+            raise ImproperlyConfigured(f"Report {cls.slug!r} declares no columns.")
+
+
+def _humanize(name: str) -> str:
+    return name.replace("__", " ").replace("_", " ").capitalize()
+
+
+def _label_for(model: type[models.Model], path: str) -> str:
+    if "__" in path:
+        return _humanize(path)
+    return str(model._meta.get_field(path).verbose_name).capitalize()
+
+
+def _item_getter(name: str) -> Callable[[dict], Any]:
+    return lambda row: row[name]

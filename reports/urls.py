@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import api, views
+
+app_name = "reports"
+
+urlpatterns = [
+    path("reports/", views.report_page, name="page"),
+    path("reports/jobs/<uuid:job_id>/download/", views.download, name="download"),
+    path("api/reports/", api.report_list, name="api-reports"),
+    path("api/reports/jobs/", api.job_list, name="api-jobs"),
+    path("api/reports/jobs/<uuid:job_id>/", api.job_detail, name="api-job"),
+    path("api/reports/jobs/<uuid:job_id>/cancel/", api.job_cancel, name="api-job-cancel"),
+]

@@ -1,0 +1,62 @@
+from django.contrib.auth.decorators import login_required
+from django.core.files.storage import FileSystemStorage
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from .api import report_as_dict
+from .files import download_filename, reports_storage
+from .models import ReportJob, Status
+from .registry import NotRegistered, all_reports, get_report
+from .writers import FORMATS
+
+
+@require_GET
+@login_required
+def download(request, job_id):
+    job = ReportJob.objects.for_user(request.user).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such report file.")
+    if job.status == Status.EXPIRED:
+        return HttpResponse(
+            "This report file has expired and was deleted. Ask for the report again.",
+            status=410,
+            content_type="text/plain; charset=utf-8",
+        )
+    if job.status != Status.SUCCEEDED or not job.file:
+        return HttpResponse(
+            f"This report is {job.status}; there is no file to download.",
+            status=409,
+            content_type="text/plain; charset=utf-8",
+        )
+    try:
+        title = get_report(job.report).get_title()
+    except NotRegistered:
+        title = job.report
+    filename = download_filename(job, title)
+    storage = reports_storage()
+    if isinstance(storage, FileSystemStorage):
+        response = FileResponse(storage.open(job.file.name, "rb"), as_attachment=True, filename=filename)
+        response["Content-Type"] = FORMATS[job.format].content_type
+        return response
+    return HttpResponseRedirect(signed_url(storage, job, filename))
+
+
+def signed_url(storage, job: ReportJob, filename: str) -> str:
+    """A short-lived URL straight to the object, carrying the filename and type (S3)."""
+    response = FileResponse(b"", as_attachment=True, filename=filename)
+    return storage.url(
+        job.file.name,
+        parameters={
+            "ResponseContentDisposition": response["Content-Disposition"],
+            "ResponseContentType": FORMATS[job.format].content_type,
+        },
+    )
+
+
+@require_GET
+@login_required
+def report_page(request):
+    reports = [report_as_dict(r) for r in all_reports() if r.has_permission(request.user)]
+    jobs = ReportJob.objects.for_user(request.user)[:50]
+    return render(request, "reports/page.html", {"reports": reports, "jobs": jobs})

@@ -1,0 +1,32 @@
+"""Format writers, by format name. Each takes a binary file object and rows; none knows Django."""
+
+from dataclasses import dataclass
+
+from .base import ColumnSpec, Writer, WriterOptions, escape_formula
+from .csv import CsvWriter, ExcelCsvWriter
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    label: str
+    writer_class: type[Writer]
+
+    @property
+    def extension(self) -> str:
+        return self.writer_class.extension
+
+    @property
+    def content_type(self) -> str:
+        return self.writer_class.content_type
+
+
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in [
+        Format("csv", "CSV", CsvWriter),
+        Format("csv_excel", "CSV for Excel", ExcelCsvWriter),
+    ]
+}
+
+__all__ = ["FORMATS", "ColumnSpec", "Format", "Writer", "WriterOptions", "escape_formula"]
