@@ -1,13 +1,13 @@
 """Background reports for Django. Declare reports in your app's reports.py:
 
-    import reports
+import reports
 
-    @reports.register
-    class OrdersReport(reports.Report):
-        slug = "orders"
-        model = Order
-        columns = ["id", "customer__name", "amount"]
-        filters = [reports.Filter("status")]
+@reports.register
+class OrdersReport(reports.Report):
+    slug = "orders"
+    model = Order
+    columns = ["id", "customer__name", "amount"]
+    filters = [reports.Filter("status")]
 """
 
 from .definitions import Column, Filter, ParamsInvalid, Report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import wraps
 
+from django import forms
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -41,6 +42,34 @@ def csrf_failure(request, reason=""):
     return default_failure(request, reason)
 
 
+INPUT_TYPES = [
+    (forms.NullBooleanField, "select"),
+    (forms.ChoiceField, "select"),
+    (forms.DateTimeField, "datetime-local"),
+    (forms.DateField, "date"),
+    (forms.DecimalField, "number"),
+    (forms.FloatField, "number"),
+    (forms.IntegerField, "number"),
+]
+
+
+def filter_as_dict(name: str, field: forms.Field) -> dict:
+    """What a page needs to draw a filter's input: its HTML input type, choices, limits."""
+    input_type = next((kind for cls, kind in INPUT_TYPES if isinstance(field, cls)), "text")
+    choices = getattr(field, "choices", None) or getattr(field.widget, "choices", None) or []
+    data = {
+        "name": name,
+        "label": str(field.label),
+        "input": input_type,
+        "choices": [[str(v), str(label)] for v, label in choices] if input_type == "select" else [],
+    }
+    if isinstance(field, forms.DecimalField) and field.decimal_places is not None:
+        data["step"] = str(10**-field.decimal_places) if field.decimal_places else "1"
+    if getattr(field, "max_length", None):
+        data["max_length"] = field.max_length
+    return data
+
+
 def report_as_dict(report) -> dict:
     form = report.get_params_form_class()()
     return {
@@ -48,16 +77,7 @@ def report_as_dict(report) -> dict:
         "title": report.get_title(),
         "description": report.description,
         "formats": [{"name": name, "label": FORMATS[name].label} for name in report.get_formats()],
-        "filters": [
-            {
-                "name": name,
-                "label": str(field.label),
-                "type": type(field).__name__,
-                "input": field.widget.input_type if hasattr(field.widget, "input_type") else "select",
-                "choices": [[str(v), str(label)] for v, label in getattr(field, "choices", [])],
-            }
-            for name, field in form.fields.items()
-        ],
+        "filters": [filter_as_dict(name, field) for name, field in form.fields.items()],
     }
 
 
@@ -83,9 +103,9 @@ def job_create(request):
     except RequestDataTooBig:
         return error(413, "The request body is too large.")
     except (ValueError, UnicodeDecodeError):
-        return error(400, "The body must be JSON: {\"report\": slug, \"format\": name, \"params\": {...}}.")
+        return error(400, 'The body must be JSON: {"report": slug, "format": name, "params": {...}}.')
     if not isinstance(body, dict):
-        return error(400, "The body must be a JSON object: {\"report\": slug, \"format\": name, \"params\": {...}}.")
+        return error(400, 'The body must be a JSON object: {"report": slug, "format": name, "params": {...}}.')
     missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
     wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
     unknown = {k: ["Unknown field."] for k in body if k not in ("report", "format", "params")}
@@ -133,4 +153,3 @@ def job_cancel(request, job):
     except NotCancellable as exc:
         return error(409, str(exc), job=job.as_dict())
     return JsonResponse(job.as_dict())
-

@@ -209,7 +209,7 @@ class Report:
                 getters.append(_item_getter(column.name))
 
         def make_row(values: tuple) -> tuple:
-            row = dict(zip(fetch, values))
+            row = dict(zip(fetch, values, strict=True))
             return tuple(get(row) for get in getters)
 
         return make_row

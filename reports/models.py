@@ -139,4 +139,3 @@ class ReportJob(models.Model):
 
 def _iso(value):
     return value.isoformat() if value else None
-

@@ -49,9 +49,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         if enqueue and ReportJob.objects.for_user(user).active().count() >= limit:
             raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
-        job = ReportJob.objects.create(
-            owner=user, report=slug, format=format, params=report.serialize_params(cleaned)
-        )
+        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=report.serialize_params(cleaned))
         if enqueue:
             transaction.on_commit(partial(enqueue_job, job))
     return job

@@ -116,7 +116,7 @@ def _insert(model, fields: list[str], rows: Iterator[tuple], *, progress) -> Non
         return
     batch = []
     for done, row in enumerate(rows, 1):
-        batch.append(model(**dict(zip(fields, row))))
+        batch.append(model(**dict(zip(fields, row, strict=True))))
         if len(batch) == BATCH:
             model.objects.bulk_create(batch)
             batch.clear()

@@ -31,7 +31,8 @@ class Command(BaseCommand):
         if verbosity:
             self.stdout.write("")
         elapsed = time.monotonic() - started
-        self.stdout.write(self.style.SUCCESS(f"Seeded {customers:,} customers and {orders:,} orders in {elapsed:.1f}s."))
+        summary = f"Seeded {customers:,} customers and {orders:,} orders in {elapsed:.1f}s."
+        self.stdout.write(self.style.SUCCESS(summary))
         if not no_user:
             self.stdout.write(f"Demo login: {ensure_demo_user()} / {DEMO_PASSWORD}")
 

@@ -1,0 +1,43 @@
+"""Find jobs whose queue entry or worker was lost, from the rows (the truth), and put them right."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import django_rq
+from django.conf import settings
+from django.utils import timezone
+from rq.registry import StartedJobRegistry
+
+from .models import ReportJob, Status
+from .services import QUEUE_NAME, enqueue_job
+
+logger = logging.getLogger(__name__)
+LIVE_RQ_STATES = {"queued", "started", "deferred", "scheduled"}
+
+
+def sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Re-enqueue queued rows Redis lost; requeue or fail running rows whose worker died."""
+    now = now or timezone.now()
+    stale_before = now - dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS)
+    queue = django_rq.get_queue(QUEUE_NAME)
+    StartedJobRegistry(queue=queue).cleanup()  # moves jobs of dead workers out of "started"
+    counts = {"requeued": 0, "failed": 0}
+
+    def rq_state(job: ReportJob) -> str | None:
+        rq_job = queue.fetch_job(job.rq_job_id)
+        return rq_job.get_status() if rq_job else None
+
+    for job in ReportJob.objects.filter(status=Status.QUEUED, updated_at__lt=stale_before):
+        if rq_state(job) not in LIVE_RQ_STATES and enqueue_job(job):
+            counts["requeued"] += 1
+    for job in ReportJob.objects.filter(status=Status.RUNNING, updated_at__lt=stale_before):
+        if rq_state(job) in LIVE_RQ_STATES:
+            continue  # a long chunk, not a dead worker
+        if job.attempts < settings.REPORTS_MAX_ATTEMPTS:
+            if job.transition(Status.QUEUED, rows_done=0) and enqueue_job(job):
+                counts["requeued"] += 1
+        elif job.transition(Status.FAILED, error=f"The worker stopped {job.attempts} times while running it."):
+            counts["failed"] += 1
+    return counts

@@ -1,0 +1,18 @@
+"""Test settings: PostgreSQL and a Redis database of their own, runtime files in a temporary folder.
+
+Worker processes started by the tests inherit this environment, so they share the folder and Redis.
+"""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/reports")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="reports-tests-"))
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from project.settings import *  # noqa: E402,F403
+from project.settings import INSTALLED_APPS  # noqa: E402
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

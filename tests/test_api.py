@@ -1,0 +1,178 @@
+"""The JSON API's answers to right, wrong, missing, hostile and huge input."""
+
+import json
+
+import pytest
+from django.test import Client, override_settings
+
+from reports.models import ReportJob, Status
+from reports.sweeper import sweep
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, body, **extra):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post("/api/reports/jobs/", data=data, content_type="application/json", **extra)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_202_records_the_job_and_enqueues_it_after_commit(alice_client, redis_queue):
+    response = post(alice_client, {"report": "orders", "format": "csv", "params": {"status": "paid"}})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) >= {
+        "id", "report", "format", "params", "status", "rows_done", "rows_total", "progress", "created_at",
+        "started_at", "finished_at", "file_size", "download_url", "error",
+    }  # fmt: skip
+    assert body["status"] == "queued" and body["params"] == {"status": "paid"}
+    assert redis_queue.job_ids == [f"report-{body['id']}"]
+    assert redis_queue.fetch_job(f"report-{body['id']}").args == [body["id"]]
+
+
+def test_post_without_csrf_token_is_refused(alice):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    response = post(client, {"report": "orders", "format": "csv"})
+    assert response.status_code == 403
+    assert "CSRF" in response.json()["error"]
+    assert not ReportJob.objects.exists()
+
+
+def test_anonymous_gets_401(client):
+    assert post(client, {"report": "orders", "format": "csv"}).status_code == 401
+    assert client.get("/api/reports/").status_code == 401
+    assert client.get("/api/reports/jobs/").status_code == 401
+
+
+def test_unknown_report_is_404(alice_client):
+    response = post(alice_client, {"report": "../../etc/passwd", "format": "csv"})
+    assert response.status_code == 404
+    assert "No report called" in response.json()["error"]
+
+
+def test_no_permission_is_403(make_user, client):
+    client.force_login(make_user("bob", perms=["shop.view_customer"]))
+    response = post(client, {"report": "orders", "format": "csv"})
+    assert response.status_code == 403
+    assert not ReportJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"report": "orders", "format": "exe"}, ["format"]),
+        ({"report": "orders"}, ["format"]),
+        ({"format": "csv"}, ["report"]),
+        ({"report": 7, "format": "csv"}, ["report"]),
+        ({"report": "orders", "format": "csv", "owner": 2}, ["owner"]),
+        ({"report": "orders", "format": "csv", "params": {"customer__password__startswith": "a"}},
+         ["customer__password__startswith"]),
+        ({"report": "orders", "format": "csv", "params": {"min_amount": "lots"}}, ["min_amount"]),
+        ({"report": "orders", "format": "csv", "params": {"created_from": "2025-13-45"}}, ["created_from"]),
+        ({"report": "orders", "format": "csv", "params": "status=paid"}, ["params"]),
+    ],
+)  # fmt: skip
+def test_invalid_input_is_400_with_field_errors(alice_client, body, fields):
+    response = post(alice_client, body)
+    assert response.status_code == 400
+    assert sorted(response.json()["fields"]) == sorted(fields)
+    assert not ReportJob.objects.exists()
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", "null", b"\xff\xfe", '"orders"'])
+def test_a_body_that_is_not_a_json_object_is_400(alice_client, body):
+    response = post(alice_client, body)
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]
+
+
+def test_a_huge_body_is_413(alice_client):
+    body = {"report": "orders", "format": "csv", "params": {"note": "x" * 3_000_000}}
+    response = post(alice_client, body)
+    assert response.status_code == 413
+    assert not ReportJob.objects.exists()
+
+
+@override_settings(REPORTS_MAX_ACTIVE_JOBS_PER_USER=2)
+def test_over_the_active_job_limit_is_429(alice_client, alice):
+    ReportJob.objects.create(owner=alice, report="orders", format="csv")
+    ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.RUNNING)
+    ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
+    response = post(alice_client, {"report": "orders", "format": "csv"})
+    assert response.status_code == 429
+    assert "2 reports" in response.json()["error"]
+    assert ReportJob.objects.count() == 3
+
+
+def test_wrong_methods_are_405(alice_client, alice):
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
+    assert alice_client.delete("/api/reports/jobs/").status_code == 405
+    assert alice_client.post(f"/api/reports/jobs/{job.pk}/").status_code == 405
+    assert alice_client.get(f"/api/reports/jobs/{job.pk}/cancel/").status_code == 405
+
+
+def test_malformed_job_ids_are_404(alice_client):
+    assert alice_client.get("/api/reports/jobs/not-a-uuid/").status_code == 404
+    assert alice_client.get("/api/reports/jobs/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def test_report_list_shows_only_permitted_reports_with_their_filters(make_user, client):
+    client.force_login(make_user("carol", perms=["shop.view_order"]))
+    reports = {r["slug"]: r for r in client.get("/api/reports/").json()["reports"]}
+    assert "orders" in reports and "customers" not in reports
+    filters = {f["name"]: f for f in reports["orders"]["filters"]}
+    assert set(filters) == {"status", "country", "created_from", "created_to", "min_amount"}
+    assert ["paid", "Paid"] in filters["status"]["choices"]
+    assert filters["created_from"]["input"] == "date"
+    assert {"name": "csv", "label": "CSV"} in reports["orders"]["formats"]
+
+
+def test_job_list_is_own_jobs_newest_first(alice_client, alice, make_user):
+    older = ReportJob.objects.create(owner=alice, report="orders", format="csv")
+    newer = ReportJob.objects.create(owner=alice, report="customers", format="csv")
+    ReportJob.objects.create(owner=make_user("dave"), report="orders", format="csv")
+    ids = [j["id"] for j in alice_client.get("/api/reports/jobs/").json()["jobs"]]
+    assert ids == [str(newer.pk), str(older.pk)]
+
+
+def test_illegal_transitions_are_refused(alice):
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
+    assert not job.transition(Status.RUNNING)
+    assert not job.transition(Status.CANCELLED)
+    assert ReportJob.objects.get(pk=job.pk).status == Status.SUCCEEDED
+    assert job.transition(Status.EXPIRED)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_whose_queue_entry_was_lost_is_enqueued_again_by_the_sweeper(alice_client, redis_queue, settings):
+    settings.REPORTS_STALE_AFTER_SECONDS = 0
+    job_id = post(alice_client, {"report": "orders", "format": "csv"}).json()["id"]
+    redis_queue.connection.flushdb()  # Redis restarted and forgot the queue
+    assert redis_queue.job_ids == []
+    assert sweep()["requeued"] == 1
+    assert redis_queue.job_ids == [f"report-{job_id}"]
+    assert sweep()["requeued"] == 0  # already on the queue: left alone
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_job_whose_worker_died_is_requeued_then_failed(alice, redis_queue, settings):
+    settings.REPORTS_STALE_AFTER_SECONDS = 0
+    settings.REPORTS_MAX_ATTEMPTS = 2
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.RUNNING, attempts=1)
+    assert sweep()["requeued"] == 1
+    job.refresh_from_db()
+    assert job.status == Status.QUEUED
+    ReportJob.objects.filter(pk=job.pk).update(status=Status.RUNNING, attempts=2)
+    redis_queue.connection.flushdb()
+    assert sweep()["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and "stopped 2 times" in job.error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_down_at_commit_still_answers_202_and_keeps_the_row(alice_client, settings):
+    settings.RQ_QUEUES = {"reports": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": "rq.serializers.JSONSerializer"}}
+    response = post(alice_client, {"report": "orders", "format": "csv"})
+    assert response.status_code == 202
+    assert ReportJob.objects.get(pk=response.json()["id"]).status == Status.QUEUED

@@ -1,0 +1,134 @@
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+import reports
+from reports.definitions import ParamsInvalid
+from reports.registry import AlreadyRegistered, NotRegistered, get_report, register, unregister
+from shop.models import Order
+
+
+def test_demo_reports_are_discovered_from_reports_modules():
+    slugs = {r.slug for r in reports.all_reports()}
+    assert {"orders", "customers"} <= slugs
+
+
+def test_unknown_slug_raises_not_registered():
+    with pytest.raises(NotRegistered):
+        get_report("nope")
+
+
+def test_registering_a_second_report_under_a_taken_slug_fails():
+    class Again(reports.Report):
+        slug = "orders"
+        model = Order
+        columns = ["id"]
+
+    with pytest.raises(AlreadyRegistered):
+        register(Again)
+
+
+def test_a_column_that_is_not_a_field_is_refused_at_registration():
+    class Broken(reports.Report):
+        slug = "broken-column"
+        model = Order
+        columns = ["id", "customer__password"]
+
+    with pytest.raises(ImproperlyConfigured, match="password"):
+        register(Broken)
+    unregister("broken-column")
+
+
+def test_column_kinds_and_labels_come_from_the_model():
+    specs = {s.name: s for s in get_report("orders").get_column_specs()}
+    assert specs["amount"].kind == "decimal"
+    assert specs["created_at"].kind == "datetime"
+    assert specs["is_gift"].kind == "boolean"
+    assert specs["customer__name"].label == "Customer"
+    assert specs["note"].kind == "text"
+
+
+def test_computed_columns_read_their_declared_fields():
+    report = get_report("customers")
+    assert report.get_fetch_fields().count("email") == 1
+    make_row = report.get_row_maker()
+    values = tuple("customer7@Mail.Example.org" if f == "email" else f for f in report.get_fetch_fields())
+    row = make_row(values)
+    names = [s.name for s in report.get_column_specs()]
+    assert row[names.index("email_domain")] == "mail.example.org"
+    assert row[names.index("email")] == "customer7@Mail.Example.org"
+
+
+def test_plain_reports_pass_rows_through_untouched():
+    make_row = get_report("orders").get_row_maker()
+    row = (1, 2, 3)
+    assert make_row(row) is row
+
+
+class TestParams:
+    report = get_report("orders")
+
+    def test_valid_params_are_typed(self):
+        cleaned = self.report.clean_params(
+            {"status": "paid", "created_from": "2025-01-01", "min_amount": "10.5", "country": "BR"}
+        )
+        assert cleaned == {
+            "status": "paid",
+            "created_from": dt.date(2025, 1, 1),
+            "min_amount": Decimal("10.5"),
+            "country": "BR",
+        }
+        assert self.report.serialize_params(cleaned)["created_from"] == "2025-01-01"
+        assert self.report.serialize_params(cleaned)["min_amount"] == "10.5"
+
+    def test_empty_values_are_dropped(self):
+        assert self.report.clean_params({"status": "", "country": None}) == {}
+        assert self.report.clean_params(None) == {}
+
+    @pytest.mark.parametrize(
+        "name", ["customer__password", "amount__gte", "id__in", "__class__", "status__regex", "pk"]
+    )
+    def test_orm_lookups_from_the_request_are_unknown_filters(self, name):
+        with pytest.raises(ParamsInvalid) as exc:
+            self.report.clean_params({name: "x"})
+        assert "Unknown filter" in exc.value.errors[name][0]
+
+    @pytest.mark.parametrize(
+        ("params", "field"),
+        [
+            ({"status": "stolen"}, "status"),
+            ({"created_from": "yesterday"}, "created_from"),
+            ({"min_amount": "ten"}, "min_amount"),
+            ({"min_amount": "1" * 40}, "min_amount"),
+            ({"country": "BRA"}, "country"),
+            ({"status": ["paid", "shipped"]}, "status"),
+            ({"status": {"$ne": 1}}, "status"),
+        ],
+    )
+    def test_wrong_values_get_field_errors(self, params, field):
+        with pytest.raises(ParamsInvalid) as exc:
+            self.report.clean_params(params)
+        assert list(exc.value.errors) == [field]
+
+    def test_params_must_be_an_object(self):
+        with pytest.raises(ParamsInvalid) as exc:
+            self.report.clean_params(["status", "paid"])
+        assert "params" in exc.value.errors
+
+
+@pytest.mark.django_db
+def test_filters_apply_only_the_authors_lookups():
+    report = get_report("orders")
+    sql = str(report.get_report_queryset({"min_amount": "5", "created_to": "2025-02-01"}).query)
+    assert '"shop_order"."amount" >= 5' in sql
+    assert "2025-02-01" in sql
+
+
+@pytest.mark.django_db
+def test_default_permission_is_the_models_view_permission(make_user):
+    report = get_report("customers")
+    assert report.get_permission() == "shop.view_customer"
+    assert report.has_permission(make_user("viewer", perms=["shop.view_customer"]))
+    assert not report.has_permission(make_user("nobody", perms=[]))

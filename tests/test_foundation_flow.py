@@ -1,0 +1,216 @@
+"""Request through the API -> a real RQ worker process -> the file in storage -> download.
+
+Runs on PostgreSQL and Redis; the worker is a separate `manage.py rqworker` process.
+"""
+
+import csv
+import io
+import json
+import time
+
+import pytest
+from django.test import Client
+
+from reports.files import reports_storage
+from reports.models import ReportJob, Status
+from shop import demo
+from shop.models import Order
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+ORDERS = 20_000
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+@pytest.fixture
+def orders():
+    demo.seed(ORDERS)
+    return ORDERS
+
+
+def csrf_client(user) -> Client:
+    """A client that enforces CSRF like a browser's session does."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    client.get("/api/reports/")  # any page; we then read the token Django would give the page
+    from django.middleware.csrf import _get_new_csrf_string
+
+    token = _get_new_csrf_string()
+    client.cookies["csrftoken"] = token
+    client.defaults["HTTP_X_CSRFTOKEN"] = token
+    return client
+
+
+def post_job(client, body) -> tuple[int, dict]:
+    response = client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
+    return response.status_code, response.json()
+
+
+def download_rows(client, job_id) -> list[list[str]]:
+    response = client.get(f"/reports/jobs/{job_id}/download/")
+    assert response.status_code == 200, response.content[:500]
+    data = b"".join(response.streaming_content)
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def text(value) -> str:
+    if value is None:
+        return ""
+    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def when(value) -> str:
+    return "" if value is None else value.isoformat()
+
+
+def expected_orders(queryset) -> list[list[str]]:
+    """The file's rows worked out independently of the writer, straight from the ORM."""
+    return [
+        [
+            str(o.id),
+            o.number,
+            text(o.customer.name),
+            o.country,
+            o.status,
+            f"{o.amount:.2f}",
+            "" if o.discount is None else f"{o.discount:.2f}",
+            str(o.quantity),
+            "true" if o.is_gift else "false",
+            text(o.note),
+            when(o.created_at),
+            when(o.shipped_at),
+        ]  # fmt: skip
+        for o in queryset.select_related("customer").order_by("pk")
+    ]
+
+
+def test_request_answers_202_and_a_worker_writes_every_row(orders, alice, run_worker):
+    client = csrf_client(alice)
+    started = time.monotonic()
+    status, job = post_job(client, {"report": "orders", "format": "csv"})
+    assert status == 202
+    assert time.monotonic() - started < 2  # the request only records the job
+    assert job["status"] == "queued" and job["download_url"] is None and job["report"] == "orders"
+
+    run_worker(REPORTS_CHUNK_SIZE=1000)
+
+    job = client.get(f"/api/reports/jobs/{job['id']}/").json()
+    assert job["status"] == "succeeded", job
+    assert job["rows_done"] == job["rows_total"] == ORDERS
+    assert job["progress"] == 1.0
+    row = ReportJob.objects.get(pk=job["id"])
+    assert row.checkpoint["last"] == Order.objects.order_by("-pk").first().pk  # 20 chunks, all checkpointed
+    rows = download_rows(client, job["id"])
+    assert rows[0] == [
+        "Id", "Number", "Customer", "Country", "Status", "Amount", "Discount", "Quantity", "Is gift", "Note",
+        "Created at", "Shipped at",
+    ]  # fmt: skip
+    assert rows[1:] == expected_orders(Order.objects.all())
+    assert job["file_size"] == reports_storage().size(row.file.name)
+    # the awkward values really were in there
+    flat = {cell for r in rows for cell in r}
+    assert {"'=1+1", "'@cmd", "Line one\nline two", "Emoji 🎉🚀 party", "-999999999999.99"} <= flat
+
+
+def test_filters_are_applied(orders, alice, run_worker):
+    client = csrf_client(alice)
+    params = {"status": "paid", "country": "BR", "min_amount": "1000", "created_from": "2024-06-01"}
+    status, job = post_job(client, {"report": "orders", "format": "csv", "params": params})
+    assert status == 202, job
+    assert job["params"] == params
+    run_worker()
+    expected = Order.objects.filter(status="paid", country="BR", amount__gte=1000, created_at__date__gte="2024-06-01")
+    assert 0 < expected.count() < ORDERS
+    assert download_rows(client, job["id"])[1:] == expected_orders(expected)
+
+
+def test_a_report_with_computed_columns_runs_on_the_general_path(orders, alice, run_worker):
+    client = csrf_client(alice)
+    status, job = post_job(client, {"report": "customers", "format": "csv_excel", "params": {"country": "PT"}})
+    assert status == 202, job
+    run_worker()
+    response = client.get(f"/reports/jobs/{job['id']}/download/")
+    data = b"".join(response.streaming_content)
+    assert data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    from shop.models import Customer
+
+    customers = Customer.objects.filter(country="PT").order_by("pk")
+    assert [r[0] for r in rows[1:]] == [str(c.pk) for c in customers]
+    assert [r[3] for r in rows[1:]] == [c.email.rpartition("@")[2].lower() for c in customers]
+
+
+def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(orders, alice, start_worker):
+    client = csrf_client(alice)
+    status, job = post_job(client, {"report": "slow-orders", "format": "csv"})
+    assert status == 202
+    start_worker(REPORTS_CHUNK_SIZE=100, SLOW_REPORT_SECONDS_PER_ROW=0.002)
+    wait_for(lambda: ReportJob.objects.get(pk=job["id"]).rows_done >= 100, message="the first chunks")
+
+    response = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+
+    row = ReportJob.objects.get(pk=job["id"])
+    spool = list(reports_spool().glob(f"{job['id']}-*"))
+    wait_for(lambda: not any(p.exists() for p in spool), timeout=30, message="the spool file to be removed")
+    time.sleep(0.5)  # a chunk after the cancel would have moved rows_done on
+    row.refresh_from_db()
+    assert row.status == Status.CANCELLED
+    assert 100 <= row.rows_done < ORDERS
+    assert not row.file
+    assert not list_stored_files(job["id"])
+    assert client.get(f"/reports/jobs/{job['id']}/download/").status_code == 409
+    again = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
+    assert again.status_code == 409 and "cancelled" in again.json()["error"]
+
+
+def test_cancel_while_queued_means_it_never_starts(orders, alice, run_worker):
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "orders", "format": "csv"})
+    assert client.post(f"/api/reports/jobs/{job['id']}/cancel/").status_code == 200
+    run_worker()
+    row = ReportJob.objects.get(pk=job["id"])
+    assert row.status == Status.CANCELLED and row.started_at is None and row.rows_done == 0
+
+
+def test_a_job_that_raises_ends_failed_with_its_message(orders, alice, run_worker):
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "exploding", "format": "csv"})
+    run_worker(REPORTS_CHUNK_SIZE=1000)
+    job = client.get(f"/api/reports/jobs/{job['id']}/").json()
+    assert job["status"] == "failed"
+    assert job["error"] == "ValueError: Exploded on purpose at order 4321"
+    assert job["download_url"] is None
+    assert not list(reports_spool().glob(f"{job['id']}-*"))
+    assert not list_stored_files(job["id"])
+
+
+def test_other_users_get_404_for_the_job_and_the_file(orders, alice, make_user, run_worker):
+    _, job = post_job(csrf_client(alice), {"report": "orders", "format": "csv"})
+    run_worker()
+    mallory = Client()
+    mallory.force_login(make_user("mallory"))
+    assert mallory.get(f"/api/reports/jobs/{job['id']}/").status_code == 404
+    assert mallory.get(f"/reports/jobs/{job['id']}/download/").status_code == 404
+    assert mallory.post(f"/api/reports/jobs/{job['id']}/cancel/").status_code == 404
+    assert mallory.get("/api/reports/jobs/").json() == {"jobs": []}
+    anonymous = Client()
+    assert anonymous.get(f"/api/reports/jobs/{job['id']}/").status_code == 401
+    response = anonymous.get(f"/reports/jobs/{job['id']}/download/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def reports_spool():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return Path(settings.REPORTS_SPOOL_DIR)
+
+
+def list_stored_files(job_id) -> list[str]:
+    root = reports_storage().path("")
+    from pathlib import Path
+
+    return [str(p) for p in Path(root).rglob("*") if p.is_file() and str(job_id) in str(p)]
