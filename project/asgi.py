@@ -6,5 +6,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()  # first: it sets Django up before anything imports models
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+# Static files are served by the app itself, with DEBUG on or off: one process, nothing else to set up.
+application = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(django_asgi_app)})

@@ -3,6 +3,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import django_rq
 import pytest
@@ -19,7 +20,8 @@ WORKER_COMMAND = [
 def database_url() -> str:
     """The test database, as a URL a child process can use (pytest-django renamed it)."""
     s = connection.settings_dict
-    return f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+    credentials = quote(s["USER"] or "postgres") + (f":{quote(s['PASSWORD'])}" if s["PASSWORD"] else "")
+    return f"postgres://{credentials}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def child_env(**extra) -> dict:

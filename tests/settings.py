@@ -6,7 +6,7 @@ Worker processes started by the tests inherit this environment, so they share th
 import os
 import tempfile
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/reports")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/reports")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="reports-tests-"))
 os.environ.setdefault("LOG_LEVEL", "WARNING")

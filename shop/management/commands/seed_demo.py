@@ -5,6 +5,7 @@ from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand, CommandError
 
 from shop import demo
+from shop.models import Order
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-reports"
@@ -16,10 +17,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--orders", type=int, default=10_000, help="How many orders (default 10,000).")
         parser.add_argument("--no-user", action="store_true", help="Do not create or reset the demo login.")
+        parser.add_argument("--if-empty", action="store_true", help="Leave existing shop data as it is.")
 
-    def handle(self, *args, orders, no_user, verbosity, **options):
+    def handle(self, *args, orders, no_user, if_empty, verbosity, **options):
         if orders < 0 or orders > 100_000_000:
             raise CommandError("--orders must be between 0 and 100,000,000.")
+        if if_empty and Order.objects.exists():
+            self.stdout.write(f"The shop already has {Order.objects.count():,} orders; leaving them.")
+        else:
+            self.seed(orders, verbosity)
+        if not no_user:
+            self.stdout.write(f"Demo login: {ensure_demo_user()} / {DEMO_PASSWORD}")
+
+    def seed(self, orders, verbosity):
         started = time.monotonic()
 
         def progress(done):
@@ -33,8 +43,6 @@ class Command(BaseCommand):
         elapsed = time.monotonic() - started
         summary = f"Seeded {customers:,} customers and {orders:,} orders in {elapsed:.1f}s."
         self.stdout.write(self.style.SUCCESS(summary))
-        if not no_user:
-            self.stdout.write(f"Demo login: {ensure_demo_user()} / {DEMO_PASSWORD}")
 
 
 def ensure_demo_user() -> str:

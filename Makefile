@@ -1,0 +1,45 @@
+# The two quickstart commands are `make run` and `make test`; see README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+N ?= 1000000
+
+.PHONY: install run test test-fast lint format bench clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed (python3.12 on PATH)."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install  ## the whole stack with demo data: Redis, migrations, seed, daphne, RQ worker, sweeper
+	scripts/services.sh redis
+	$(BIN)/python scripts/run.py
+
+test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne, S3 and Chromium
+	scripts/services.sh postgres redis
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install  ## unit tests only
+	$(BIN)/pytest -m "not integration and not browser" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install  ## the benchmark: N=1000000 by default
+	scripts/services.sh postgres redis
+	$(BIN)/python bench/run.py --rows $(N)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
