@@ -178,3 +178,20 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 CSRF_FAILURE_VIEW = "reports.api.csrf_failure"
+REPORTS_PROGRESS_INTERVAL = float(os.environ.get("REPORTS_PROGRESS_INTERVAL", "1.0"))
+# E-mail the owner when a report that ran longer than this many seconds ends (unset: never).
+REPORTS_EMAIL_AFTER_SECONDS = (
+    int(os.environ["REPORTS_EMAIL_AFTER_SECONDS"]) if os.environ.get("REPORTS_EMAIL_AFTER_SECONDS") else None
+)
+REPORTS_SITE_URL = os.environ.get("REPORTS_SITE_URL", "http://127.0.0.1:8000")  # for links in e-mails
+
+MAILERS = {"default": {"BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")}}
+if MAILERS["default"]["BACKEND"].endswith("smtp.EmailBackend"):
+    MAILERS["default"]["OPTIONS"] = {
+        "host": os.environ.get("EMAIL_HOST", "localhost"),
+        "port": env_int("EMAIL_PORT", 25),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": env_bool("EMAIL_USE_TLS", False),
+    }
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reports@localhost")

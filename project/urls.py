@@ -10,4 +10,5 @@ urlpatterns = [
     path("admin/django_rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("", include("reports.urls")),
+    path("", include("notifications.urls")),
 ]

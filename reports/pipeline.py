@@ -17,6 +17,7 @@ from django.core.files import File
 from django.db.models import Count, F, Max, QuerySet
 from django.utils import timezone
 
+from .events import ProgressNotifier, job_ended
 from .files import reports_storage, storage_name
 from .models import ReportJob, Status
 from .registry import get_report
@@ -38,16 +39,26 @@ def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: Progr
         return False
     job.refresh_from_db()
     spool = spool_path(job)
+    notifier = ProgressNotifier()
+
+    def progress(job: ReportJob) -> None:
+        notifier(job)
+        if on_progress:
+            on_progress(job)
+
     try:
-        _generate(job, spool, chunk_size or settings.REPORTS_CHUNK_SIZE, on_progress or (lambda job: None))
+        _generate(job, spool, chunk_size or settings.REPORTS_CHUNK_SIZE, progress)
     except JobCancelled:
         logger.info("Report job %s was cancelled at row %s.", job.pk, job.rows_done)
         job.refresh_from_db()
+        return True  # whoever cancelled it told the owner
     except BaseException as exc:  # a job timeout arrives as an exception too
-        job.transition(Status.FAILED, error=describe_error(exc))
+        if job.transition(Status.FAILED, error=describe_error(exc)):
+            job_ended(job)
         raise
     finally:
         spool.unlink(missing_ok=True)
+    job_ended(job)
     return True
 
 
@@ -86,7 +97,6 @@ def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: Progres
     if not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=done, rows_total=done):
         storage.delete(name)  # cancelled while the file was being stored
         raise JobCancelled
-    on_progress(job)
 
 
 def iter_chunks(queryset: QuerySet, fields: list[str], upper, chunk_size: int) -> Iterator[tuple[object, list]]:

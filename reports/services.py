@@ -14,6 +14,7 @@ from django.db import transaction
 from redis.exceptions import RedisError
 
 from .definitions import ParamsInvalid
+from .events import job_ended
 from .models import ReportJob, Status
 from .registry import get_report
 
@@ -80,6 +81,7 @@ def cancel_report(job: ReportJob) -> ReportJob:
     if not job.transition(Status.CANCELLED):
         job.refresh_from_db()
         raise NotCancellable(f"The job is {job.status} and can no longer be cancelled.")
+    job_ended(job)
     try:
         rq_job = django_rq.get_queue(QUEUE_NAME).fetch_job(job.rq_job_id)
         if rq_job is not None and rq_job.get_status() == "queued":

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 from rq.registry import StartedJobRegistry
 
+from .events import job_ended
 from .models import ReportJob, Status
 from .services import QUEUE_NAME, enqueue_job
 
@@ -39,5 +40,6 @@ def sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
             if job.transition(Status.QUEUED, rows_done=0) and enqueue_job(job):
                 counts["requeued"] += 1
         elif job.transition(Status.FAILED, error=f"The worker stopped {job.attempts} times while running it."):
+            job_ended(job)
             counts["failed"] += 1
     return counts

@@ -107,3 +107,75 @@ def alice(make_user):
 def alice_client(client, alice):
     client.force_login(alice)
     return client
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def daphne_server(transactional_db, redis_queue):
+    """A real daphne process serving the project (HTTP and websockets); yields its base URL."""
+    import socket
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def listening():
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_for(listening, timeout=30, message="daphne to listen")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+class LiveSession:
+    """HTTP and websocket calls to a live server as a logged-in user (a real session cookie)."""
+
+    def __init__(self, base_url: str, user):
+        from django.middleware.csrf import _get_new_csrf_string
+        from django.test import Client
+
+        client = Client()
+        client.force_login(user)
+        self.base_url = base_url
+        self.session = client.cookies["sessionid"].value
+        self.csrf = _get_new_csrf_string()
+
+    @property
+    def cookie(self) -> str:
+        return f"sessionid={self.session}; csrftoken={self.csrf}"
+
+    def request(self, method: str, path: str, body: dict | None = None):
+        import json
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Cookie", self.cookie)
+        request.add_header("X-CSRFToken", self.csrf)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), dict(error.headers)
+
+    def websocket(self, origin: str | None = None):
+        from websockets.sync.client import connect
+
+        ws_url = self.base_url.replace("http://", "ws://") + "/ws/notifications/"
+        return connect(ws_url, additional_headers={"Cookie": self.cookie, "Origin": origin or self.base_url})

@@ -1,0 +1,46 @@
+"""notify(): store a notification and push it to the user's open pages."""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from .models import Notification
+
+logger = logging.getLogger(__name__)
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{int(user_id)}"
+
+
+def notify(user, *, type: str, title: str = "", body: str = "", link: str = "", payload: dict | None = None,
+           store: bool = True) -> Notification | None:  # fmt: skip
+    """Tell a user something. Stored (the truth, replayed on connect) unless store=False, as for
+    progress ticks that would flood the table; then pushed at most once over the channel layer."""
+    payload = payload or {}
+    notification = None
+    if store:
+        notification = Notification.objects.create(
+            user=user, type=type, title=title, body=body, link=link, payload=payload
+        )
+        message = notification.as_message()
+    else:
+        message = {**payload, "type": type}
+    push(user.pk, message)
+    return notification
+
+
+def push(user_id: int, message: dict) -> bool:
+    """Send to every socket the user has open. Delivery may fail (Redis away): the row remains."""
+    layer = get_channel_layer()
+    if layer is None:
+        return False
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "notification.message", "message": message})
+    except Exception:
+        logger.warning("Could not push %s to user %s; it stays stored.", message.get("type"), user_id, exc_info=True)
+        return False
+    return True

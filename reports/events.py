@@ -1,0 +1,72 @@
+"""What the reports app tells users: live progress, and how each job ended."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.defaultfilters import filesizeformat
+
+from notifications.services import notify
+
+from .models import ReportJob, Status
+from .writers import FORMATS
+
+logger = logging.getLogger(__name__)
+ENDINGS = {
+    Status.SUCCEEDED: ("report.ready", "Your report is ready"),
+    Status.FAILED: ("report.failed", "Your report failed"),
+    Status.CANCELLED: ("report.cancelled", "Your report was cancelled"),
+}
+
+
+class ProgressNotifier:
+    """Pushes `report.progress` at most every `interval` seconds per job, and always the last tick.
+
+    Progress is not stored: it would flood the table, and the row already holds it.
+    """
+
+    def __init__(self, interval: float | None = None):
+        self.interval = settings.REPORTS_PROGRESS_INTERVAL if interval is None else interval
+        self.last_sent = float("-inf")
+
+    def __call__(self, job: ReportJob) -> None:
+        now = time.monotonic()
+        is_last = job.status != Status.RUNNING or (job.rows_total is not None and job.rows_done >= job.rows_total)
+        if is_last or now - self.last_sent >= self.interval:
+            self.last_sent = now
+            notify(job.owner, type="report.progress", payload={"job": job.as_dict()}, store=False)
+
+
+def job_ended(job: ReportJob) -> None:
+    """Tell the owner how the job ended (stored, so a page opened later still shows it)."""
+    type_, title = ENDINGS[job.status]
+    notify(job.owner, type=type_, title=title, body=describe(job), link=job.as_dict()["download_url"] or "",
+           payload={"job": job.as_dict()})  # fmt: skip
+    maybe_email(job, title)
+
+
+def describe(job: ReportJob) -> str:
+    name = f"{job.as_dict()['report_title']} ({FORMATS[job.format].label})" if job.format in FORMATS else job.report
+    if job.status == Status.SUCCEEDED:
+        return f"{name}: {job.rows_done:,} rows, {filesizeformat(job.file_size or 0)}."
+    if job.status == Status.FAILED:
+        return f"{name}: {job.error}"
+    return f"{name} was cancelled."
+
+
+def maybe_email(job: ReportJob, title: str) -> None:
+    """Also e-mail the owner when a job ran longer than REPORTS_EMAIL_AFTER_SECONDS (off when unset)."""
+    threshold = settings.REPORTS_EMAIL_AFTER_SECONDS
+    if threshold is None or not job.owner.email or not job.started_at or not job.finished_at:
+        return
+    if (job.finished_at - job.started_at).total_seconds() < threshold:
+        return
+    link = job.as_dict()["download_url"]
+    body = describe(job) + (f"\n\nDownload: {settings.REPORTS_SITE_URL.rstrip('/')}{link}" if link else "")
+    try:
+        send_mail(title, body, None, [job.owner.email])
+    except Exception:  # the notification is stored and pushed already; mail is a bonus
+        logger.warning("Could not e-mail %s about report job %s.", job.owner.email, job.pk, exc_info=True)

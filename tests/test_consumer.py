@@ -1,0 +1,139 @@
+"""The websocket consumer through the real ASGI stack: origin check, session auth, replay, isolation."""
+
+import asyncio
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from notifications.models import Notification
+from notifications.services import notify
+from project.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def communicator(cookie: str | None = None, origin: str | None = "http://localhost:8000"):
+    headers = [(b"host", b"localhost:8000")]
+    if origin:
+        headers.append((b"origin", origin.encode()))
+    if cookie:
+        headers.append((b"cookie", f"sessionid={cookie}".encode()))
+    return WebsocketCommunicator(application, "/ws/notifications/", headers=headers)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def connect(comm):
+    connected, code = await comm.connect(timeout=5)
+    return connected, code
+
+
+def test_anonymous_is_rejected():
+    async def scenario():
+        comm = communicator()
+        connected, code = await connect(comm)
+        assert not connected and code == 4401
+
+    run(scenario())
+
+
+def test_foreign_origin_is_rejected(alice):
+    cookie = session_cookie(alice)
+
+    async def scenario():
+        comm = communicator(cookie, origin="https://evil.example")
+        connected, _ = await connect(comm)
+        assert not connected
+
+    run(scenario())
+
+
+def test_missing_origin_is_rejected(alice):
+    cookie = session_cookie(alice)
+
+    async def scenario():
+        comm = communicator(cookie, origin=None)
+        connected, _ = await connect(comm)
+        assert not connected
+
+    run(scenario())
+
+
+def test_unseen_notifications_are_replayed_oldest_first_and_can_be_marked_seen(alice, make_user):
+    first = notify(alice, type="report.ready", title="First", payload={"job": {"id": "a"}})
+    second = notify(alice, type="report.failed", title="Second", body="boom", payload={"job": {"id": "b"}})
+    seen = notify(alice, type="report.ready", title="Old")
+    Notification.objects.filter(pk=seen.pk).mark_seen()
+    notify(make_user("bob"), type="report.ready", title="Bob's")
+    cookie = session_cookie(alice)
+
+    async def scenario():
+        comm = communicator(cookie)
+        assert (await connect(comm))[0]
+        one, two = await comm.receive_json_from(timeout=5), await comm.receive_json_from(timeout=5)
+        assert [one["notification"]["title"], two["notification"]["title"]] == ["First", "Second"]
+        assert one["type"] == "report.ready" and one["job"] == {"id": "a"} and one["replay"] is True
+        assert two["notification"]["body"] == "boom"
+        assert await comm.receive_nothing(timeout=0.3)
+        await comm.send_json_to({"action": "seen", "ids": [first.pk, second.pk, 999999]})
+        assert await comm.receive_json_from(timeout=5) == {"type": "seen", "count": 2}
+        await comm.disconnect()
+
+        again = communicator(cookie)
+        assert (await connect(again))[0]
+        assert await again.receive_nothing(timeout=0.3)  # nothing unseen left to replay
+        await again.disconnect()
+
+    run(scenario())
+    assert not Notification.objects.filter(user=alice).unseen().exists()
+
+
+def test_pushes_reach_only_their_user_whatever_the_client_sends(alice, make_user):
+    bob = make_user("bob")
+    alice_cookie, bob_cookie = session_cookie(alice), session_cookie(bob)
+    bobs = notify(bob, type="report.ready", title="Bob's", store=True)
+    Notification.objects.filter(pk=bobs.pk).mark_seen()
+
+    async def scenario():
+        a, b = communicator(alice_cookie), communicator(bob_cookie)
+        assert (await connect(a))[0] and (await connect(b))[0]
+        # Alice tries to join Bob's group, and to mark Bob's notification seen: neither is an action.
+        await a.send_json_to({"action": "subscribe", "group": f"user.{bob.pk}"})
+        assert (await a.receive_json_from(timeout=5))["type"] == "error"
+        await a.send_json_to({"action": "seen", "ids": [bobs.pk]})
+        assert await a.receive_json_from(timeout=5) == {"type": "seen", "count": 0}
+
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(notify)(bob, type="report.progress", payload={"job": {"id": "x"}}, store=False)
+        assert (await b.receive_json_from(timeout=5)) == {"type": "report.progress", "job": {"id": "x"}}
+        assert await a.receive_nothing(timeout=0.5)
+        await a.disconnect()
+        await b.disconnect()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("message", ["not json", '{"action": "seen", "ids": "all"}', "x" * 5000, "[1]"])
+def test_bad_client_messages_get_an_error_and_the_socket_stays_open(alice, message):
+    cookie = session_cookie(alice)
+
+    async def scenario():
+        comm = communicator(cookie)
+        assert (await connect(comm))[0]
+        await comm.send_to(text_data=message)
+        assert (await comm.receive_json_from(timeout=5))["type"] == "error"
+        await comm.send_json_to({"action": "seen_all"})  # still open and answering
+        assert await comm.receive_json_from(timeout=5) == {"type": "seen", "count": 0}
+        await comm.disconnect()
+
+    run(scenario())
