@@ -9,3 +9,4 @@ class ReportsConfig(AppConfig):
     def ready(self):
         # Every installed app's reports.py registers its reports, as admin.py modules do.
         autodiscover_modules("reports")
+        from . import signals  # noqa: F401

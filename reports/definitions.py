@@ -132,6 +132,7 @@ class Report:
     formats: ClassVar[list[str] | None] = None  # None: every format there is
     permission: ClassVar[str | None] = None  # None: the model's view permission
     escape_formulas: ClassVar[bool] = True  # the report's author may switch it off; never the requester
+    csv_delimiter: ClassVar[str] = ","
 
     # -- hooks -------------------------------------------------------------------------------
     def get_model(self) -> type[models.Model]:
@@ -247,6 +248,11 @@ class Report:
             if report_filter.name in cleaned:
                 queryset = report_filter.apply(queryset, cleaned[report_filter.name])
         return queryset
+
+    def describe_params(self, params: Mapping[str, Any]) -> str:
+        """The filters of a run in words, for a file's heading: "Status: paid, Minimum amount: 10"."""
+        form = self.get_params_form_class()()
+        return ", ".join(f"{form.fields[k].label}: {v}" for k, v in params.items() if k in form.fields)
 
     def get_report_queryset(self, params: Mapping[str, Any]) -> models.QuerySet:
         """The rows of a run with the given stored (JSON) params."""

@@ -11,6 +11,11 @@ def reports_storage() -> Storage:
     return storages["reports"]
 
 
+def delete_file(name: str) -> None:
+    if name:
+        reports_storage().delete(name)
+
+
 def storage_name(job, title: str) -> str:
     """A unique, readable key: 2026/11/28/<job uuid>/orders-20261128-101500.csv."""
     created = timezone.localtime(job.created_at)

@@ -18,7 +18,7 @@ from django.db.models import Count, F, Max, QuerySet
 from django.utils import timezone
 
 from .events import ProgressNotifier, job_ended
-from .files import reports_storage, storage_name
+from .files import delete_file, reports_storage, storage_name
 from .models import ReportJob, Status
 from .registry import get_report
 from .writers import FORMATS, WriterOptions
@@ -77,6 +77,7 @@ def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: Progres
         escape_formulas=report.escape_formulas,
         time_zone=zoneinfo.ZoneInfo(settings.TIME_ZONE),
         title=report.get_title(),
+        extra={"delimiter": report.csv_delimiter, "filters": report.describe_params(job.params)},
     )
     spool.parent.mkdir(parents=True, exist_ok=True)
     with spool.open("wb") as fh:
@@ -95,7 +96,7 @@ def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: Progres
         name = storage.save(storage_name(job, report.get_title()), File(fh))
     size = spool.stat().st_size
     if not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=done, rows_total=done):
-        storage.delete(name)  # cancelled while the file was being stored
+        delete_file(name)  # cancelled while the file was being stored
         raise JobCancelled
 
 

@@ -43,6 +43,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
     if format not in report.get_formats():
         raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
     cleaned = report.clean_params(params)
+    check_row_cap(report, format, cleaned)
 
     limit = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER
     with transaction.atomic():
@@ -54,6 +55,23 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
         if enqueue:
             transaction.on_commit(partial(enqueue_job, job))
     return job
+
+
+def row_cap(format: str) -> int | None:
+    """Formats laid out as a whole (PDF) are refused above a cap, decided before any work."""
+    return settings.REPORTS_PDF_MAX_ROWS if format == "pdf" else None
+
+
+def check_row_cap(report, format: str, cleaned: dict) -> None:
+    cap = row_cap(format)
+    if cap is None:
+        return
+    rows = report.filter_queryset(report.get_queryset(), cleaned).count()
+    if rows > cap:
+        raise ParamsInvalid({"format": [
+            f"{format.upper()} is limited to {cap:,} rows and this report has {rows:,}. "
+            "Narrow the filters, or choose CSV or XLSX, which have no limit."
+        ]})  # fmt: skip
 
 
 def enqueue_job(job: ReportJob) -> bool:

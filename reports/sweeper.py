@@ -11,6 +11,7 @@ from django.utils import timezone
 from rq.registry import StartedJobRegistry
 
 from .events import job_ended
+from .files import delete_file
 from .models import ReportJob, Status
 from .services import QUEUE_NAME, enqueue_job
 
@@ -43,3 +44,16 @@ def sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
             job_ended(job)
             counts["failed"] += 1
     return counts
+
+
+def expire_files(*, now: dt.datetime | None = None) -> int:
+    """Delete files older than REPORTS_RETENTION_HOURS from the storage; their jobs become `expired`."""
+    now = now or timezone.now()
+    cutoff = now - dt.timedelta(hours=settings.REPORTS_RETENTION_HOURS)
+    expired = 0
+    for job in ReportJob.objects.filter(status=Status.SUCCEEDED, finished_at__lt=cutoff):
+        name = job.file.name
+        if job.transition(Status.EXPIRED, file=""):
+            delete_file(name)
+            expired += 1
+    return expired

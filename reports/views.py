@@ -2,6 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.storage import FileSystemStorage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from .api import report_as_dict
@@ -44,11 +45,10 @@ def download(request, job_id):
 
 def signed_url(storage, job: ReportJob, filename: str) -> str:
     """A short-lived URL straight to the object, carrying the filename and type (S3)."""
-    response = FileResponse(b"", as_attachment=True, filename=filename)
     return storage.url(
         job.file.name,
         parameters={
-            "ResponseContentDisposition": response["Content-Disposition"],
+            "ResponseContentDisposition": content_disposition_header(True, filename),
             "ResponseContentType": FORMATS[job.format].content_type,
         },
     )

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 import time
@@ -74,6 +75,11 @@ def start_worker(redis_queue, transactional_db):
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def ooxml_text(value):
+    """Decode OOXML's _xHHHH_ escapes (how control characters such as CR are stored), as Excel does."""
+    return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), value) if value else value
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.05, message: str = "condition"):

@@ -4,6 +4,9 @@ from dataclasses import dataclass
 
 from .base import ColumnSpec, Writer, WriterOptions, escape_formula
 from .csv import CsvWriter, ExcelCsvWriter
+from .json import JsonWriter, NdjsonWriter
+from .pdf import PdfWriter
+from .xlsx import XlsxWriter
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ FORMATS: dict[str, Format] = {
     for f in [
         Format("csv", "CSV", CsvWriter),
         Format("csv_excel", "CSV for Excel", ExcelCsvWriter),
+        Format("xlsx", "Excel (XLSX)", XlsxWriter),
+        Format("json", "JSON", JsonWriter),
+        Format("ndjson", "NDJSON", NdjsonWriter),
+        Format("pdf", "PDF", PdfWriter),
     ]
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar
 
@@ -35,6 +35,35 @@ def escape_formula(value: str) -> str:
     if value and value.startswith(FORMULA_PREFIXES):
         return "'" + value
     return value
+
+
+def text_formatters(columns: Sequence[ColumnSpec], options: WriterOptions, *, booleans: bool, decimals: bool
+                    ) -> list[tuple[int, Callable]]:  # fmt: skip
+    """(index, function) for each column whose values must become text: datetimes in the
+    report's zone with offset, dates and times in ISO 8601, formula-escaped text, and optionally
+    booleans (true/false) and decimals (exact digits)."""
+    tz = options.time_zone
+    by_kind: dict[str, Callable] = {
+        "datetime": lambda v: v if v is None else v.astimezone(tz).isoformat(),
+        "date": lambda v: v if v is None else v.isoformat(),
+        "time": lambda v: v if v is None else v.isoformat(),
+    }
+    if booleans:
+        by_kind["boolean"] = lambda v: v if v is None else ("true" if v else "false")
+    if decimals:
+        by_kind["decimal"] = lambda v: v if v is None else format(v, "f")
+    if options.escape_formulas:
+        by_kind["text"] = lambda v: escape_formula(v) if isinstance(v, str) else v
+    return [(i, by_kind[c.kind]) for i, c in enumerate(columns) if c.kind in by_kind]
+
+
+def apply_formatters(formatters: list[tuple[int, Callable]], row: Sequence) -> Sequence:
+    if not formatters:
+        return row
+    row = list(row)
+    for index, formatter in formatters:
+        row[index] = formatter(row[index])
+    return row
 
 
 class Writer:

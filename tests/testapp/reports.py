@@ -32,3 +32,12 @@ class ExplodingReport(reports.Report):
         if row["id"] == 4321:
             raise ValueError("Exploded on purpose at order 4321")
         return "ok"
+
+
+@reports.register
+class UnicodeTitleReport(reports.Report):
+    slug = "relatorio"
+    title = "Relatório: vendas/2025 ✓"
+    model = Order
+    columns = ["id", "number"]
+    permission = "shop.view_order"

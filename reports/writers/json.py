@@ -1,0 +1,57 @@
+"""JSON (one streamed array of objects) and NDJSON (one object a line).
+
+Datetimes are ISO 8601 with offset, in the report's time zone; dates and times ISO 8601; NULL is
+null. Decimals are written as strings of their exact digits ("12.50"): a JSON number would be read
+as a binary float by most parsers and lose cents on large amounts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from functools import partial
+
+from .base import Writer, apply_formatters, text_formatters
+
+
+class NdjsonWriter(Writer):
+    extension = "ndjson"
+    content_type = "application/x-ndjson"
+
+    def open(self) -> None:
+        self.names = [c.name for c in self.columns]
+        self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+        # JSON has no formulas: text stays exactly as it is in the database.
+        options = replace(self.options, escape_formulas=False)
+        self.format_row = partial(apply_formatters, text_formatters(self.columns, options, booleans=False,
+                                                                    decimals=True))  # fmt: skip
+        self.first = True
+
+    def encode_rows(self, rows: Iterable[Sequence]) -> list[str]:
+        names, encode, format_row = self.names, self.encode, self.format_row
+        return [encode(dict(zip(names, format_row(row), strict=True))) for row in rows]
+
+    def write_rows(self, rows: Iterable[Sequence]) -> None:
+        lines = self.encode_rows(rows)
+        if lines:
+            self.fh.write(("\n".join(lines) + "\n").encode())
+
+
+class JsonWriter(NdjsonWriter):
+    extension = "json"
+    content_type = "application/json"
+
+    def open(self) -> None:
+        super().open()
+        self.fh.write(b"[")
+
+    def write_rows(self, rows: Iterable[Sequence]) -> None:
+        lines = self.encode_rows(rows)
+        if lines:
+            prefix = "\n" if self.first else ",\n"
+            self.first = False
+            self.fh.write((prefix + ",\n".join(lines)).encode())
+
+    def close(self) -> None:
+        self.fh.write(b"\n]\n" if not self.first else b"]\n")

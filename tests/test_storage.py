@@ -1,0 +1,160 @@
+"""Files in storage: S3 through a real local S3 HTTP server, filenames, retention, deletion."""
+
+import csv
+import datetime as dt
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from moto.server import ThreadedMotoServer
+
+from project.settings import reports_storage_config
+from reports.files import reports_storage
+from reports.models import ReportJob, Status
+from reports.sweeper import expire_files
+from shop import demo
+from shop.models import Order
+
+ORDERS = 3000
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, settings):
+    """A fresh private bucket; this process and the worker processes both store files in it."""
+    env = {
+        "AWS_STORAGE_BUCKET_NAME": f"reports-{uuid.uuid4().hex[:12]}",
+        "AWS_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_S3_REGION_NAME": "us-east-1",
+        "AWS_S3_ADDRESSING_STYLE": "path",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "REPORTS_SIGNED_URL_SECONDS": "3",
+    }
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    client.create_bucket(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
+    settings.STORAGES = {**settings.STORAGES, "reports": reports_storage_config(env)}
+    env["client"] = client
+    return env
+
+
+def fetch(url: str) -> tuple[int, bytes, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), dict(error.headers)
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, make_user, run_worker):
+    demo.seed(ORDERS)
+    bucket, client = s3_env["AWS_STORAGE_BUCKET_NAME"], s3_env.pop("client")
+    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "csv"}),
+                                 content_type="application/json")  # fmt: skip
+    assert response.status_code == 202
+    job_id = response.json()["id"]
+    run_worker(**s3_env)
+
+    job = ReportJob.objects.get(pk=job_id)
+    assert job.status == Status.SUCCEEDED
+    objects = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in objects] == [job.file.name]
+    assert objects[0]["Size"] == job.file_size
+    acl = client.get_object_acl(Bucket=bucket, Key=job.file.name)
+    assert not [g for g in acl["Grants"] if g["Grantee"].get("URI", "").endswith("AllUsers")]  # private
+
+    redirect = alice_client.get(f"/reports/jobs/{job_id}/download/")
+    assert redirect.status_code == 302
+    signed = redirect["Location"]
+    assert signed.startswith(s3_env["AWS_S3_ENDPOINT_URL"]) and "X-Amz-Signature" in signed
+    status, data, headers = fetch(signed)
+    assert status == 200
+    assert headers["Content-Disposition"].startswith('attachment; filename="Orders ')
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    assert [int(r[0]) for r in rows[1:]] == list(Order.objects.order_by("pk").values_list("pk", flat=True))
+
+    unsigned = signed.split("?")[0]
+    assert fetch(unsigned)[0] == 403  # the object is not public
+    # Signed at click time and short-lived. (moto does not enforce X-Amz-Expires, so the expiry itself
+    # is S3's to apply: we check the URL asks for it.)
+    query = parse_qs(urlsplit(signed).query)
+    assert query["X-Amz-Expires"] == ["3"]
+    signed_at = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    assert abs((dt.datetime.now(dt.UTC) - signed_at).total_seconds()) < 10
+    time.sleep(1.1)
+    assert alice_client.get(f"/reports/jobs/{job_id}/download/")["Location"] != signed  # a new one per click
+
+    mallory = make_user("mallory")
+    alice_client.force_login(mallory)
+    assert alice_client.get(f"/reports/jobs/{job_id}/download/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_expired_files_are_deleted_and_the_download_answers_410(alice, alice_client):
+    storage = reports_storage()
+    old, fresh = (ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED,
+                                           finished_at=when) for when in
+                  (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC)))  # fmt: skip
+    for job in (old, fresh):
+        job.file.name = storage.save(f"test/{job.pk}.csv", ContentFile(b"id\r\n1\r\n"))
+        job.save()
+    old_name = old.file.name
+    assert expire_files() == 1
+    old.refresh_from_db()
+    assert old.status == Status.EXPIRED and not old.file
+    assert not storage.exists(old_name)
+    assert storage.exists(fresh.file.name)
+    response = alice_client.get(f"/reports/jobs/{old.pk}/download/")
+    assert response.status_code == 410 and b"expired" in response.content
+    assert alice_client.get(f"/api/reports/jobs/{old.pk}/").json()["status"] == "expired"
+
+
+@pytest.mark.django_db
+def test_deleting_a_job_deletes_its_file(alice):
+    storage = reports_storage()
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
+    job.file.name = storage.save(f"test/{job.pk}.csv", ContentFile(b"x"))
+    job.save()
+    name = job.file.name
+    ReportJob.objects.filter(pk=job.pk).delete()
+    assert not storage.exists(name)
+
+
+@pytest.mark.django_db
+def test_download_has_the_right_type_and_an_rfc6266_filename_for_any_title(alice, alice_client):
+    storage = reports_storage()
+    job = ReportJob.objects.create(owner=alice, report="relatorio", format="xlsx", status=Status.SUCCEEDED,
+                                   created_at=dt.datetime(2026, 2, 3, 4, 5, 6, tzinfo=dt.UTC))  # fmt: skip
+    job.file.name = storage.save(f"test/{job.pk}.xlsx", ContentFile(b"PK"))
+    job.save()
+    response = alice_client.get(f"/reports/jobs/{job.pk}/download/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert response["Content-Disposition"] == (
+        "attachment; filename*=utf-8''Relat%C3%B3rio%20vendas2025%20%E2%9C%93%202026-02-03%20040506.xlsx"
+    )
+    assert b"".join(response.streaming_content) == b"PK"
+
+
+def test_storages_alias_is_the_filesystem_without_a_bucket():
+    assert reports_storage_config({})["BACKEND"] == "django.core.files.storage.FileSystemStorage"
+    assert storages["reports"].__class__.__name__ == "FileSystemStorage"

@@ -1,0 +1,174 @@
+"""Each format read back with a real reader and compared value by value with the input."""
+
+import datetime as dt
+import io
+import json
+import zoneinfo
+from decimal import Decimal
+
+import openpyxl
+import pytest
+from pypdf import PdfReader
+
+from reports.writers import FORMATS, ColumnSpec, WriterOptions
+from reports.writers.xlsx import CELL_LIMIT, TRUNCATED, XlsxWriter
+from shop.demo import AWKWARD_TEXT
+from tests.conftest import ooxml_text
+
+COLUMNS = [
+    ColumnSpec("id", "Id", "integer"),
+    ColumnSpec("note", "Note", "text"),
+    ColumnSpec("amount", "Amount", "decimal"),
+    ColumnSpec("paid", "Paid", "boolean"),
+    ColumnSpec("at", "At", "datetime"),
+    ColumnSpec("day", "Day", "date"),
+    ColumnSpec("ratio", "Ratio", "float"),
+]
+SAO_PAULO = zoneinfo.ZoneInfo("America/Sao_Paulo")
+AT = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
+
+
+def awkward_rows():
+    rows = [
+        (i, text, Decimal("-12.50") if i % 2 else Decimal("999999999999.99"), bool(i % 3), AT + dt.timedelta(days=i),
+         dt.date(2025, 1, 1 + i), i / 8)
+        for i, text in enumerate(AWKWARD_TEXT)
+    ]  # fmt: skip
+    rows.append((len(rows), None, None, None, None, None, None))
+    return rows
+
+
+def write(fmt, rows, columns=COLUMNS, writer_class=None, **options):
+    fh = io.BytesIO()
+    writer = (writer_class or FORMATS[fmt].writer_class)(fh, columns, WriterOptions(**options))
+    writer.open()
+    half = len(rows) // 2
+    writer.write_rows(rows[:half])  # two chunks, as the pipeline writes them
+    writer.write_rows(rows[half:])
+    writer.close()
+    return fh.getvalue()
+
+
+class TestXlsx:
+    def read(self, data):
+        return openpyxl.load_workbook(io.BytesIO(data))
+
+    def test_cells_are_typed_and_equal_to_the_input(self):
+        rows = awkward_rows()
+        book = self.read(write("xlsx", rows, time_zone=SAO_PAULO, title="Orders"))
+        sheet = book.worksheets[0]
+        assert sheet.title == "Orders"
+        assert [c.value for c in sheet[1]] == [c.label for c in COLUMNS]
+        assert all(c.font.bold for c in sheet[1])
+        assert sheet.freeze_panes == "A2"
+        for expected, cells in zip(rows, sheet.iter_rows(min_row=2), strict=True):
+            got = [c.value for c in cells]
+            if expected[1] is None:
+                assert got == [expected[0], None, None, None, None, None, None]
+                continue
+            assert got[0] == expected[0] and isinstance(got[0], int)
+            assert (ooxml_text(got[1]) or None) == (
+                expected[1] or None
+            )  # exactly as given: no formula, no quote prefix
+            assert got[2] == float(expected[2])
+            assert got[3] is expected[3]
+            assert got[4] == expected[4].astimezone(SAO_PAULO).replace(tzinfo=None)
+            assert got[5] == dt.datetime.combine(expected[5], dt.time())
+            assert got[6] == expected[6]
+        assert sheet["E2"].number_format == "yyyy-mm-dd hh:mm:ss" and sheet["F2"].number_format == "yyyy-mm-dd"
+
+    def test_injection_strings_stay_text(self):
+        rows = [(i, t, None, None, None, None, None) for i, t in enumerate(["=1+1", "@SUM(A1)", "+1", "-1"])]
+        sheet = self.read(write("xlsx", rows)).worksheets[0]
+        cells = [row[1] for row in sheet.iter_rows(min_row=2)]
+        assert [c.value for c in cells] == ["=1+1", "@SUM(A1)", "+1", "-1"]
+        assert all(c.data_type == "s" for c in cells)
+
+    def test_rows_past_the_sheet_limit_continue_on_a_new_sheet_with_the_header(self):
+        class SmallSheets(XlsxWriter):
+            max_rows = 4  # header + 3 rows
+
+        rows = [(i, f"row {i}", None, None, None, None, None) for i in range(8)]
+        book = self.read(write("xlsx", rows, writer_class=SmallSheets, title="Orders"))
+        assert book.sheetnames == ["Orders", "Orders 2", "Orders 3"]
+        ids = []
+        for sheet in book.worksheets:
+            values = list(sheet.iter_rows(values_only=True))
+            assert values[0][0] == "Id"
+            ids += [row[0] for row in values[1:]]
+        assert ids == list(range(8))
+
+    def test_text_longer_than_a_cell_is_cut_with_a_marker(self):
+        long = "x" * (CELL_LIMIT + 100)
+        cell = self.read(write("xlsx", [(1, long, None, None, None, None, None)])).worksheets[0]["B2"].value
+        assert len(cell) == CELL_LIMIT and cell.endswith(TRUNCATED)
+
+    @pytest.mark.slow
+    def test_the_real_excel_row_limit_rolls_over(self):
+        columns = [ColumnSpec("id", "Id", "integer")]
+        total = 1_048_575 + 10
+        fh = io.BytesIO()
+        writer = XlsxWriter(fh, columns, WriterOptions(title="Big"))
+        writer.open()
+        for start in range(0, total, 50_000):
+            writer.write_rows((i,) for i in range(start, min(total, start + 50_000)))
+        writer.close()
+        book = openpyxl.load_workbook(io.BytesIO(fh.getvalue()), read_only=True)
+        assert book.sheetnames == ["Big", "Big 2"]
+        second = list(book["Big 2"].iter_rows(values_only=True))
+        assert second == [("Id",), *[(i,) for i in range(1_048_575, total)]]
+        assert book["Big"].max_row == 1_048_576
+
+
+class TestJson:
+    def expected(self, row, tz=dt.UTC):
+        id_, note, amount, paid, at, day, ratio = row
+        return {
+            "id": id_, "note": note, "amount": None if amount is None else str(amount), "paid": paid,
+            "at": None if at is None else at.astimezone(tz).isoformat(),
+            "day": None if day is None else day.isoformat(), "ratio": ratio,
+        }  # fmt: skip
+
+    def test_json_is_one_array_of_objects(self):
+        rows = awkward_rows()
+        assert json.loads(write("json", rows)) == [self.expected(r) for r in rows]
+
+    def test_ndjson_is_one_object_a_line_in_the_given_zone(self):
+        rows = awkward_rows()
+        lines = write("ndjson", rows, time_zone=SAO_PAULO).decode().splitlines()
+        assert [json.loads(line) for line in lines] == [self.expected(r, SAO_PAULO) for r in rows]
+        assert json.loads(lines[0])["at"].endswith("-03:00")
+
+    def test_decimals_keep_every_digit(self):
+        row = (1, None, Decimal("12345678901234.10"), None, None, None, None)
+        assert json.loads(write("json", [row]))[0]["amount"] == "12345678901234.10"
+
+    def test_no_rows_is_an_empty_array(self):
+        assert json.loads(write("json", [])) == []
+        assert write("ndjson", []) == b""
+
+
+class TestPdf:
+    def test_title_filters_rows_page_numbers_and_repeated_header(self):
+        rows = [(i, f"Note {i} Zoë", Decimal("1.50"), True, AT, dt.date(2025, 1, 2), 0.5) for i in range(120)]
+        data = write("pdf", rows, title="Orders", extra={"filters": "Status: paid"})
+        pages = [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
+        assert len(pages) >= 2
+        assert "Orders" in pages[0] and "Filters: Status: paid" in pages[0] and "120 rows" in pages[0]
+        assert all("Amount" in page for page in pages)  # header row on every page
+        assert "Orders · page 2" in pages[1]
+        text = "\n".join(pages)
+        for i in range(120):
+            assert f"Note {i} Zoë" in text
+        assert "2025-03-04T05:06:07+00:00" in text
+
+
+def test_every_format_has_a_type_and_extension():
+    assert {name: (f.extension, f.content_type.split(";")[0]) for name, f in FORMATS.items()} == {
+        "csv": ("csv", "text/csv"),
+        "csv_excel": ("csv", "text/csv"),
+        "xlsx": ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        "json": ("json", "application/json"),
+        "ndjson": ("ndjson", "application/x-ndjson"),
+        "pdf": ("pdf", "application/pdf"),
+    }
