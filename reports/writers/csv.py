@@ -21,9 +21,9 @@ class CsvWriter(Writer):
         self.text = io.TextIOWrapper(self.fh, encoding="utf-8", newline="", write_through=True)
         delimiter = self.options.extra.get("delimiter", ",")
         self.writer = csv.writer(self.text, delimiter=delimiter, lineterminator="\r\n")
-        # Integers, decimals (fixed scale from the database) and floats are already right as str().
+        # Integers and floats are right as str(); decimals get their plain digits, never an exponent.
         self.format_row = partial(apply_formatters, text_formatters(self.columns, self.options, booleans=True,
-                                                                    decimals=False))  # fmt: skip
+                                                                    decimals=True))  # fmt: skip
         if self.bom:
             self.text.write(BOM)
         self.writer.writerow([column.label for column in self.columns])
