@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 N ?= 1000000
+ROUNDS ?= 3
 
 .PHONY: install run test test-fast lint format bench clean
 
@@ -39,7 +40,7 @@ format: install
 
 bench: install  ## the benchmark: N=1000000 by default
 	scripts/services.sh postgres redis
-	$(BIN)/python bench/run.py --rows $(N)
+	$(BIN)/python bench/run.py --rows $(N) --rounds $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""One export approach per process, so each one's peak memory is its own. Run by bench/run.py:
+
+    python bench/approaches.py NAME OUTPUT_FILE      -> prints {"rows": n, "seconds": s}
+
+The pipeline itself is measured through a real RQ worker by run.py, not here.
+"""
+
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+from django.http import StreamingHttpResponse  # noqa: E402
+
+from reports.registry import get_report  # noqa: E402
+from shop.models import Order  # noqa: E402
+
+REPORT = get_report("orders")
+FIELDS = REPORT.get_fetch_fields()
+HEADER = [spec.label for spec in REPORT.get_column_specs()]
+
+
+def copy(path):
+    """(a) The limit: PostgreSQL COPY of the report's query, straight into a file."""
+    sql, params = REPORT.get_queryset().order_by("pk").values_list(*FIELDS).query.sql_with_params()
+    copy_sql = f"COPY ({connection.ops.compose_sql(sql, params)}) TO STDOUT WITH (FORMAT csv)"
+    with open(path, "wb") as fh, connection.cursor() as cursor, cursor.copy(copy_sql) as cp:
+        for block in cp:
+            fh.write(block)
+    return Order.objects.count()
+
+
+def naive(path):
+    """(b) What started it all: every object in memory, then csv.writer."""
+    orders = list(Order.objects.select_related("customer").order_by("pk"))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        for o in orders:
+            writer.writerow([o.id, o.number, o.customer.name, o.country, o.status, o.amount, o.discount,
+                             o.quantity, o.is_gift, o.note, o.created_at, o.shipped_at])  # fmt: skip
+    return len(orders)
+
+
+class Echo:
+    def write(self, value):
+        return value
+
+
+def streaming(path):
+    """(c) The seed thread's answer: a streaming response over an iterator (consumed as a client would)."""
+    writer = csv.writer(Echo())
+    rows = Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000)
+    response = StreamingHttpResponse((writer.writerow(row) for row in rows), content_type="text/csv")
+    with open(path, "wb") as fh:
+        for part in response.streaming_content:
+            fh.write(part)
+    return Order.objects.count()
+
+
+def loop(path):
+    """(d) The best hand-written ORM loop: values_list().iterator() in a transaction + csv.writer."""
+    n = 0
+    with transaction.atomic(), open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        for row in Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000):
+            writer.writerow(row)
+            n += 1
+    return n
+
+
+def xlsxwriter_loop(path):
+    """xlsxwriter constant_memory fed by the same loop: the XLSX baseline."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(path, {"constant_memory": True, "remove_timezone": True})
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, HEADER)
+    n = 0
+    with transaction.atomic():
+        for n, row in enumerate(Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000), 1):
+            sheet.write_row(n, 0, row)
+    book.close()
+    return n
+
+
+APPROACHES = {f.__name__: f for f in (copy, naive, streaming, loop, xlsxwriter_loop)}
+
+
+def enqueue(format, params="{}", username="bench"):
+    """Ask for a report as the bench user, the way the API does; prints the job id."""
+    from django.contrib.auth import get_user_model
+
+    from reports.services import request_report
+
+    user = get_user_model().objects.get(username=username)
+    print(request_report(user=user, slug="orders", format=format, params=json.loads(params)).pk)
+
+
+def show(job_id):
+    from reports.models import ReportJob
+
+    job = ReportJob.objects.get(pk=job_id)
+    seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
+    print(json.dumps({"status": job.status, "rows": job.rows_done, "seconds": seconds, "error": job.error,
+                      "bytes": job.file_size}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    if name in ("enqueue", "show"):
+        globals()[name](*args)
+    else:
+        started = time.perf_counter()
+        rows = APPROACHES[name](args[0])
+        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))

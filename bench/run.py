@@ -1,0 +1,296 @@
+"""The benchmark: our pipeline side by side with the limit (COPY) and the alternatives, in one run.
+
+    python bench/run.py --rows 1000000 --rounds 3        (make bench N=1000000)
+
+Seeds N orders in a PostgreSQL database of its own, then runs every approach as a separate process,
+interleaved over several rounds, and takes medians: rows/s, the ratio to COPY, and the peak memory
+(max RSS) of the process doing the work. Our pipeline runs in a real RQ worker process (SimpleWorker:
+the job runs in the worker process itself, so its peak memory is the worker's). Then, with daphne
+and a worker running: POST -> 202 latency while a 1M-row report is generated, and the delay from a
+file being stored to the websocket message. Prints one table and writes it as Markdown and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+sys.path.insert(0, str(ROOT))
+WORKER = [PYTHON, "manage.py", "rqworker", "reports", "--serializer", "rq.serializers.JSONSerializer"]
+SMALL = {"created_to": "2024-01-08"}  # about 1% of the demo orders: the "10k rows" memory baseline
+PDF_PARAMS = {"created_to": "2024-01-03"}  # under the PDF cap at 1M orders
+
+
+def run_measured(command: list[str], env: dict) -> tuple[str, float]:
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Read the output without reaping, then reap with wait4 to get this child's own rusage.
+    out = process.stdout.read().decode()
+    err = process.stderr.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(command[:4])} failed: {err[-2000:]}")
+    return out, usage.ru_maxrss / 1024
+
+
+def approach(name: str, env: dict, workdir: Path) -> dict:
+    out, rss = run_measured([PYTHON, "bench/approaches.py", name, str(workdir / f"{name}.out")], env)
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"rows": result["rows"], "seconds": result["seconds"], "rss_mb": rss}
+
+
+def pipeline(fmt: str, env: dict, params: dict | None = None, **extra_env) -> dict:
+    env = {**env, **{k: str(v) for k, v in extra_env.items()}}
+    job_id = subprocess.run([PYTHON, "bench/approaches.py", "enqueue", fmt, json.dumps(params or {})], cwd=ROOT,
+                            env=env, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    _, rss = run_measured([*WORKER, "--burst", "--worker-class", "rq.SimpleWorker"], env)
+    shown = subprocess.run([PYTHON, "bench/approaches.py", "show", job_id], cwd=ROOT, env=env, check=True,
+                           capture_output=True, text=True).stdout  # fmt: skip
+    job = json.loads(shown)
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"pipeline {fmt} ended {job['status']}: {job['error']}")
+    return {"rows": job["rows"], "seconds": job["seconds"], "rss_mb": rss}
+
+
+CASES = {
+    "(a) COPY to a file": lambda env, wd: approach("copy", env, wd),
+    "(b) naive: list(queryset) + csv": lambda env, wd: approach("naive", env, wd),
+    "(c) StreamingHttpResponse": lambda env, wd: approach("streaming", env, wd),
+    "(d) values_list().iterator() + csv": lambda env, wd: approach("loop", env, wd),
+    "xlsxwriter constant_memory loop": lambda env, wd: approach("xlsxwriter_loop", env, wd),
+    "(e) pipeline CSV (COPY path)": lambda env, wd: pipeline("csv", env),
+    "(e) pipeline CSV (Python path)": lambda env, wd: pipeline("csv", env, REPORTS_CSV_COPY="false"),
+    "(e) pipeline XLSX": lambda env, wd: pipeline("xlsx", env),
+    "(e) pipeline JSON": lambda env, wd: pipeline("json", env),
+    "(e) pipeline NDJSON": lambda env, wd: pipeline("ndjson", env),
+    "(e) pipeline PDF (at its cap)": lambda env, wd: pipeline("pdf", env, PDF_PARAMS),
+    "(e) pipeline CSV, ~1% rows": lambda env, wd: pipeline("csv", env, SMALL),
+    "(e) pipeline CSV Python, ~1% rows": lambda env, wd: pipeline("csv", env, SMALL, REPORTS_CSV_COPY="false"),
+    "(e) pipeline XLSX, ~1% rows": lambda env, wd: pipeline("xlsx", env, SMALL),
+    "(e) pipeline JSON, ~1% rows": lambda env, wd: pipeline("json", env, SMALL),
+    "(e) pipeline NDJSON, ~1% rows": lambda env, wd: pipeline("ndjson", env, SMALL),
+}
+
+
+def setup(args) -> dict:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DATABASE_URL": args.database,
+        "REDIS_URL": args.redis,
+        "VAR_DIR": tempfile.mkdtemp(prefix="reports-bench-"),
+        "LOG_LEVEL": "WARNING",
+        "RQ_LOG_LEVEL": "WARNING",
+        "REPORTS_MAX_ACTIVE_JOBS_PER_USER": "1000",
+    }
+    os.environ.update(env)
+    db = args.database.rsplit("/", 1)[1]
+    subprocess.run(["psql", args.database.rsplit("/", 1)[0] + "/postgres", "-qc", f"CREATE DATABASE {db}"],
+                   capture_output=True)  # fmt: skip
+    subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from shop.models import Order
+
+    if Order.objects.count() != args.rows:
+        print(f"Seeding {args.rows:,} orders…", flush=True)
+        subprocess.run([PYTHON, "manage.py", "seed_demo", "--orders", str(args.rows), "--no-user", "-v0"], cwd=ROOT,
+                       env=env, check=True)  # fmt: skip
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="shop"))
+    import django_rq
+
+    django_rq.get_queue("reports").connection.flushdb()
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def live(env: dict, posts: int, notifications: int) -> dict:
+    """POST latency while a 1M-row report runs, and file-stored -> websocket delay."""
+    from django.contrib.auth import get_user_model
+    from django.middleware.csrf import _get_new_csrf_string
+    from django.test import Client
+    from websockets.sync.client import connect
+
+    from reports.models import ReportJob, Status
+    from reports.services import NotCancellable, cancel_report, request_report
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(WORKER, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        user = get_user_model().objects.get(username="bench")
+        client = Client()
+        client.force_login(user)
+        csrf = _get_new_csrf_string()
+        cookie = f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/login/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+
+        def post(body: dict) -> tuple[float, dict]:
+            request = urllib.request.Request(base + "/api/reports/jobs/", data=json.dumps(body).encode(),
+                                             headers={"Cookie": cookie, "X-CSRFToken": csrf,
+                                                      "Content-Type": "application/json"})  # fmt: skip
+            started = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer = json.loads(response.read())
+                assert response.status == 202
+            return (time.perf_counter() - started) * 1000, answer
+
+        big = request_report(user=user, slug="orders", format="json")
+        while ReportJob.objects.get(pk=big.pk).status != Status.RUNNING:
+            time.sleep(0.1)
+        tiny = {"report": "orders", "format": "csv", "params": {"created_to": "2024-01-01"}}
+        latencies = [post(tiny)[0] for _ in range(posts)]
+        still_running = ReportJob.objects.get(pk=big.pk).status == Status.RUNNING
+        for job in ReportJob.objects.filter(owner=user, status__in=[Status.QUEUED, Status.RUNNING]):
+            with contextlib.suppress(NotCancellable):  # it may have finished meanwhile
+                cancel_report(job)
+        while ReportJob.objects.filter(owner=user, status=Status.RUNNING).exists():
+            time.sleep(0.1)
+
+        delays = []
+        ws_url = base.replace("http", "ws") + "/ws/notifications/"
+        with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": base}) as ws:
+            while True:  # drain the replay of earlier notifications
+                try:
+                    ws.recv(timeout=1)
+                except TimeoutError:
+                    break
+            for _ in range(notifications):
+                _, job = post(tiny)
+                while True:
+                    message = json.loads(ws.recv(timeout=60))
+                    if message["type"] == "report.ready" and message["job"]["id"] == job["id"]:
+                        received = time.time()
+                        finished = dt.datetime.fromisoformat(message["job"]["finished_at"]).timestamp()
+                        delays.append((received - finished) * 1000)
+                        break
+        latencies.sort()
+        return {
+            "post_ms_median": statistics.median(latencies),
+            "post_ms_p95": latencies[int(len(latencies) * 0.95) - 1],
+            "post_during_big_report": still_running,
+            "notify_ms_median": statistics.median(delays),
+            "notify_ms_worst": max(delays),
+            "posts": posts,
+            "notifications": notifications,
+        }
+    finally:
+        for process in (web, worker):
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def table(results: dict, rows: int, live_results: dict | None) -> str:
+    med = {name: {k: statistics.median(r[k] for r in runs) for k in ("seconds", "rss_mb")} | {"rows": runs[0]["rows"]}
+           for name, runs in results.items()}  # fmt: skip
+    rate = {name: m["rows"] / m["seconds"] for name, m in med.items()}
+    copy = rate["(a) COPY to a file"]
+    lines = [
+        f"| approach ({rows:,} orders, 12 columns) | rows | rows/s | × COPY | peak RSS MB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, m in med.items():
+        lines.append(f"| {name} | {m['rows']:,} | {rate[name]:,.0f} | {rate[name] / copy:.2f} | {m['rss_mb']:.0f} |")
+
+    def target(label, ok, figure):
+        return f"| {label} | {'pass' if ok else 'FAIL'} | {figure} |"
+
+    checks = ["", "| target | result | figure |", "|---|---|---|"]
+    csv_ratio = rate["(e) pipeline CSV (COPY path)"] / copy
+    checks.append(target("CSV pipeline ≥ 0.8× COPY", csv_ratio >= 0.8, f"{csv_ratio:.2f}×"))
+    py_ratio = rate["(e) pipeline CSV (Python path)"] / rate["(d) values_list().iterator() + csv"]
+    checks.append(target("Python path ≥ hand-written loop (d)", py_ratio >= 1.0, f"{py_ratio:.2f}× (d)"))
+    xlsx_ratio = rate["(e) pipeline XLSX"] / rate["xlsxwriter constant_memory loop"]
+    checks.append(target("XLSX ≥ 2× xlsxwriter constant_memory", xlsx_ratio >= 2, f"{xlsx_ratio:.2f}×"))
+    for fmt, big, small in [("CSV", "(e) pipeline CSV (COPY path)", "(e) pipeline CSV, ~1% rows"),
+                            ("CSV Python", "(e) pipeline CSV (Python path)", "(e) pipeline CSV Python, ~1% rows"),
+                            ("XLSX", "(e) pipeline XLSX", "(e) pipeline XLSX, ~1% rows"),
+                            ("JSON", "(e) pipeline JSON", "(e) pipeline JSON, ~1% rows"),
+                            ("NDJSON", "(e) pipeline NDJSON", "(e) pipeline NDJSON, ~1% rows")]:  # fmt: skip
+        growth = med[big]["rss_mb"] - med[small]["rss_mb"]
+        checks.append(target(f"{fmt} worker RSS: all rows ≤ 1% rows + 30 MB", growth <= 30, f"+{growth:.0f} MB"))
+    if live_results:
+        p95 = live_results["post_ms_p95"]
+        checks.append(target("POST → 202 p95 < 30 ms during a 1M-row report", p95 < 30,
+                             f"median {live_results['post_ms_median']:.1f} ms, p95 {p95:.1f} ms "
+                             f"({live_results['posts']} POSTs)"))  # fmt: skip
+        checks.append(
+            f"| file stored → websocket message | measured | median {live_results['notify_ms_median']:.1f} "
+            f"ms, worst {live_results['notify_ms_worst']:.1f} ms of {live_results['notifications']} |"
+        )
+    return "\n".join(lines + checks)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/reports_bench"),
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--only", help="comma-separated substrings of case names")
+    parser.add_argument("--no-live", action="store_true", help="skip POST latency and websocket delay")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    env = setup(args)
+    cases = {k: v for k, v in CASES.items() if not args.only or any(s in k for s in args.only.split(","))}
+    cases.setdefault("(a) COPY to a file", CASES["(a) COPY to a file"])
+    workdir = Path(env["VAR_DIR"])
+    results: dict[str, list] = {name: [] for name in cases}
+    for round_ in range(1, args.rounds + 1):
+        for name, case in cases.items():
+            result = case(env, workdir)
+            results[name].append(result)
+            print(f"round {round_} {name}: {result['rows'] / result['seconds']:,.0f} rows/s, "
+                  f"{result['rss_mb']:.0f} MB", flush=True)  # fmt: skip
+            for f in workdir.glob("*.out"):
+                f.unlink()
+    live_results = None if args.no_live else live(env, posts=100, notifications=20)
+    text = table(results, args.rows, live_results) if not args.only else json.dumps(results, indent=1)
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    header = f"Benchmark {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC — {machine} — medians of {args.rounds} rounds"
+    command = f"python bench/run.py --rows {args.rows} --rounds {args.rounds}"
+    print(f"\n{header}\n\n{text}\n\n`{command}`")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(f"{header}\n\n{text}\n\n`{command}`\n")
+    (out / "latest.json").write_text(json.dumps({"results": results, "live": live_results, "rows": args.rows,
+                                                 "rounds": args.rounds, "machine": machine}, indent=1))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
