@@ -136,7 +136,7 @@ def live(env: dict, posts: int, notifications: int) -> dict:
     from websockets.sync.client import connect
 
     from reports.models import ReportJob, Status
-    from reports.services import NotCancellable, cancel_report, request_report
+    from reports.services import JobConflict, cancel_report, request_report
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -173,7 +173,7 @@ def live(env: dict, posts: int, notifications: int) -> dict:
         latencies = [post(tiny)[0] for _ in range(posts)]
         still_running = ReportJob.objects.get(pk=big.pk).status == Status.RUNNING
         for job in ReportJob.objects.filter(owner=user, status__in=[Status.QUEUED, Status.RUNNING]):
-            with contextlib.suppress(NotCancellable):  # it may have finished meanwhile
+            with contextlib.suppress(JobConflict):  # it may have finished meanwhile
                 cancel_report(job)
         while ReportJob.objects.filter(owner=user, status=Status.RUNNING).exists():
             time.sleep(0.1)

@@ -7,7 +7,6 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="reports:page"), name="home"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/django_rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("", include("reports.urls")),
     path("", include("notifications.urls")),

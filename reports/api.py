@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from .definitions import ParamsInvalid
 from .models import ReportJob
 from .registry import NotRegistered, all_reports
-from .services import NotCancellable, TooManyJobs, cancel_report, request_report
+from .services import JobConflict, TooManyJobs, cancel_report, request_report, retry_report
 from .writers import FORMATS
 
 MAX_JOBS_LISTED = 100
@@ -111,16 +111,24 @@ def job_create(request):
     unknown = {k: ["Unknown field."] for k in body if k not in ("report", "format", "params")}
     if missing or wrong or unknown:
         return error(400, "Invalid request.", fields={**missing, **wrong, **unknown})
+    return start_job(lambda: request_report(user=request.user, slug=body["report"], format=body["format"],
+                                            params=body.get("params")))  # fmt: skip
+
+
+def start_job(make_job) -> JsonResponse:
+    """202 with the new job, or the 4xx that says why not."""
     try:
-        job = request_report(user=request.user, slug=body["report"], format=body["format"], params=body.get("params"))
-    except NotRegistered:
-        return error(404, f"No report called {body['report'][:100]!r}.")
+        job = make_job()
+    except NotRegistered as exc:
+        return error(404, f"No report called {str(exc)[:100]!r}.")
     except PermissionDenied as exc:
         return error(403, str(exc) or "Permission denied.")
     except ParamsInvalid as exc:
         return error(400, "Invalid parameters.", fields=exc.errors)
     except TooManyJobs as exc:
         return error(429, str(exc))
+    except JobConflict as exc:
+        return error(409, str(exc))
     return JsonResponse(job.as_dict(), status=202)
 
 
@@ -150,6 +158,14 @@ def job_detail(request, job):
 def job_cancel(request, job):
     try:
         cancel_report(job)
-    except NotCancellable as exc:
+    except JobConflict as exc:
         return error(409, str(exc), job=job.as_dict())
     return JsonResponse(job.as_dict())
+
+
+@require_POST
+@api_login_required
+@own_job
+def job_retry(request, job):
+    """A new job with the same report, format and parameters."""
+    return start_job(lambda: retry_report(job))

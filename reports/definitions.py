@@ -254,8 +254,8 @@ class Report:
         form = self.get_params_form_class()()
         return ", ".join(f"{form.fields[k].label}: {v}" for k, v in params.items() if k in form.fields)
 
-    def get_report_queryset(self, params: Mapping[str, Any]) -> models.QuerySet:
-        """The rows of a run with the given stored (JSON) params."""
+    def get_report_queryset(self, params: Mapping[str, Any], user=None) -> models.QuerySet:
+        """The rows of a run with the given stored (JSON) params, for the user who asked."""
         return self.filter_queryset(self.get_queryset(), self.clean_params(params))
 
     # -- registration check ------------------------------------------------------------------

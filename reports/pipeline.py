@@ -7,6 +7,7 @@ the next chunk boundary. The file enters the storage in one `save`, so a partial
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import zoneinfo
 from collections.abc import Callable, Iterator
@@ -66,7 +67,7 @@ def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: Progr
 def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: ProgressCallback) -> None:
     report = get_report(job.report)
     fmt = FORMATS[job.format]
-    queryset = report.get_report_queryset(job.params)
+    queryset = report.get_report_queryset(job.params, job.owner)
     # Rows inserted after this moment are left out whole, never half-included.
     bounds = queryset.aggregate(total=Count("pk"), upper=Max("pk"))
     upper = bounds["upper"]
@@ -75,7 +76,8 @@ def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: Progres
 
     options = WriterOptions(
         escape_formulas=report.escape_formulas,
-        time_zone=zoneinfo.ZoneInfo(settings.TIME_ZONE),
+        # The very object psycopg puts on UTC datetimes, so they need no conversion.
+        time_zone=dt.UTC if settings.TIME_ZONE == "UTC" else zoneinfo.ZoneInfo(settings.TIME_ZONE),
         title=report.get_title(),
         extra={"delimiter": report.csv_delimiter, "filters": report.describe_params(job.params)},
     )

@@ -26,8 +26,8 @@ class TooManyJobs(Exception):
     pass
 
 
-class NotCancellable(Exception):
-    pass
+class JobConflict(Exception):
+    """The job is in a state that does not allow this (409)."""
 
 
 def request_report(*, user, slug: str, format: str, params: Any = None, enqueue: bool = True) -> ReportJob:
@@ -43,7 +43,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
     if format not in report.get_formats():
         raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
     cleaned = report.clean_params(params)
-    check_row_cap(report, format, cleaned)
+    check_row_cap(report, format, cleaned, user)
 
     limit = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER
     with transaction.atomic():
@@ -62,11 +62,11 @@ def row_cap(format: str) -> int | None:
     return settings.REPORTS_PDF_MAX_ROWS if format == "pdf" else None
 
 
-def check_row_cap(report, format: str, cleaned: dict) -> None:
+def check_row_cap(report, format: str, cleaned: dict, user) -> None:
     cap = row_cap(format)
     if cap is None:
         return
-    rows = report.filter_queryset(report.get_queryset(), cleaned).count()
+    rows = report.get_report_queryset(report.serialize_params(cleaned), user).count()
     if rows > cap:
         raise ParamsInvalid({"format": [
             f"{format.upper()} is limited to {cap:,} rows and this report has {rows:,}. "
@@ -94,11 +94,18 @@ def enqueue_job(job: ReportJob) -> bool:
     return True
 
 
+def retry_report(job: ReportJob) -> ReportJob:
+    """A new job with the same report, format and parameters (the old one stays as it ended)."""
+    if job.is_active or job.status == Status.SUCCEEDED:
+        raise JobConflict(f"The job is {job.status}; only failed, cancelled or expired jobs are retried.")
+    return request_report(user=job.owner, slug=job.report, format=job.format, params=job.params)
+
+
 def cancel_report(job: ReportJob) -> ReportJob:
     """A queued job never starts; a running one stops at its next chunk and leaves no file."""
     if not job.transition(Status.CANCELLED):
         job.refresh_from_db()
-        raise NotCancellable(f"The job is {job.status} and can no longer be cancelled.")
+        raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
     job_ended(job)
     try:
         rq_job = django_rq.get_queue(QUEUE_NAME).fetch_job(job.rq_job_id)

@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/reports/jobs/", api.job_list, name="api-jobs"),
     path("api/reports/jobs/<uuid:job_id>/", api.job_detail, name="api-job"),
     path("api/reports/jobs/<uuid:job_id>/cancel/", api.job_cancel, name="api-job-cancel"),
+    path("api/reports/jobs/<uuid:job_id>/retry/", api.job_retry, name="api-job-retry"),
 ]

@@ -58,5 +58,5 @@ def signed_url(storage, job: ReportJob, filename: str) -> str:
 @login_required
 def report_page(request):
     reports = [report_as_dict(r) for r in all_reports() if r.has_permission(request.user)]
-    jobs = ReportJob.objects.for_user(request.user)[:50]
+    jobs = [job.as_dict() for job in ReportJob.objects.for_user(request.user)[:50]]
     return render(request, "reports/page.html", {"reports": reports, "jobs": jobs})

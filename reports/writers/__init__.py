@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from .base import ColumnSpec, Writer, WriterOptions, escape_formula
+from .base import ColumnSpec, Writer, WriterOptions
 from .csv import CsvWriter, ExcelCsvWriter
 from .json import JsonWriter, NdjsonWriter
 from .pdf import PdfWriter
@@ -36,4 +36,4 @@ FORMATS: dict[str, Format] = {
     ]
 }
 
-__all__ = ["FORMATS", "ColumnSpec", "Format", "Writer", "WriterOptions", "escape_formula"]
+__all__ = ["FORMATS", "ColumnSpec", "Format", "Writer", "WriterOptions"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Sequence
-from functools import partial
 
-from .base import Writer, apply_formatters, text_formatters
+from .base import Writer, row_formatter
 
 BOM = "\ufeff"
 
@@ -22,8 +21,7 @@ class CsvWriter(Writer):
         delimiter = self.options.extra.get("delimiter", ",")
         self.writer = csv.writer(self.text, delimiter=delimiter, lineterminator="\r\n")
         # Integers and floats are right as str(); decimals get their plain digits, never an exponent.
-        self.format_row = partial(apply_formatters, text_formatters(self.columns, self.options, booleans=True,
-                                                                    decimals=True))  # fmt: skip
+        self.format_row = row_formatter(self.columns, self.options, booleans=True, decimals=True)
         if self.bom:
             self.text.write(BOM)
         self.writer.writerow([column.label for column in self.columns])

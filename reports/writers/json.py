@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from functools import partial
 
-from .base import Writer, apply_formatters, text_formatters
+from .base import Writer, row_formatter
 
 
 class NdjsonWriter(Writer):
@@ -24,8 +23,7 @@ class NdjsonWriter(Writer):
         self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
         # JSON has no formulas: text stays exactly as it is in the database.
         options = replace(self.options, escape_formulas=False)
-        self.format_row = partial(apply_formatters, text_formatters(self.columns, options, booleans=False,
-                                                                    decimals=True))  # fmt: skip
+        self.format_row = row_formatter(self.columns, options, booleans=False, decimals=True)
         self.first = True
 
     def encode_rows(self, rows: Iterable[Sequence]) -> list[str]:

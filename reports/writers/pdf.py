@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from functools import partial
 from xml.sax.saxutils import escape
 
 from reportlab.lib import colors
@@ -18,7 +17,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
 
-from .base import Writer, apply_formatters, text_formatters
+from .base import Writer, row_formatter
 
 WEIGHTS = {"text": 3.0, "datetime": 3.3, "date": 1.4, "time": 1.2, "decimal": 1.4, "float": 1.4, "integer": 1.1,
            "boolean": 0.9}  # fmt: skip
@@ -33,8 +32,7 @@ class PdfWriter(Writer):
         from dataclasses import replace
 
         options = replace(self.options, escape_formulas=False)  # a PDF runs no formulas
-        self.format_row = partial(apply_formatters, text_formatters(self.columns, options, booleans=True,
-                                                                    decimals=True))  # fmt: skip
+        self.format_row = row_formatter(self.columns, options, booleans=True, decimals=True)
         self.styles = getSampleStyleSheet()
         self.cell_style = self.styles["BodyText"].clone("cell", fontSize=7, leading=8.5)
         self.rows: list[list] = []

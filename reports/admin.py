@@ -1,0 +1,93 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .definitions import ParamsInvalid
+from .models import ReportJob, Status
+from .registry import NotRegistered
+from .services import JobConflict, TooManyJobs, cancel_report, retry_report
+
+
+@admin.register(ReportJob)
+class ReportJobAdmin(admin.ModelAdmin):
+    list_display = ["short_id", "report", "format", "status", "owner", "rows", "size", "created_at", "download"]
+    list_filter = ["status", "report", "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
+    search_fields = ["=id", "report", "owner__username", "error"]
+    date_hierarchy = "created_at"
+    list_select_related = ["owner"]
+    actions = ["cancel_jobs", "retry_jobs"]
+    fields = ["id", "owner", "report", "format", "params", "status", "rows_done", "rows_total", "checkpoint",
+              "size", "download", "error", "attempts", "created_at", "started_at", "finished_at", "duration",
+              "queue_dashboard"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only; cancel and retry are actions
+
+    @admin.display(description="Job", ordering="id")
+    def short_id(self, job):
+        return str(job.pk)[:8]
+
+    @admin.display(description="Rows")
+    def rows(self, job):
+        return f"{job.rows_done:,}" + (f" / {job.rows_total:,}" if job.rows_total is not None else "")
+
+    @admin.display(description="Size", ordering="file_size")
+    def size(self, job):
+        return filesizeformat(job.file_size) if job.file_size is not None else "—"
+
+    @admin.display(description="File")
+    def download(self, job):
+        if job.status != Status.SUCCEEDED:
+            return "—"
+        if job.owner_id != getattr(self, "_viewer_id", None):
+            return "owner only"
+        return format_html('<a href="{}">Download</a>', job.get_download_url())
+
+    @admin.display(description="Duration")
+    def duration(self, job):
+        if job.started_at and job.finished_at:
+            return f"{(job.finished_at - job.started_at).total_seconds():.1f} s"
+        return "—"
+
+    @admin.display(description="Queue")
+    def queue_dashboard(self, job):
+        return format_html(
+            '<a href="{}">RQ queue dashboard</a> (job id {})', reverse("admin:django_rq_home"), job.rq_job_id
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        self._viewer_id = request.user.pk
+        extra_context = {**(extra_context or {}), "rq_dashboard_url": reverse("admin:django_rq_home")}
+        return super().changelist_view(request, extra_context)
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        self._viewer_id = request.user.pk
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_jobs(self, request, queryset):
+        cancelled = 0
+        for job in queryset.filter(status__in=[Status.QUEUED, Status.RUNNING]):
+            try:
+                cancel_report(job)
+                cancelled += 1
+            except JobConflict:
+                pass  # it ended meanwhile
+        self.message_user(request, f"Cancelled {cancelled} job(s).", messages.SUCCESS)
+
+    @admin.action(description="Retry selected jobs (as new jobs for their owners)")
+    def retry_jobs(self, request, queryset):
+        retried = 0
+        for job in queryset.filter(status__in=[Status.FAILED, Status.CANCELLED, Status.EXPIRED]):
+            try:
+                retry_report(job)
+                retried += 1
+            except (JobConflict, TooManyJobs, PermissionDenied, ParamsInvalid, NotRegistered) as exc:
+                self.message_user(request, f"Job {str(job.pk)[:8]} was not retried: {exc}", messages.WARNING)
+        self.message_user(request, f"Retried {retried} job(s).", messages.SUCCESS)

@@ -1,0 +1,152 @@
+/* The report page: ask for reports without reloading, follow them live, cancel, retry, download. */
+(function () {
+  "use strict";
+  const tbody = document.querySelector("#jobs tbody");
+  const empty = document.querySelector("[data-empty]");
+  const liveState = document.querySelector("[data-live-state]");
+  const ACTIVE = new Set(["queued", "running"]);
+  const LABELS = { queued: "Queued", running: "Running", succeeded: "Ready", failed: "Failed",
+                   cancelled: "Cancelled", expired: "Expired" };
+  const jobs = new Map();
+  const csrf = () => (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1] || "";
+
+  function api(method, url, body) {
+    return fetch(url, {
+      method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
+      body: body ? JSON.stringify(body) : undefined,
+    }).then((r) => r.json().catch(() => ({})).then((data) => ({ status: r.status, data })));
+  }
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  const fmtNumber = (n) => (n === null || n === undefined ? "—" : n.toLocaleString());
+  function fmtSize(bytes) {
+    if (bytes === null || bytes === undefined) return "—";
+    const units = ["B", "KB", "MB", "GB"];
+    let i = 0;
+    while (bytes >= 1024 && i < units.length - 1) { bytes /= 1024; i += 1; }
+    return (i ? bytes.toFixed(1) : bytes) + " " + units[i];
+  }
+  function fmtSeconds(s) {
+    s = Math.max(0, Math.round(s));
+    return s < 60 ? s + "s" : Math.floor(s / 60) + "m " + (s % 60) + "s";
+  }
+  function elapsed(job) {
+    if (!job.started_at) return "";
+    const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+    return fmtSeconds((end - Date.parse(job.started_at)) / 1000);
+  }
+  function describeParams(params) {
+    const entries = Object.entries(params || {});
+    return entries.length ? entries.map(([k, v]) => k + ": " + (Array.isArray(v) ? v.length + " ids" : v)).join(", ")
+                          : "no filters";
+  }
+
+  function render(job) {
+    const known = jobs.get(job.id);
+    // Messages can arrive out of order (poll vs push): never go back from an ended state or in rows.
+    if (known && !ACTIVE.has(known.status) && ACTIVE.has(job.status)) return;
+    if (known && known.status === job.status && job.rows_done < known.rows_done) return;
+    jobs.set(job.id, job);
+    let row = tbody.querySelector('tr[data-job="' + job.id + '"]');
+    if (!row) {
+      row = el("tr", { "data-job": job.id });
+      tbody.prepend(row);
+    }
+    row.dataset.status = job.status;
+    row.replaceChildren();
+    const title = el("td");
+    title.appendChild(el("strong", {}, job.report_title || job.report));
+    title.appendChild(el("small", { class: "muted" }, describeParams(job.params)));
+    row.appendChild(title);
+    row.appendChild(el("td", {}, job.format));
+    row.appendChild(el("td", {}, "")).appendChild(el("span", { class: "status status-" + job.status }, LABELS[job.status] || job.status));
+
+    const progress = el("td", { class: "progress-cell" });
+    const percent = Math.round((job.progress || 0) * 100);
+    const bar = el("div", { class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
+                            "aria-valuenow": String(percent), "aria-label": "Progress" });
+    bar.appendChild(el("span", { style: "width:" + percent + "%" }));
+    progress.appendChild(bar);
+    const detail = fmtNumber(job.rows_done) + (job.rows_total !== null ? " / " + fmtNumber(job.rows_total) : "") +
+                   " · " + percent + "%" + (job.started_at ? " · " + elapsed(job) : "");
+    progress.appendChild(el("small", { class: "muted", "data-progress-text": "" }, detail));
+    if (job.error) progress.appendChild(el("small", { class: "error" }, job.error));
+    row.appendChild(progress);
+
+    row.appendChild(el("td", {}, job.status === "succeeded" ? fmtNumber(job.rows_done) : "—"));
+    row.appendChild(el("td", {}, fmtSize(job.file_size)));
+    row.appendChild(el("td", {}, new Date(job.created_at).toLocaleString()));
+    const actions = el("td", { class: "actions" });
+    if (job.status === "succeeded" && job.download_url) {
+      actions.appendChild(el("a", { class: "button", href: job.download_url, "data-action": "download" }, "Download"));
+    }
+    if (ACTIVE.has(job.status)) {
+      const cancel = el("button", { type: "button", class: "secondary", "data-action": "cancel" }, "Cancel");
+      cancel.addEventListener("click", () => api("POST", "/api/reports/jobs/" + job.id + "/cancel/")
+        .then(({ data }) => render(data.job || data)));
+      actions.appendChild(cancel);
+    }
+    if (["failed", "cancelled", "expired"].includes(job.status)) {
+      const retry = el("button", { type: "button", class: "secondary", "data-action": "retry" }, "Retry");
+      retry.addEventListener("click", () => api("POST", "/api/reports/jobs/" + job.id + "/retry/")
+        .then(({ status, data }) => { if (status === 202) render(data); else alert(data.error || "Retry failed."); }));
+      actions.appendChild(retry);
+    }
+    row.appendChild(actions);
+    empty.hidden = jobs.size > 0;
+  }
+
+  function showErrors(form, errors) {
+    form.querySelectorAll("[data-error-for]").forEach((n) => { n.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+    Object.entries(errors || {}).forEach(([name, messages]) => {
+      const slot = form.querySelector('[data-error-for="' + name + '"]') || form.querySelector('[data-error-for="__all__"]');
+      slot.textContent = [].concat(messages).join(" ");
+      const input = form.querySelector('[name="' + name + '"]');
+      if (input) input.setAttribute("aria-invalid", "true");
+    });
+  }
+
+  document.querySelectorAll(".report-form").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const params = {};
+      form.querySelectorAll(".filters [name]").forEach((input) => { if (input.value !== "") params[input.name] = input.value; });
+      const button = form.querySelector("button[type=submit]");
+      button.disabled = true;
+      api("POST", "/api/reports/jobs/", { report: form.dataset.report, format: form.elements.format.value, params })
+        .then(({ status, data }) => {
+          if (status === 202) { showErrors(form, {}); render(data); }
+          else if (status === 400) showErrors(form, data.fields || { __all__: data.error });
+          else showErrors(form, { __all__: data.error || "Something went wrong (" + status + ")." });
+        })
+        .catch(() => showErrors(form, { __all__: "The server could not be reached. Try again." }))
+        .finally(() => { button.disabled = false; });
+    });
+  });
+
+  window.addEventListener("reports:event", (e) => { if (e.detail.job) render(e.detail.job); });
+  window.addEventListener("reports:connection", (e) => {
+    liveState.textContent = e.detail.connected ? "· live" : "· reconnecting, checking every few seconds";
+  });
+
+  // Without the websocket, poll the jobs still moving; with it, only tick the elapsed time.
+  setInterval(() => {
+    const connected = window.Notifications && window.Notifications.connected;
+    jobs.forEach((job) => {
+      if (!ACTIVE.has(job.status)) return;
+      if (connected) render(job);
+      else api("GET", "/api/reports/jobs/" + job.id + "/").then(({ status, data }) => { if (status === 200) render(data); });
+    });
+  }, 2000);
+
+  JSON.parse(document.getElementById("initial-jobs").textContent).reverse().forEach(render);
+  empty.hidden = jobs.size > 0;
+})();
