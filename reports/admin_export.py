@@ -37,6 +37,7 @@ class AdminExportReport(Report):
     """A report over one model as its admin shows it. Made by BackgroundExportMixin."""
 
     formats = ["csv", "xlsx"]
+    listed = False  # run from the admin's changelist, not from the report page
 
     def clean_params(self, params: Any) -> dict[str, Any]:
         if not isinstance(params, Mapping) or set(params) - {"ids", "query"} or len(params) != 1:
@@ -135,9 +136,9 @@ class BackgroundExportMixin:
                 "formats": list(self.export_formats),
             }))  # fmt: skip
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if self.has_view_or_change_permission(request):
+    def get_actions(self, request, action_location=admin.ActionLocation.CHANGE_LIST):
+        actions = super().get_actions(request, action_location)
+        if action_location == admin.ActionLocation.CHANGE_LIST and self.has_view_or_change_permission(request):
             for fmt in self.export_formats:
                 action = make_export_action(fmt)
                 actions[action.__name__] = (action, action.__name__, action.short_description)

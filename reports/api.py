@@ -61,7 +61,10 @@ def filter_as_dict(name: str, field: forms.Field) -> dict:
         "name": name,
         "label": str(field.label),
         "input": input_type,
-        "choices": [[str(v), str(label)] for v, label in choices] if input_type == "select" else [],
+        # The empty choice ("---------", or "Unknown" for yes/no) means no filter: say so.
+        "choices": [[str(v), "Any" if v in ("", None, "unknown") else str(label)] for v, label in choices]
+        if input_type == "select"
+        else [],
     }
     if isinstance(field, forms.DecimalField) and field.decimal_places is not None:
         data["step"] = str(10**-field.decimal_places) if field.decimal_places else "1"
@@ -81,11 +84,14 @@ def report_as_dict(report) -> dict:
     }
 
 
+def runnable_reports(user) -> list[dict]:
+    return [report_as_dict(r) for r in all_reports() if r.listed and r.has_permission(user)]
+
+
 @require_GET
 @api_login_required
 def report_list(request):
-    reports = [report_as_dict(r) for r in all_reports() if r.has_permission(request.user)]
-    return JsonResponse({"reports": reports})
+    return JsonResponse({"reports": runnable_reports(request.user)})
 
 
 @require_http_methods(["GET", "POST"])

@@ -133,6 +133,7 @@ class Report:
     permission: ClassVar[str | None] = None  # None: the model's view permission
     escape_formulas: ClassVar[bool] = True  # the report's author may switch it off; never the requester
     csv_delimiter: ClassVar[str] = ","
+    listed: ClassVar[bool] = True  # shown on the report page and in GET /api/reports/
 
     # -- hooks -------------------------------------------------------------------------------
     def get_model(self) -> type[models.Model]:

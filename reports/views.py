@@ -5,10 +5,10 @@ from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
-from .api import report_as_dict
+from .api import runnable_reports
 from .files import download_filename, reports_storage
 from .models import ReportJob, Status
-from .registry import NotRegistered, all_reports, get_report
+from .registry import NotRegistered, get_report
 from .writers import FORMATS
 
 
@@ -57,6 +57,6 @@ def signed_url(storage, job: ReportJob, filename: str) -> str:
 @require_GET
 @login_required
 def report_page(request):
-    reports = [report_as_dict(r) for r in all_reports() if r.has_permission(request.user)]
+    reports = runnable_reports(request.user)
     jobs = [job.as_dict() for job in ReportJob.objects.for_user(request.user)[:50]]
     return render(request, "reports/page.html", {"reports": reports, "jobs": jobs})

@@ -92,6 +92,10 @@
     actions.appendChild(close);
     toast.appendChild(actions);
     toasts.appendChild(toast);
+    // A cancellation only confirms what the user just did: it fades. Ready and failed stay until dismissed.
+    if (kind === "cancelled") setTimeout(dismiss, 6000);
+    // Never more than three at once: the oldest make room (they stay in the list under the bell).
+    while (toasts.children.length > 3) toasts.firstElementChild.remove();
   }
 
   function refreshList() {
