@@ -24,7 +24,7 @@ run: install  ## the whole stack with demo data: Redis, migrations, seed, daphne
 	$(BIN)/python scripts/run.py
 
 test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne, S3 and Chromium
-	scripts/services.sh postgres redis
+	scripts/services.sh postgres redis chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install  ## unit tests only
