@@ -176,3 +176,37 @@ def test_redis_down_at_commit_still_answers_202_and_keeps_the_row(alice_client, 
     response = post(alice_client, {"report": "orders", "format": "csv"})
     assert response.status_code == 202
     assert ReportJob.objects.get(pk=response.json()["id"]).status == Status.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_makes_a_new_job_with_the_same_parameters(alice_client, alice, make_user, redis_queue):
+    failed = ReportJob.objects.create(owner=alice, report="orders", format="csv", params={"status": "paid"},
+                                      status=Status.FAILED, error="boom")  # fmt: skip
+    response = alice_client.post(f"/api/reports/jobs/{failed.pk}/retry/")
+    assert response.status_code == 202
+    new = response.json()
+    assert new["id"] != str(failed.pk) and new["params"] == {"status": "paid"} and new["status"] == "queued"
+    assert redis_queue.job_ids == [f"report-{new['id']}"]
+    ReportJob.objects.filter(pk=failed.pk).update(status=Status.SUCCEEDED)
+    conflict = alice_client.post(f"/api/reports/jobs/{failed.pk}/retry/")
+    assert conflict.status_code == 409 and "only failed" in conflict.json()["error"]
+    other = Client()
+    other.force_login(make_user("erin"))
+    assert other.post(f"/api/reports/jobs/{failed.pk}/retry/").status_code == 404
+
+
+def test_notifications_api_lists_and_marks_only_own(alice_client, alice, make_user):
+    from notifications.models import Notification
+
+    mine = Notification.objects.create(user=alice, type="report.ready", title="Mine")
+    theirs = Notification.objects.create(user=make_user("frank"), type="report.ready", title="Theirs")
+    data = alice_client.get("/api/notifications/").json()
+    assert data["unseen"] == 1 and [n["notification"]["title"] for n in data["notifications"]] == ["Mine"]
+    seen = alice_client.post("/api/notifications/seen/", data=json.dumps({"ids": [mine.pk, theirs.pk]}),
+                             content_type="application/json")  # fmt: skip
+    assert seen.json() == {"seen": 1}
+    theirs.refresh_from_db()
+    assert theirs.seen_at is None
+    bad = alice_client.post("/api/notifications/seen/", data='{"ids": "all"}', content_type="application/json")
+    assert bad.status_code == 400
+    assert Client().get("/api/notifications/").status_code == 401
