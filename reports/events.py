@@ -49,7 +49,7 @@ def job_ended(job: ReportJob) -> None:
 
 
 def describe(job: ReportJob) -> str:
-    name = f"{job.as_dict()['report_title']} ({FORMATS[job.format].label})" if job.format in FORMATS else job.report
+    name = f"{job.as_dict()['report_title']} · {FORMATS[job.format].label}" if job.format in FORMATS else job.report
     if job.status == Status.SUCCEEDED:
         return f"{name}: {job.rows_done:,} rows, {filesizeformat(job.file_size or 0)}."
     if job.status == Status.FAILED:

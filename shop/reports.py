@@ -30,7 +30,7 @@ class OrdersReport(reports.Report):
         reports.Filter("country", form_field=forms.CharField(max_length=2, min_length=2)),
         reports.Filter("created_at", "date__gte", name="created_from", form_field=forms.DateField()),
         reports.Filter("created_at", "date__lte", name="created_to", form_field=forms.DateField()),
-        reports.Filter("amount", "gte", name="min_amount"),
+        reports.Filter("amount", "gte", name="min_amount", label="Minimum amount"),
     ]
     permission = "shop.view_order"
 

@@ -40,7 +40,7 @@ def test_ready_is_stored_with_the_job_and_a_download_link(alice):
     notification = Notification.objects.get(user=alice)
     assert notification.type == "report.ready"
     assert notification.link == f"/reports/jobs/{job.pk}/download/"
-    assert notification.body == "Orders (CSV): 10 rows, 2.0\xa0KB."
+    assert notification.body == "Orders · CSV: 10 rows, 2.0\xa0KB."
     assert notification.payload["job"]["status"] == "succeeded"
 
 
