@@ -6,7 +6,7 @@ from .base import ColumnSpec, Writer, WriterOptions
 from .csv import CsvWriter, ExcelCsvWriter
 from .json import JsonWriter, NdjsonWriter
 from .pdf import PdfWriter
-from .xlsx import XlsxWriter
+from .xlsx_stream import StreamingXlsxWriter
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ FORMATS: dict[str, Format] = {
     for f in [
         Format("csv", "CSV", CsvWriter),
         Format("csv_excel", "CSV for Excel", ExcelCsvWriter),
-        Format("xlsx", "Excel (XLSX)", XlsxWriter),
+        # reports.writers.xlsx.XlsxWriter (xlsxwriter) makes the same file, slower: the fallback.
+        Format("xlsx", "Excel (XLSX)", StreamingXlsxWriter),
         Format("json", "JSON", JsonWriter),
         Format("ndjson", "NDJSON", NdjsonWriter),
         Format("pdf", "PDF", PdfWriter),

@@ -1,5 +1,8 @@
 """XLSX with xlsxwriter in constant-memory mode: typed cells, a bold frozen header, column widths.
 
+The fallback for reports.writers.xlsx_stream (the format's writer), which makes the same file faster;
+both pass the same read-back tests.
+
 Past Excel's last row the rows continue on a new sheet with the header repeated (never a silent
 stop). Text longer than a cell may hold is cut with a visible marker. User text never becomes a
 formula or a link. Excel has no time zones: datetimes are written in the report's zone.
@@ -18,6 +21,16 @@ CELL_LIMIT = 32_767
 TRUNCATED = "…[truncated]"
 WIDTHS = {"datetime": 20, "date": 12, "time": 10, "boolean": 8, "integer": 12, "decimal": 14, "float": 14}
 NUMBER_FORMATS = {"datetime": "yyyy-mm-dd hh:mm:ss", "date": "yyyy-mm-dd", "time": "hh:mm:ss", "decimal": "0.00"}
+
+
+def column_width(column) -> int:
+    return max(WIDTHS.get(column.kind, 24), min(len(column.label) + 2, 40))
+
+
+def sheet_title(title: str, number: int) -> str:
+    """Excel's rules: at most 31 characters, none of []:*?/\\; "Orders", then "Orders 2", ..."""
+    title = (title or "Report")[:25].translate({ord(ch): " " for ch in "[]:*?/\\"}).strip() or "Report"
+    return f"{title} {number}" if number > 1 else title
 
 
 class XlsxWriter(Writer):
@@ -48,11 +61,9 @@ class XlsxWriter(Writer):
 
     def _new_sheet(self) -> None:
         self.sheets += 1
-        title = (self.options.title or "Report")[:25].translate({ord(ch): " " for ch in "[]:*?/\\"}).strip()
-        self.sheet = self.book.add_worksheet(f"{title or 'Report'} {self.sheets}" if self.sheets > 1 else title or None)
+        self.sheet = self.book.add_worksheet(sheet_title(self.options.title, self.sheets))
         for index, column in enumerate(self.columns):
-            width = max(WIDTHS.get(column.kind, 24), min(len(column.label) + 2, 40))
-            self.sheet.set_column(index, index, width, self.formats[index])
+            self.sheet.set_column(index, index, column_width(column), self.formats[index])
         self.sheet.write_row(0, 0, [c.label for c in self.columns], self.header_format)
         self.sheet.freeze_panes(1, 0)
         self.row = 1
