@@ -1,6 +1,7 @@
 # The two quickstart commands are `make run` and `make test`; see README.md.
 SHELL := /bin/bash
-PYTHON ?= $(shell for p in python3.13 python3.12 python3 python; do \
+# The first Python >= 3.12 on PATH, else one installed by pyenv (whose shims a bare PATH lacks).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3 python $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3; do \
 	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
