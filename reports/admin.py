@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
@@ -29,6 +30,15 @@ class ReportJobAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # read-only; cancel and retry are actions
 
+    def has_manage_permission(self, request):
+        """Cancelling or retrying other people's jobs takes more than seeing them."""
+        return request.user.has_perm("reports.change_reportjob")
+
+    def get_queryset(self, request):
+        # Whether each job is the viewer's own, per request: only the owner may download.
+        mine = ExpressionWrapper(Q(owner=request.user), output_field=BooleanField())
+        return super().get_queryset(request).annotate(viewer_is_owner=mine)
+
     @admin.display(description="Job", ordering="id")
     def short_id(self, job):
         return str(job.pk)[:8]
@@ -45,7 +55,7 @@ class ReportJobAdmin(admin.ModelAdmin):
     def download(self, job):
         if job.status != Status.SUCCEEDED:
             return "—"
-        if job.owner_id != getattr(self, "_viewer_id", None):
+        if not job.viewer_is_owner:
             return "owner only"
         return format_html('<a href="{}">Download</a>', job.get_download_url())
 
@@ -62,15 +72,10 @@ class ReportJobAdmin(admin.ModelAdmin):
         )
 
     def changelist_view(self, request, extra_context=None):
-        self._viewer_id = request.user.pk
         extra_context = {**(extra_context or {}), "rq_dashboard_url": reverse("admin:django_rq_home")}
         return super().changelist_view(request, extra_context)
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        self._viewer_id = request.user.pk
-        return super().changeform_view(request, object_id, form_url, extra_context)
-
-    @admin.action(description="Cancel selected jobs")
+    @admin.action(description="Cancel selected jobs", permissions=["manage"])
     def cancel_jobs(self, request, queryset):
         cancelled = 0
         for job in queryset.filter(status__in=[Status.QUEUED, Status.RUNNING]):
@@ -81,7 +86,7 @@ class ReportJobAdmin(admin.ModelAdmin):
                 pass  # it ended meanwhile
         self.message_user(request, f"Cancelled {cancelled} job(s).", messages.SUCCESS)
 
-    @admin.action(description="Retry selected jobs (as new jobs for their owners)")
+    @admin.action(description="Retry selected jobs (as new jobs for their owners)", permissions=["manage"])
     def retry_jobs(self, request, queryset):
         retried = 0
         for job in queryset.filter(status__in=[Status.FAILED, Status.CANCELLED, Status.EXPIRED]):

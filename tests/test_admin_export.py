@@ -54,3 +54,27 @@ def test_unknown_changelist_filters_fail_the_run_not_the_server(make_user):
 def test_the_changelist_query_keeps_filters_and_search_but_not_the_page():
     request = RequestFactory().get("/admin/shop/order/?status__exact=paid&q=Silva&p=3&_popup=1")
     assert changelist_query(request) == "status__exact=paid&q=Silva"
+
+
+def test_job_admin_links_downloads_only_for_the_viewers_own_jobs(client, make_user):
+    from reports.models import ReportJob, Status
+
+    staff = make_user("staff", perms=["reports.view_reportjob"], is_staff=True)
+    other = make_user("other")
+    mine = ReportJob.objects.create(owner=staff, report="orders", format="csv", status=Status.SUCCEEDED)
+    theirs = ReportJob.objects.create(owner=other, report="orders", format="csv", status=Status.SUCCEEDED)
+    client.force_login(staff)
+    page = client.get("/admin/reports/reportjob/").content.decode()
+    assert f"/reports/jobs/{mine.pk}/download/" in page
+    assert f"/reports/jobs/{theirs.pk}/download/" not in page and "owner only" in page
+    assert "cancel_jobs" not in page  # cancelling other people's jobs needs the change permission
+
+
+def test_job_admin_actions_need_the_change_permission(client, make_user):
+    from reports.models import ReportJob
+
+    manager = make_user("manager", perms=["reports.view_reportjob", "reports.change_reportjob"], is_staff=True)
+    ReportJob.objects.create(owner=make_user("other"), report="orders", format="csv")  # actions need rows
+    client.force_login(manager)
+    page = client.get("/admin/reports/reportjob/").content.decode()
+    assert "cancel_jobs" in page and "retry_jobs" in page
