@@ -43,13 +43,13 @@ class ProgressNotifier:
 def job_ended(job: ReportJob) -> None:
     """Tell the owner how the job ended (stored, so a page opened later still shows it)."""
     type_, title = ENDINGS[job.status]
-    notify(job.owner, type=type_, title=title, body=describe(job), link=job.as_dict()["download_url"] or "",
+    notify(job.owner, type=type_, title=title, body=describe(job), link=job.download_url or "",
            payload={"job": job.as_dict()})  # fmt: skip
     maybe_email(job, title)
 
 
 def describe(job: ReportJob) -> str:
-    name = f"{job.as_dict()['report_title']} · {FORMATS[job.format].label}" if job.format in FORMATS else job.report
+    name = f"{job.report_title} · {FORMATS[job.format].label}" if job.format in FORMATS else job.report_title
     if job.status == Status.SUCCEEDED:
         return f"{name}: {job.rows_done:,} rows, {filesizeformat(job.file_size or 0)}."
     if job.status == Status.FAILED:
@@ -64,7 +64,7 @@ def maybe_email(job: ReportJob, title: str) -> None:
         return
     if (job.finished_at - job.started_at).total_seconds() < threshold:
         return
-    link = job.as_dict()["download_url"]
+    link = job.download_url
     body = describe(job) + (f"\n\nDownload: {settings.REPORTS_SITE_URL.rstrip('/')}{link}" if link else "")
     try:
         send_mail(title, body, None, [job.owner.email])

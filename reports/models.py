@@ -88,18 +88,27 @@ class ReportJob(models.Model):
     def get_download_url(self) -> str:
         return reverse("reports:download", args=[self.id])
 
-    def as_dict(self) -> dict:
-        """The job JSON of the public contract (API, websocket events, admin)."""
+    @property
+    def download_url(self) -> str | None:
+        """Where the file is, while there is one."""
+        return self.get_download_url() if self.status == Status.SUCCEEDED else None
+
+    @property
+    def report_title(self) -> str:
+        """The report's title, or its slug if the report has since been removed."""
         from .registry import NotRegistered, get_report
 
         try:
-            title = get_report(self.report).get_title()
+            return get_report(self.report).get_title()
         except NotRegistered:
-            title = self.report
+            return self.report
+
+    def as_dict(self) -> dict:
+        """The job JSON of the public contract (API, websocket events, admin)."""
         return {
             "id": str(self.id),
             "report": self.report,
-            "report_title": title,
+            "report_title": self.report_title,
             "format": self.format,
             "params": self.params,
             "status": self.status,
@@ -110,7 +119,7 @@ class ReportJob(models.Model):
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "file_size": self.file_size,
-            "download_url": self.get_download_url() if self.status == Status.SUCCEEDED else None,
+            "download_url": self.download_url,
             "error": self.error if self.status == Status.FAILED else None,
         }
 

@@ -101,7 +101,7 @@ def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: Progres
     storage = reports_storage()
     size = spool.stat().st_size
     with spool.open("rb") as fh:
-        name = storage.save(storage_name(job, report.get_title()), SpoolFile(fh))
+        name = storage.save(storage_name(job), SpoolFile(fh))
     if not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=done, rows_total=done):
         delete_file(name)  # cancelled while the file was being stored
         raise JobCancelled

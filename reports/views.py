@@ -8,7 +8,6 @@ from django.views.decorators.http import require_GET
 from .api import runnable_reports
 from .files import download_filename, reports_storage
 from .models import ReportJob, Status
-from .registry import NotRegistered, get_report
 from .writers import FORMATS
 
 
@@ -30,11 +29,7 @@ def download(request, job_id):
             status=409,
             content_type="text/plain; charset=utf-8",
         )
-    try:
-        title = get_report(job.report).get_title()
-    except NotRegistered:
-        title = job.report
-    filename = download_filename(job, title)
+    filename = download_filename(job)
     storage = reports_storage()
     if isinstance(storage, FileSystemStorage):
         response = FileResponse(storage.open(job.file.name, "rb"), as_attachment=True, filename=filename)
