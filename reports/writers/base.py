@@ -34,10 +34,10 @@ class WriterOptions:
 FORMULA_FIRST_CHARACTERS = frozenset("".join(FORMULA_PREFIXES))
 
 
-def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, booleans: bool, decimals: bool
-                  ) -> Callable[[Sequence], Sequence]:  # fmt: skip
+def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, booleans: bool, decimals: bool,
+                  escape: bool) -> Callable[[Sequence], Sequence]:  # fmt: skip
     """A function turning a row's values into text where the format needs it: datetimes in the
-    report's zone with offset, dates and times in ISO 8601, formula-escaped text, and optionally
+    report's zone with offset, dates and times in ISO 8601, and optionally formula-escaped text,
     booleans (true/false) and decimals (plain digits). Other values pass through untouched.
 
     It is generated once per column layout as one expression (`lambda r: (r[0], f1(r[1]), ...)`),
@@ -59,7 +59,7 @@ def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, bool
         by_kind["boolean"] = lambda v: None if v is None else ("true" if v else "false")
     if decimals:
         by_kind["decimal"] = lambda v: None if v is None else format(v, "f")
-    if options.escape_formulas:
+    if escape:
         first = FORMULA_FIRST_CHARACTERS
         by_kind["text"] = lambda v: "'" + v if v.__class__ is str and v and v[0] in first else v
     functions = {f"f{i}": by_kind[c.kind] for i, c in enumerate(columns) if c.kind in by_kind}

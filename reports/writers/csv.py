@@ -21,7 +21,9 @@ class CsvWriter(Writer):
         delimiter = self.options.extra.get("delimiter", ",")
         self.writer = csv.writer(self.text, delimiter=delimiter, lineterminator="\r\n")
         # Integers and floats are right as str(); decimals get their plain digits, never an exponent.
-        self.format_row = row_formatter(self.columns, self.options, booleans=True, decimals=True)
+        self.format_row = row_formatter(
+            self.columns, self.options, booleans=True, decimals=True, escape=self.options.escape_formulas
+        )
         if self.bom:
             self.text.write(BOM)
         self.writer.writerow([column.label for column in self.columns])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 from .base import Writer, row_formatter
 
@@ -22,8 +21,7 @@ class NdjsonWriter(Writer):
         self.names = [c.name for c in self.columns]
         self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
         # JSON has no formulas: text stays exactly as it is in the database.
-        options = replace(self.options, escape_formulas=False)
-        self.format_row = row_formatter(self.columns, options, booleans=False, decimals=True)
+        self.format_row = row_formatter(self.columns, self.options, booleans=False, decimals=True, escape=False)
         self.first = True
 
     def encode_rows(self, rows: Iterable[Sequence]) -> list[str]:

@@ -29,10 +29,8 @@ class PdfWriter(Writer):
     content_type = "application/pdf"
 
     def open(self) -> None:
-        from dataclasses import replace
-
-        options = replace(self.options, escape_formulas=False)  # a PDF runs no formulas
-        self.format_row = row_formatter(self.columns, options, booleans=True, decimals=True)
+        # A PDF runs no formulas: text stays as it is.
+        self.format_row = row_formatter(self.columns, self.options, booleans=True, decimals=True, escape=False)
         self.styles = getSampleStyleSheet()
         self.cell_style = self.styles["BodyText"].clone("cell", fontSize=7, leading=8.5)
         self.rows: list[list] = []
