@@ -66,9 +66,10 @@ def column_expression(path: str, kind: str, escape: bool):
     return Func(F(path), template=template, output_field=models.TextField())
 
 
-def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, upper, chunk_size: int, delimiter: str
+def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, after, upper, chunk_size: int, delimiter: str
                       ) -> Iterator[tuple[object, int]]:  # fmt: skip
-    """Write the rows `pk <= upper` as CSV into fh, a chunk at a time; yield (last key, rows) per chunk.
+    """Write the rows `after < pk <= upper` as CSV into fh, a chunk at a time; yield (last key, rows)
+    per chunk.
 
     No transaction spans the chunks: progress saved between them must be visible, and a cancel must
     not wait on a lock.
@@ -81,7 +82,7 @@ def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, upper, chunk_siz
     connection = connections[queryset.db]
     to_crlf = CrlfConverter()
     options = f"FORMAT csv, DELIMITER {connection.ops.compose_sql('%s', [delimiter])}"
-    last = None
+    last = after
     with connection.cursor() as cursor:
         cursor.execute("SHOW DateStyle")
         date_style = cursor.fetchone()[0]

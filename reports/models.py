@@ -74,6 +74,11 @@ class ReportJob(models.Model):
         return f"report-{self.id}"
 
     @property
+    def rq_join_id(self) -> str:
+        """The RQ job that joins this attempt's parts, when the report was split (reports.parallel)."""
+        return f"report-{self.id}-join-{self.attempts}"
+
+    @property
     def progress(self) -> float:
         if self.status in (Status.SUCCEEDED, Status.EXPIRED):
             return 1.0
@@ -144,6 +149,41 @@ class ReportJob(models.Model):
             for name, value in fields.items():
                 setattr(self, name, value)
         return bool(updated)
+
+
+class ReportPart(models.Model):
+    """One key range of a report split across workers (reports.parallel): rows `after < pk <= upper`,
+    written by its own RQ job to a part file in the reports storage; a join job puts the parts together.
+    The parts of one attempt of the job; a new attempt replaces them."""
+
+    class PartStatus(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    job = models.ForeignKey(ReportJob, on_delete=models.CASCADE, related_name="parts")
+    index = models.PositiveIntegerField()
+    after = models.JSONField(null=True, blank=True, help_text="The last key before this part (none: from the start).")
+    upper = models.JSONField(help_text="The last key of this part.")
+    status = models.CharField(max_length=10, choices=PartStatus.choices, default=PartStatus.QUEUED)
+    rows_done = models.BigIntegerField(default=0)
+    rows_total = models.BigIntegerField()
+    file = models.CharField(max_length=500, blank=True, help_text="The part file's name in the reports storage.")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="reports_part_unique_index")]
+
+    def __str__(self) -> str:
+        return f"part {self.index} of {self.job_id} ({self.status})"
+
+    @property
+    def rq_job_id(self) -> str:
+        return f"report-{self.job_id}-part-{self.pk}"
 
 
 def _iso(value):

@@ -11,7 +11,9 @@ import datetime as dt
 import logging
 import zoneinfo
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.files import File
@@ -19,11 +21,12 @@ from django.db.models import Count, F, Max, QuerySet
 from django.utils import timezone
 
 from . import fastpath
+from .definitions import Report
 from .events import ProgressNotifier, job_ended
 from .files import delete_file, reports_storage, storage_name
 from .models import ReportJob, Status
 from .registry import get_report
-from .writers import FORMATS, WriterOptions
+from .writers import FORMATS, Writer, WriterOptions
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +37,17 @@ class JobCancelled(Exception):
     pass
 
 
-def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: ProgressCallback | None = None) -> bool:
-    """Generate the file of a queued job. Returns False when the job was no longer queued."""
+def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: ProgressCallback | None = None,
+            split: bool = False) -> bool:  # fmt: skip
+    """Generate the file of a queued job. Returns False when the job was no longer queued.
+
+    With split=True (in a worker), a big report in a splittable format is handed to part jobs that
+    several workers run at once (reports.parallel); this returns as soon as they are enqueued.
+    """
     if not job.transition(Status.RUNNING, attempts=F("attempts") + 1, error=""):
         logger.info("Report job %s is %s, not starting it.", job.pk, job.status)
         return False
     job.refresh_from_db()
-    spool = spool_path(job)
     notifier = ProgressNotifier()
 
     def progress(job: ReportJob) -> None:
@@ -48,69 +55,120 @@ def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: Progr
         if on_progress:
             on_progress(job)
 
+    def generate(spool: Path) -> bool:
+        source = Source.of(job)
+        # Rows inserted after this moment are left out whole, never half-included.
+        bounds = source.queryset.aggregate(total=Count("pk"), upper=Max("pk"))
+        upper = bounds["upper"]
+        _save_progress(job, rows_done=0, rows_total=bounds["total"], checkpoint={"upper": upper, "last": None})
+        progress(job)
+        if split:
+            from .parallel import start_parts
+
+            if start_parts(job, source, bounds["total"], upper):
+                return False  # the join job will end it
+
+        def chunk_done(last, done: int) -> None:
+            _save_progress(job, rows_done=done, checkpoint={"upper": upper, "last": last})
+            progress(job)
+
+        done = write_file(source, spool, None, upper, chunk_size or settings.REPORTS_CHUNK_SIZE, chunk_done)
+        store_result(job, spool, done)
+        return True
+
+    run_guarded(job, generate)
+    return True
+
+
+def run_guarded(job: ReportJob, work: Callable[[Path], bool]) -> None:
+    """Run `work(spool path)` for the job: tell the owner when it ended the job (returned True) or
+    failed; a cancel needs no word (whoever cancelled told the owner). The spool file never stays."""
+    spool = spool_path(job)
     try:
-        _generate(job, spool, chunk_size or settings.REPORTS_CHUNK_SIZE, progress)
+        ended = work(spool)
     except JobCancelled:
         logger.info("Report job %s was cancelled at row %s.", job.pk, job.rows_done)
         job.refresh_from_db()
-        return True  # whoever cancelled it told the owner
+        return
     except BaseException as exc:  # a job timeout arrives as an exception too
         if job.transition(Status.FAILED, error=describe_error(exc)):
             job_ended(job)
         raise
     finally:
         spool.unlink(missing_ok=True)
-    job_ended(job)
-    return True
+    if ended:
+        job_ended(job)
 
 
-def _generate(job: ReportJob, spool: Path, chunk_size: int, on_progress: ProgressCallback) -> None:
-    report = get_report(job.report)
-    fmt = FORMATS[job.format]
-    queryset = report.get_report_queryset(job.params, job.owner)
-    # Rows inserted after this moment are left out whole, never half-included.
-    bounds = queryset.aggregate(total=Count("pk"), upper=Max("pk"))
-    upper = bounds["upper"]
-    _save_progress(job, rows_done=0, rows_total=bounds["total"], checkpoint={"upper": upper, "last": None})
-    on_progress(job)
+@dataclass(frozen=True)
+class Source:
+    """Where a job's rows come from and how they are written."""
 
-    options = WriterOptions(
-        escape_formulas=report.escape_formulas,
-        # The very object psycopg puts on UTC datetimes, so they need no conversion.
-        time_zone=dt.UTC if settings.TIME_ZONE == "UTC" else zoneinfo.ZoneInfo(settings.TIME_ZONE),
-        title=report.get_title(),
-        extra={"delimiter": report.csv_delimiter, "filters": report.describe_params(job.params)},
-    )
-    spool.parent.mkdir(parents=True, exist_ok=True)
-    with spool.open("wb") as fh:
-        writer = fmt.writer_class(fh, report.get_column_specs(), options)
-        writer.open()
-        if fastpath.eligible(report, job.format, queryset.db):
+    report: Report
+    queryset: QuerySet
+    format: str
+    params: dict
+
+    @classmethod
+    def of(cls, job: ReportJob) -> Source:
+        report = get_report(job.report)
+        return cls(report, report.get_report_queryset(job.params, job.owner), job.format, job.params)
+
+    def writer(self, fh: BinaryIO) -> Writer:
+        report = self.report
+        options = WriterOptions(
+            escape_formulas=report.escape_formulas,
+            # The very object psycopg puts on UTC datetimes, so they need no conversion.
+            time_zone=dt.UTC if settings.TIME_ZONE == "UTC" else zoneinfo.ZoneInfo(settings.TIME_ZONE),
+            title=report.get_title(),
+            extra={"delimiter": report.csv_delimiter, "filters": report.describe_params(self.params)},
+        )
+        return FORMATS[self.format].writer_class(fh, report.get_column_specs(), options)
+
+    def chunks(self, fh: BinaryIO, writer: Writer, after, upper, chunk_size: int) -> Iterator[tuple[object, int]]:
+        """Write the rows `after < pk <= upper` in keyset chunks; yield (last key, rows) after each."""
+        report, queryset = self.report, self.queryset
+        if fastpath.eligible(report, self.format, queryset.db):
             copy_chunk = chunk_size * settings.REPORTS_COPY_CHUNK_FACTOR
-            chunks = fastpath.write_copy_chunks(fh, report, queryset, upper, copy_chunk, report.csv_delimiter)
-        else:
-            chunks = write_row_chunks(writer, queryset, report.get_fetch_fields(), report.get_row_maker(), upper,
-                                      chunk_size)  # fmt: skip
-        done = 0
-        for last, count in chunks:
-            done += count
-            _save_progress(job, rows_done=done, checkpoint={"upper": upper, "last": last})
-            on_progress(job)
-        writer.close()
+            return fastpath.write_copy_chunks(fh, report, queryset, after, upper, copy_chunk, report.csv_delimiter)
+        return write_row_chunks(writer, queryset, report.get_fetch_fields(), report.get_row_maker(), after, upper,
+                                chunk_size)  # fmt: skip
 
-    storage = reports_storage()
+
+def write_file(source: Source, path: Path, after, upper, chunk_size: int, chunk_done: Callable[[object, int], None],
+               *, part: bool = False) -> int:  # fmt: skip
+    """Write the rows `after < pk <= upper` into `path`, calling chunk_done(last key, rows so far)
+    after each chunk: a whole file, or with part=True the rows alone (a part of a split report)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = 0
+    with path.open("wb") as fh:
+        writer = source.writer(fh)
+        writer.open_part() if part else writer.open()
+        for last, count in source.chunks(fh, writer, after, upper, chunk_size):
+            done += count
+            chunk_done(last, done)
+        writer.close_part() if part else writer.close()
+    return done
+
+
+def store(spool: Path, name: str) -> tuple[str, int]:
+    """Put a finished spool file into the reports storage in one save: (its name there, its size)."""
     size = spool.stat().st_size
     with spool.open("rb") as fh:
-        name = storage.save(storage_name(job), SpoolFile(fh))
-    if not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=done, rows_total=done):
+        return reports_storage().save(name, SpoolFile(fh)), size
+
+
+def store_result(job: ReportJob, spool: Path, rows: int) -> None:
+    name, size = store(spool, storage_name(job))
+    if not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows):
         delete_file(name)  # cancelled while the file was being stored
         raise JobCancelled
 
 
-def write_row_chunks(writer, queryset: QuerySet, fields: list[str], make_row, upper, chunk_size: int
+def write_row_chunks(writer, queryset: QuerySet, fields: list[str], make_row, after, upper, chunk_size: int
                      ) -> Iterator[tuple[object, int]]:  # fmt: skip
     """Write each keyset chunk through the writer; yield (last key, rows written) after each."""
-    for last, rows in iter_chunks(queryset, fields, upper, chunk_size):
+    for last, rows in iter_chunks(queryset, fields, upper, chunk_size, after=after):
         writer.write_rows(map(make_row, rows))
         yield last, len(rows)
 
@@ -123,12 +181,13 @@ class SpoolFile(File):
         return self.file.name
 
 
-def iter_chunks(queryset: QuerySet, fields: list[str], upper, chunk_size: int) -> Iterator[tuple[object, list]]:
-    """(last key, rows) for each keyset chunk `upper >= pk > last`, rows without the key."""
+def iter_chunks(queryset: QuerySet, fields: list[str], upper, chunk_size: int, *, after=None
+                ) -> Iterator[tuple[object, list]]:  # fmt: skip
+    """(last key, rows) for each keyset chunk `upper >= pk > last` from `after` on, rows without the key."""
     if upper is None:
         return
     base = queryset.filter(pk__lte=upper).order_by("pk").values_list("pk", *fields)
-    last = None
+    last = after
     while True:
         page = base if last is None else base.filter(pk__gt=last)
         chunk = list(page[:chunk_size])

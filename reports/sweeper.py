@@ -27,15 +27,19 @@ def sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     StartedJobRegistry(queue=queue).cleanup()  # moves jobs of dead workers out of "started"
     counts = {"requeued": 0, "failed": 0}
 
-    def rq_state(job: ReportJob) -> str | None:
-        rq_job = queue.fetch_job(job.rq_job_id)
-        return rq_job.get_status() if rq_job else None
+    def alive(*rq_job_ids: str) -> bool:
+        for rq_job_id in rq_job_ids:
+            rq_job = queue.fetch_job(rq_job_id)
+            if rq_job is not None and rq_job.get_status() in LIVE_RQ_STATES:
+                return True
+        return False
 
     for job in ReportJob.objects.filter(status=Status.QUEUED, updated_at__lt=stale_before):
-        if rq_state(job) not in LIVE_RQ_STATES and enqueue_job(job):
+        if not alive(job.rq_job_id) and enqueue_job(job):
             counts["requeued"] += 1
     for job in ReportJob.objects.filter(status=Status.RUNNING, updated_at__lt=stale_before):
-        if rq_state(job) in LIVE_RQ_STATES:
+        # A split job's parts wait in the queue before its join: the join is alive while they are.
+        if alive(job.rq_job_id, job.rq_join_id):
             continue  # a long chunk, not a dead worker
         if job.attempts < settings.REPORTS_MAX_ATTEMPTS:
             if job.transition(Status.QUEUED, rows_done=0) and enqueue_job(job):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar
@@ -74,6 +75,10 @@ class Writer:
 
     extension: ClassVar[str] = ""
     content_type: ClassVar[str] = "application/octet-stream"
+    # Splittable formats can be written in parts by several workers at once (reports.parallel): each
+    # part is open_part(), write_rows(), close_part(); the join is open(), append_part() for each part
+    # in order, close(); and the result is byte for byte what one writer would have written.
+    splittable: ClassVar[bool] = False
 
     def __init__(self, fh: BinaryIO, columns: Sequence[ColumnSpec], options: WriterOptions | None = None):
         self.fh = fh
@@ -88,3 +93,14 @@ class Writer:
 
     def close(self) -> None:
         """Write whatever comes after the last row and flush; the file object stays open."""
+
+    def open_part(self) -> None:
+        """Get ready to write the rows of one part, writing nothing before them."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be written in parts.")
+
+    def close_part(self) -> None:
+        """Flush a part's rows, writing nothing after them."""
+
+    def append_part(self, part: BinaryIO) -> None:
+        """Copy a part's bytes (from open_part ... close_part) in after what is already written."""
+        shutil.copyfileobj(part, self.fh, 1 << 20)

@@ -15,8 +15,15 @@ class CsvWriter(Writer):
     extension = "csv"
     content_type = "text/csv; charset=utf-8"
     bom = False
+    splittable = True
 
     def open(self) -> None:
+        self.open_part()
+        if self.bom:
+            self.text.write(BOM)
+        self.writer.writerow([column.label for column in self.columns])
+
+    def open_part(self) -> None:
         self.text = io.TextIOWrapper(self.fh, encoding="utf-8", newline="", write_through=True)
         delimiter = self.options.extra.get("delimiter", ",")
         self.writer = csv.writer(self.text, delimiter=delimiter, lineterminator="\r\n")
@@ -24,9 +31,6 @@ class CsvWriter(Writer):
         self.format_row = row_formatter(
             self.columns, self.options, booleans=True, decimals=True, escape=self.options.escape_formulas
         )
-        if self.bom:
-            self.text.write(BOM)
-        self.writer.writerow([column.label for column in self.columns])
 
     def write_rows(self, rows: Iterable[Sequence]) -> None:
         self.writer.writerows(map(self.format_row, rows))
@@ -34,6 +38,8 @@ class CsvWriter(Writer):
     def close(self) -> None:
         self.text.flush()
         self.text.detach()
+
+    close_part = close
 
 
 class ExcelCsvWriter(CsvWriter):

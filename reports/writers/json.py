@@ -16,8 +16,12 @@ from .base import Writer, row_formatter
 class NdjsonWriter(Writer):
     extension = "ndjson"
     content_type = "application/x-ndjson"
+    splittable = True
 
     def open(self) -> None:
+        self.open_part()
+
+    def open_part(self) -> None:
         self.names = [c.name for c in self.columns]
         self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
         # JSON has no formulas: text stays exactly as it is in the database.
@@ -39,8 +43,17 @@ class JsonWriter(NdjsonWriter):
     content_type = "application/json"
 
     def open(self) -> None:
-        super().open()
+        self.open_part()
         self.fh.write(b"[")
+
+    def append_part(self, part) -> None:
+        # A part is its rows as this writer writes them after "[": "\n{...},\n{...}". Between two
+        # parts goes the comma the first part's last row would have had.
+        head = part.read(1)
+        if head:
+            self.fh.write(head if self.first else b"," + head)
+            self.first = False
+            super().append_part(part)
 
     def write_rows(self, rows: Iterable[Sequence]) -> None:
         lines = self.encode_rows(rows)

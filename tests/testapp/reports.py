@@ -1,7 +1,8 @@
-"""Reports that exist only for the tests: one slow enough to cancel, one that fails."""
+"""Reports that exist only for the tests: one slow enough to cancel, ones that fail."""
 
 import os
 import time
+from pathlib import Path
 
 import reports
 from shop.models import Order
@@ -41,3 +42,23 @@ class UnicodeTitleReport(reports.Report):
     model = Order
     columns = ["id", "number"]
     permission = "shop.view_order"
+
+
+@reports.register
+class FlakyOrdersReport(reports.Report):
+    """Raises at order FLAKY_ORDER_ID: once (a marker file remembers it across worker processes) or,
+    with FLAKY_MODE=always, every time."""
+
+    slug = "flaky-orders"
+    title = "Flaky orders"
+    model = Order
+    columns = ["id", "number", reports.Column("check", fields=["id"])]
+    permission = "shop.view_order"
+
+    def value_check(self, row):
+        if row["id"] == int(os.environ.get("FLAKY_ORDER_ID", "0")):
+            marker = Path(os.environ["VAR_DIR"]) / f"flaky-{row['id']}"
+            if os.environ.get("FLAKY_MODE") == "always" or not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"Flaky on purpose at order {row['id']}")
+        return "ok"
