@@ -168,12 +168,14 @@ REPORTS_SPOOL_DIR = os.environ.get("REPORTS_SPOOL_DIR", str(VAR_DIR / "spool"))
 REPORTS_STALE_AFTER_SECONDS = env_int("REPORTS_STALE_AFTER_SECONDS", 120)
 REPORTS_MAX_ATTEMPTS = env_int("REPORTS_MAX_ATTEMPTS", 3)
 REPORTS_CSV_COPY = env_bool("REPORTS_CSV_COPY", True)  # CSV via PostgreSQL COPY when a report allows it
-REPORTS_COPY_CHUNK_FACTOR = env_int("REPORTS_COPY_CHUNK_FACTOR", 25)  # COPY chunks: this many plain chunks
+REPORTS_COPY_CHUNK_FACTOR = env_int("REPORTS_COPY_CHUNK_FACTOR", 5)  # COPY path: progress every this many chunks
 # Parallel batches: a report of at least REPORTS_PARALLEL_MIN_ROWS rows in CSV or JSON is split into
 # REPORTS_PARALLEL_PARTS key ranges written by that many RQ jobs at once (1: never split); a failed
-# part is retried alone up to REPORTS_PART_RETRIES times.
+# part is retried alone up to REPORTS_PART_RETRIES times. CSV on the COPY path is split only with
+# REPORTS_PARALLEL_COPY (PostgreSQL, not the worker, is its bottleneck).
 REPORTS_PARALLEL_PARTS = env_int("REPORTS_PARALLEL_PARTS", 2)
 REPORTS_PARALLEL_MIN_ROWS = env_int("REPORTS_PARALLEL_MIN_ROWS", 200_000)
+REPORTS_PARALLEL_COPY = env_bool("REPORTS_PARALLEL_COPY", False)
 REPORTS_PART_RETRIES = env_int("REPORTS_PART_RETRIES", 2)
 REPORTS_PDF_MAX_ROWS = env_int("REPORTS_PDF_MAX_ROWS", 5000)
 REPORTS_RETENTION_HOURS = env_int("REPORTS_RETENTION_HOURS", 7 * 24)

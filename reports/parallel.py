@@ -25,6 +25,7 @@ from django.utils import timezone
 from rq import Retry
 from rq.job import Dependency
 
+from . import fastpath
 from .events import ProgressNotifier
 from .files import delete_file, reports_storage
 from .models import ReportJob, ReportPart, Status
@@ -43,6 +44,8 @@ def part_count(source: Source, total: int) -> int:
         return 1
     if not FORMATS[source.format].writer_class.splittable:
         return 1
+    if not settings.REPORTS_PARALLEL_COPY and fastpath.eligible(source.report, source.format, source.queryset.db):
+        return 1  # bound by PostgreSQL, not the worker: parts only load the database more (see README)
     if not isinstance(source.report.get_model()._meta.pk, INTEGER_KEYS):
         return 1  # the bounds are stored as JSON
     return parts

@@ -7,6 +7,7 @@ the next chunk boundary. The file enters the storage in one `save`, so a partial
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import zoneinfo
@@ -129,8 +130,8 @@ class Source:
         """Write the rows `after < pk <= upper` in keyset chunks; yield (last key, rows) after each."""
         report, queryset = self.report, self.queryset
         if fastpath.eligible(report, self.format, queryset.db):
-            copy_chunk = chunk_size * settings.REPORTS_COPY_CHUNK_FACTOR
-            return fastpath.write_copy_chunks(fh, report, queryset, after, upper, copy_chunk, report.csv_delimiter)
+            batch = chunk_size * settings.REPORTS_COPY_CHUNK_FACTOR
+            return fastpath.write_copy_chunks(fh, report, queryset, after, upper, batch, report.csv_delimiter)
         return write_row_chunks(writer, queryset, report.get_fetch_fields(), report.get_row_maker(), after, upper,
                                 chunk_size)  # fmt: skip
 
@@ -144,9 +145,11 @@ def write_file(source: Source, path: Path, after, upper, chunk_size: int, chunk_
     with path.open("wb") as fh:
         writer = source.writer(fh)
         writer.open_part() if part else writer.open()
-        for last, count in source.chunks(fh, writer, after, upper, chunk_size):
-            done += count
-            chunk_done(last, done)
+        # Closed at once when chunk_done raises (a cancel): a COPY in progress is cancelled then.
+        with contextlib.closing(source.chunks(fh, writer, after, upper, chunk_size)) as chunks:
+            for last, count in chunks:
+                done += count
+                chunk_done(last, done)
         writer.close_part() if part else writer.close()
     return done
 

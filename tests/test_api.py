@@ -171,6 +171,20 @@ def test_a_running_job_whose_worker_died_is_requeued_then_failed(alice, redis_qu
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_split_job_waiting_for_its_parts_is_not_taken_for_lost(alice, redis_queue, settings):
+    settings.REPORTS_STALE_AFTER_SECONDS = 0
+    job = ReportJob.objects.create(owner=alice, report="orders", format="json", status=Status.RUNNING, attempts=1)
+    part = redis_queue.enqueue("reports.jobs.generate_part", 1, job_id=f"report-{job.pk}-part-1")
+    redis_queue.enqueue("reports.jobs.join_parts", str(job.pk), 1, job_id=job.rq_join_id, depends_on=part)
+    assert redis_queue.fetch_job(job.rq_join_id).get_status() == "deferred"
+    assert sweep() == {"requeued": 0, "failed": 0}
+    assert ReportJob.objects.get(pk=job.pk).status == Status.RUNNING
+    redis_queue.connection.flushdb()  # the parts and the join were lost with Redis
+    assert sweep()["requeued"] == 1
+    assert ReportJob.objects.get(pk=job.pk).status == Status.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
 def test_redis_down_at_commit_still_answers_202_and_keeps_the_row(alice_client, settings):
     settings.RQ_QUEUES = {"reports": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": "rq.serializers.JSONSerializer"}}
     response = post(alice_client, {"report": "orders", "format": "csv"})

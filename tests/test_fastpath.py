@@ -69,3 +69,26 @@ def test_crlf_conversion_leaves_newlines_inside_quotes_across_blocks():
     data = b'1,"a\nb",c\n2,"x""\ny",z\n3,plain\n'
     converted = b"".join(convert(data[i : i + 3]) for i in range(0, len(data), 3))
     assert converted == b'1,"a\nb",c\r\n2,"x""\ny",z\r\n3,plain\r\n'
+
+
+def test_closing_the_copy_early_cancels_the_query_and_frees_its_connection(alice):
+    """A cancel arrives between batches: closing the generator must stop PostgreSQL, not drain it."""
+    import csv
+    import io
+
+    from django.db import connection
+
+    demo.seed(3000)
+    report = get_report("orders")
+    queryset = report.get_report_queryset({}, alice)
+    upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
+    fh = io.BytesIO()
+    chunks = fastpath.write_copy_chunks(fh, report, queryset, None, upper, 100, ",")
+    assert next(chunks) == (None, 100)
+    assert next(chunks) == (None, 100)
+    chunks.close()
+    rows = list(csv.reader(io.StringIO(fh.getvalue().decode(), newline="")))
+    assert [int(r[0]) for r in rows] == list(Order.objects.order_by("pk").values_list("pk", flat=True)[:200])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY (%%' AND pid <> pg_backend_pid()")
+        assert cursor.fetchone()[0] == 0

@@ -21,7 +21,12 @@ from tests.test_foundation_flow import csrf_client, list_stored_files, post_job,
 
 pytestmark = [pytest.mark.integration]
 ORDERS = 20_000
-SPLIT = {"REPORTS_PARALLEL_MIN_ROWS": 1000, "REPORTS_PARALLEL_PARTS": 3, "REPORTS_CHUNK_SIZE": 500}
+SPLIT = {
+    "REPORTS_PARALLEL_MIN_ROWS": 1000,
+    "REPORTS_PARALLEL_PARTS": 3,
+    "REPORTS_CHUNK_SIZE": 500,
+    "REPORTS_PARALLEL_COPY": "true",
+}
 
 
 @pytest.fixture
@@ -82,9 +87,15 @@ def test_only_big_reports_in_splittable_formats_are_split(alice, settings):
         job = ReportJob(owner=alice, report="orders", format=fmt, params={})
         return part_count(Source.of(job), total)
 
-    assert parts("csv", 100) == parts("json", 5000) == parts("ndjson", 100) == parts("csv_excel", 100) == 4
-    assert parts("csv", 99) == 1
+    assert parts("json", 100) == parts("ndjson", 5000) == 4
+    assert parts("json", 99) == 1
     assert parts("xlsx", 5000) == parts("pdf", 5000) == 1
+    assert parts("csv", 5000) == parts("csv_excel", 5000) == 1  # the COPY path, bound by PostgreSQL
+    settings.REPORTS_CSV_COPY = False
+    assert parts("csv", 5000) == parts("csv_excel", 5000) == 4
+    settings.REPORTS_CSV_COPY = True
+    settings.REPORTS_PARALLEL_COPY = True
+    assert parts("csv", 5000) == 4
     settings.REPORTS_PARALLEL_PARTS = 1
     assert parts("csv", 5000) == 1
 
@@ -240,3 +251,23 @@ def test_a_part_that_keeps_failing_fails_the_job_and_leaves_no_file(orders, alic
     assert not list(reports_spool().glob(f"{job['id']}-*"))
     failed = Notification.objects.get(user=alice, type="report.failed")
     assert "Part 2 of 3 failed" in failed.body
+
+
+@pytest.mark.django_db
+def test_a_later_attempt_leaves_the_earlier_ones_parts_and_join_nothing_to_do(alice):
+    from django.core.files.base import ContentFile
+
+    from reports import jobs
+    from reports.files import reports_storage
+
+    job = ReportJob.objects.create(owner=alice, report="orders", format="json", status=Status.RUNNING, attempts=2)
+    name = reports_storage().save(f"parts/{job.pk}/1-0-1.part", ContentFile(b'\n{"id":1}'))
+    part = ReportPart.objects.create(job=job, index=0, upper=1, rows_total=1, rows_done=1, status="succeeded",
+                                     file=name)  # fmt: skip
+    jobs.join_parts(str(job.pk), 1)  # the join of attempt 1
+    jobs.generate_part(part.pk + 1000)  # a part row replaced meanwhile
+    job.refresh_from_db()
+    assert job.status == Status.RUNNING and not job.file
+    assert reports_storage().exists(name)
+    job.delete()  # or a new attempt replacing the parts: their files go with the rows
+    assert not reports_storage().exists(name)

@@ -158,3 +158,27 @@ def test_download_has_the_right_type_and_an_rfc6266_filename_for_any_title(alice
 def test_storages_alias_is_the_filesystem_without_a_bucket():
     assert reports_storage_config({})["BACKEND"] == "django.core.files.storage.FileSystemStorage"
     assert storages["reports"].__class__.__name__ == "FileSystemStorage"
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_split_report_on_s3_parts_go_through_the_bucket_and_only_the_file_stays(s3_env, alice_client, start_worker):
+    """Workers on other machines share only the bucket: the parts are objects there until joined."""
+    demo.seed(ORDERS)
+    bucket, client = s3_env["AWS_STORAGE_BUCKET_NAME"], s3_env.pop("client")
+    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "json"}),
+                                 content_type="application/json")  # fmt: skip
+    job_id = response.json()["id"]
+    for _ in range(2):
+        start_worker(**s3_env, REPORTS_PARALLEL_MIN_ROWS=100, REPORTS_PARALLEL_PARTS=2, REPORTS_CHUNK_SIZE=200)
+    deadline = time.monotonic() + 60
+    while ReportJob.objects.get(pk=job_id).status != Status.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    job = ReportJob.objects.get(pk=job_id)
+    assert job.status == Status.SUCCEEDED and job.rows_done == ORDERS
+    assert [p.rows_done for p in job.parts.all()] == [ORDERS // 2, ORDERS // 2]
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == [job.file.name]
+    status, data, _ = fetch(alice_client.get(f"/reports/jobs/{job_id}/download/")["Location"])
+    assert status == 200
+    assert [o["id"] for o in json.loads(data)] == list(Order.objects.order_by("pk").values_list("pk", flat=True))
