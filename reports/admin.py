@@ -6,13 +6,30 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from .definitions import ParamsInvalid
-from .models import ReportJob, Status
+from .models import ReportJob, ReportPart, Status
 from .registry import NotRegistered
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 
 
+class ReportPartInline(admin.TabularInline):
+    """The parts of a report split across workers (reports.parallel), read-only."""
+
+    model = ReportPart
+    fields = ["index", "after", "upper", "status", "rows_done", "rows_total", "attempts", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("reports.view_reportjob")  # they are part of the job
+
+
 @admin.register(ReportJob)
 class ReportJobAdmin(admin.ModelAdmin):
+    inlines = [ReportPartInline]
     list_display = ["short_id", "report", "format", "status", "owner", "rows", "size", "created_at", "download"]
     list_filter = ["status", "report", "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["=id", "report", "owner__username", "error"]

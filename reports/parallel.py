@@ -34,7 +34,6 @@ from .writers import FORMATS
 
 logger = logging.getLogger(__name__)
 PartStatus = ReportPart.PartStatus
-INTEGER_KEYS = (models.AutoField, models.BigAutoField, models.SmallAutoField, models.IntegerField)
 
 
 def part_count(source: Source, total: int) -> int:
@@ -46,7 +45,7 @@ def part_count(source: Source, total: int) -> int:
         return 1
     if not settings.REPORTS_PARALLEL_COPY and fastpath.eligible(source.report, source.format, source.queryset.db):
         return 1  # bound by PostgreSQL, not the worker: parts only load the database more (see README)
-    if not isinstance(source.report.get_model()._meta.pk, INTEGER_KEYS):
+    if not isinstance(source.report.get_model()._meta.pk, models.IntegerField):  # auto fields too
         return 1  # the bounds are stored as JSON
     return parts
 
@@ -57,7 +56,7 @@ def key_ranges(source: Source, total: int, upper, parts: int) -> list[tuple[obje
     cuts = [total * i // parts for i in range(parts + 1)]
     bounds = [None]
     for cut in cuts[1:-1]:
-        key = keys[cut - 1 : cut].first()  # an index-only scan to the offset
+        key = keys[cut - 1 : cut].first()  # OFFSET over the keys
         bounds.append(upper if key is None else key)  # rows deleted meanwhile: the rest is empty
     bounds.append(upper)
     return [(bounds[i], bounds[i + 1], cuts[i + 1] - cuts[i]) for i in range(parts)]
@@ -85,7 +84,7 @@ def start_parts(job: ReportJob, source: Source, total: int, upper) -> bool:
             job_id=part.rq_job_id,
             retry=Retry(max=settings.REPORTS_PART_RETRIES) if settings.REPORTS_PART_RETRIES else None,
             **options,
-        )  # fmt: skip
+        )
         for part in rows
     ]
     queue.enqueue(join_parts, str(job.pk), job.attempts, job_id=job.rq_join_id,
@@ -149,7 +148,8 @@ def join(job: ReportJob) -> None:
         unfinished = [p for p in parts if p.status != PartStatus.SUCCEEDED]
         if unfinished:
             part = unfinished[0]
-            error = f"Part {part.index + 1} of {len(parts)} failed: {part.error or part.status}"
+            reason = part.error or "its worker stopped"  # (RQ gave up on it while it was running)
+            error = f"Part {part.index + 1} of {len(parts)} failed: {reason}"
             return job.transition(Status.FAILED, error=error)
         source = Source.of(job)
         storage = reports_storage()

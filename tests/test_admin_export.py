@@ -78,3 +78,17 @@ def test_job_admin_actions_need_the_change_permission(client, make_user):
     client.force_login(manager)
     page = client.get("/admin/reports/reportjob/").content.decode()
     assert "cancel_jobs" in page and "retry_jobs" in page
+
+
+def test_job_admin_shows_the_parts_of_a_split_job(client, make_user):
+    from reports.models import ReportJob, ReportPart, Status
+
+    staff = make_user("staff", perms=["reports.view_reportjob"], is_staff=True)
+    job = ReportJob.objects.create(owner=staff, report="orders", format="json", status=Status.FAILED)
+    ReportPart.objects.create(job=job, index=0, upper=500, rows_total=500, rows_done=500, status="succeeded")
+    ReportPart.objects.create(job=job, index=1, after=500, upper=999, rows_total=499, rows_done=120, status="failed",
+                              attempts=3, error="RuntimeError: <b>disk full</b>")  # fmt: skip
+    client.force_login(staff)
+    page = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
+    assert "Report parts" in page and "RuntimeError: &lt;b&gt;disk full&lt;/b&gt;" in page
+    assert "<b>disk full</b>" not in page
