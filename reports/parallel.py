@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import django_rq
 from django.conf import settings
 from django.db import models
 from django.db.models import OuterRef, Subquery, Sum
@@ -73,9 +72,9 @@ def start_parts(job: ReportJob, source: Source, total: int, upper) -> bool:
         for i, (after, last, count) in enumerate(key_ranges(source, total, upper, parts))
     )
     from .jobs import generate_part, join_parts
-    from .services import QUEUE_NAME
+    from .services import reports_queue
 
-    queue = django_rq.get_queue(QUEUE_NAME)
+    queue = reports_queue()
     options = {"job_timeout": settings.REPORTS_JOB_TIMEOUT, "result_ttl": 3600, "failure_ttl": 7 * 24 * 3600}
     part_jobs = [
         queue.enqueue(

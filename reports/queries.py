@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
+from psycopg import adapters, pq
+from psycopg.adapt import Loader
 
 
 def key_range(queryset: QuerySet, after, upper) -> QuerySet:
@@ -26,8 +30,28 @@ def own_connection(alias: str) -> Iterator[BaseDatabaseWrapper]:
     connection = connections.create_connection(alias)
     connection.alias = f"{alias}-read-{uuid.uuid4().hex}"
     connections[connection.alias] = connection
+    if connection.vendor == "postgresql" and settings.USE_TZ and connection.timezone_name == "UTC":
+        connection.ensure_connection()
+        connection.connection.adapters.register_loader("timestamptz", UtcTimestamptzLoader)
     try:
         yield connection
     finally:
         del connections[connection.alias]
         connection.close()
+
+
+class UtcTimestamptzLoader(Loader):
+    """psycopg's own timestamptz loader, for a session in UTC, where it already returns datetimes in
+    `datetime.UTC`. Django wraps it to set the connection's zone on every value again (a Python call
+    and a `replace()` per value: a sixth of the Python path's time on a report with two datetime
+    columns). `timezone` tells Django's cursors that the zone is right."""
+
+    timezone = dt.UTC
+
+    def __init__(self, oid, context=None):
+        super().__init__(oid, context)
+        native = adapters.get_loader(adapters.types["timestamptz"].oid, pq.Format.TEXT)
+        self.load = native(oid, context).load  # the C function itself: no Python frame per value
+
+    def load(self, data):  # replaced per instance by psycopg's
+        raise NotImplementedError

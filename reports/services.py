@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from functools import partial
 from typing import Any
 
 import django_rq
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.core.signals import setting_changed
 from django.db import transaction
+from django.dispatch import receiver
 from redis.exceptions import RedisError
+from rq import Queue
 
 from .definitions import ParamsInvalid
 from .events import job_ended
@@ -20,6 +23,19 @@ from .registry import get_report
 
 logger = logging.getLogger(__name__)
 QUEUE_NAME = "reports"
+
+
+@functools.cache
+def reports_queue() -> Queue:
+    """The reports queue, one per process: requests reuse its Redis connections (a fresh queue
+    opens a new connection, a millisecond of every POST)."""
+    return django_rq.get_queue(QUEUE_NAME)
+
+
+@receiver(setting_changed)
+def _forget_queue(setting, **kwargs) -> None:
+    if setting == "RQ_QUEUES":
+        reports_queue.cache_clear()
 
 
 class TooManyJobs(Exception):
@@ -53,7 +69,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
             raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
         job = ReportJob.objects.create(owner=user, report=slug, format=format, params=report.serialize_params(cleaned))
         if enqueue:
-            transaction.on_commit(partial(enqueue_job, job))
+            transaction.on_commit(functools.partial(enqueue_job, job))
     return job
 
 
@@ -80,7 +96,7 @@ def enqueue_job(job: ReportJob) -> bool:
     from .jobs import generate_report
 
     try:
-        django_rq.get_queue(QUEUE_NAME).enqueue(
+        reports_queue().enqueue(
             generate_report,
             str(job.pk),
             job_id=job.rq_job_id,
@@ -108,7 +124,7 @@ def cancel_report(job: ReportJob) -> ReportJob:
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
     job_ended(job)
     try:
-        rq_job = django_rq.get_queue(QUEUE_NAME).fetch_job(job.rq_job_id)
+        rq_job = reports_queue().fetch_job(job.rq_job_id)
         if rq_job is not None and rq_job.get_status() == "queued":
             rq_job.cancel()
     except RedisError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-import django_rq
 from django.conf import settings
 from django.utils import timezone
 from rq.registry import StartedJobRegistry
@@ -13,7 +12,7 @@ from rq.registry import StartedJobRegistry
 from .events import job_ended
 from .files import delete_file
 from .models import ReportJob, Status
-from .services import QUEUE_NAME, enqueue_job
+from .services import enqueue_job, reports_queue
 
 logger = logging.getLogger(__name__)
 LIVE_RQ_STATES = {"queued", "started", "deferred", "scheduled"}
@@ -23,7 +22,7 @@ def sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Re-enqueue queued rows Redis lost; requeue or fail running rows whose worker died."""
     now = now or timezone.now()
     stale_before = now - dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS)
-    queue = django_rq.get_queue(QUEUE_NAME)
+    queue = reports_queue()
     StartedJobRegistry(queue=queue).cleanup()  # moves jobs of dead workers out of "started"
     counts = {"requeued": 0, "failed": 0}
 

@@ -24,7 +24,13 @@ def manage(*args: str) -> list[str]:
 
 PROCESSES = {
     "web": [PYTHON, "-m", "daphne", "-b", HOST, "-p", PORT, "project.asgi:application"],
-    "worker": manage("rqworker", "reports", "--with-scheduler", "--serializer", "rq.serializers.JSONSerializer"),
+    # Niced: on a shared machine, background reports yield the CPU to web requests.
+    "worker": [
+        "nice",
+        "-n",
+        "10",
+        *manage("rqworker", "reports", "--with-scheduler", "--serializer", "rq.serializers.JSONSerializer"),
+    ],
     "sweeper": manage("sweep_reports", "--every", "60"),
 }
 
