@@ -104,9 +104,11 @@ def run_part(part: ReportPart) -> None:
     notifier = ProgressNotifier()
 
     def chunk_done(last, done: int) -> None:
+        if not notifier.due(done, part.rows_total):
+            return
         if not ReportPart.objects.filter(pk=part.pk).update(rows_done=done) or not sum_progress(job):
             raise JobCancelled  # the part was replaced, or the job left `running`
-        notifier(job)
+        notifier.push(job)
 
     try:
         sum_progress(job)  # a retried part starts again from 0

@@ -55,7 +55,7 @@ def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: Progr
     notifier = ProgressNotifier()
 
     def progress(job: ReportJob) -> None:
-        notifier(job)
+        notifier.push(job)
         if on_progress:
             on_progress(job)
 
@@ -73,8 +73,9 @@ def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: Progr
                 return False  # the join job will end it
 
         def chunk_done(last, done: int) -> None:
-            _save_progress(job, rows_done=done, checkpoint={"upper": upper, "last": last})
-            progress(job)
+            if notifier.due(done, job.rows_total):
+                _save_progress(job, rows_done=done, checkpoint={"upper": upper, "last": last})
+                progress(job)
 
         done = write_file(source, spool, None, upper, chunk_size or settings.REPORTS_CHUNK_SIZE, chunk_done)
         store_result(job, spool, done)

@@ -172,7 +172,8 @@ def test_parts_run_at_the_same_time_and_progress_sums_over_them(orders, alice, r
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "slow-orders", "format": "csv"})
     for _ in range(2):
-        start_worker(**{**SPLIT, "REPORTS_PARALLEL_PARTS": 2}, SLOW_REPORT_SECONDS_PER_ROW=0.0002)
+        start_worker(**{**SPLIT, "REPORTS_PARALLEL_PARTS": 2}, SLOW_REPORT_SECONDS_PER_ROW=0.0002,
+                     REPORTS_PROGRESS_INTERVAL=0)  # fmt: skip
     seen = []
 
     def finished():
