@@ -1,8 +1,9 @@
-"""Keyset chunks of a report's queryset -> a format writer -> a spool file -> the reports storage.
+"""Chunks of a report's queryset -> a format writer -> a spool file -> the reports storage.
 
 No more than one chunk of rows is in memory at a time. The row is the truth: progress and the
-checkpoint are saved after every chunk, and a cancel (the row leaving `running`) is noticed at
-the next chunk boundary. The file enters the storage in one `save`, so a partial file is never seen.
+checkpoint are saved after a chunk (at most every REPORTS_PROGRESS_INTERVAL, and after the last),
+and a cancel (the row leaving `running`) is noticed then. The file enters the storage in one
+`save`, so a partial file is never seen. Big reports may be split across workers: reports.parallel.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class Source:
         return FORMATS[self.format].writer_class(fh, report.get_column_specs(), options)
 
     def chunks(self, fh: BinaryIO, writer: Writer, after, upper, chunk_size: int) -> Iterator[tuple[object, int]]:
-        """Write the rows `after < pk <= upper` in keyset chunks; yield (last key, rows) after each."""
+        """Write the rows `after < pk <= upper` in chunks; yield (last key or None, rows) after each."""
         report, queryset = self.report, self.queryset
         if fastpath.eligible(report, self.format, queryset.db):
             batch = chunk_size * settings.REPORTS_COPY_CHUNK_FACTOR

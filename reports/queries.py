@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import QuerySet
+from django.db.utils import load_backend
 from psycopg import adapters, pq
 from psycopg.adapt import Loader
 
@@ -27,9 +28,12 @@ def own_connection(alias: str) -> Iterator[BaseDatabaseWrapper]:
     connection.alias)`) until it is closed afterwards. One long read (a COPY, a server-side cursor)
     runs there while the usual connection saves progress, which other processes see at once, and
     stays free of the read's session settings and transaction."""
-    connection = connections.create_connection(alias)
-    connection.alias = f"{alias}-read-{uuid.uuid4().hex}"
-    connections[connection.alias] = connection
+    settings_dict = connections[alias].settings_dict
+    # Not from a pool (Django keeps one per alias and this alias is used once): a plain connection.
+    options = {k: v for k, v in settings_dict.get("OPTIONS", {}).items() if k != "pool"}
+    name = f"{alias}-read-{uuid.uuid4().hex}"
+    connection = load_backend(settings_dict["ENGINE"]).DatabaseWrapper({**settings_dict, "OPTIONS": options}, name)
+    connections[name] = connection
     if connection.vendor == "postgresql" and settings.USE_TZ and connection.timezone_name == "UTC":
         connection.ensure_connection()
         connection.connection.adapters.register_loader("timestamptz", UtcTimestamptzLoader)

@@ -51,3 +51,13 @@ def test_the_reader_is_a_connection_of_its_own_and_goes_away():
             return cursor.fetchone()[0] == 0
 
     wait_for(gone, timeout=5, message="the reader's backend to exit")
+
+
+def test_a_reader_is_a_plain_connection_even_where_the_database_uses_a_pool(monkeypatch):
+    connection.ensure_connection()
+    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {**connection.settings_dict["OPTIONS"], "pool": True})
+    with own_connection("default") as reader:
+        assert "pool" not in reader.settings_dict["OPTIONS"] and reader.pool is None
+        with reader.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
