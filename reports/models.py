@@ -156,18 +156,11 @@ class ReportPart(models.Model):
     written by its own RQ job to a part file in the reports storage; a join job puts the parts together.
     The parts of one attempt of the job; a new attempt replaces them."""
 
-    class PartStatus(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
     job = models.ForeignKey(ReportJob, on_delete=models.CASCADE, related_name="parts")
     index = models.PositiveIntegerField()
     after = models.JSONField(null=True, blank=True, help_text="The last key before this part (none: from the start).")
     upper = models.JSONField(help_text="The last key of this part.")
-    status = models.CharField(max_length=10, choices=PartStatus.choices, default=PartStatus.QUEUED)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)  # never expired
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField()
     file = models.CharField(max_length=500, blank=True, help_text="The part file's name in the reports storage.")

@@ -32,7 +32,6 @@ from .pipeline import JobCancelled, Source, describe_error, run_guarded, store, 
 from .writers import FORMATS
 
 logger = logging.getLogger(__name__)
-PartStatus = ReportPart.PartStatus
 
 
 def part_count(source: Source, total: int) -> int:
@@ -95,10 +94,10 @@ def start_parts(job: ReportJob, source: Source, total: int, upper) -> bool:
 def run_part(part: ReportPart) -> None:
     """Write one part's rows into its part file in the storage."""
     job = part.job
-    if job.status != Status.RUNNING or part.status == PartStatus.SUCCEEDED:
+    if job.status != Status.RUNNING or part.status == Status.SUCCEEDED:
         return  # cancelled, failed or restarted meanwhile; or done before a retry of the RQ job
     part.attempts += 1
-    ReportPart.objects.filter(pk=part.pk).update(status=PartStatus.RUNNING, rows_done=0, attempts=part.attempts,
+    ReportPart.objects.filter(pk=part.pk).update(status=Status.RUNNING, rows_done=0, attempts=part.attempts,
                                                  error="")  # fmt: skip
     spool = Path(settings.REPORTS_SPOOL_DIR) / f"{job.pk}-{job.attempts}-part{part.index}-{part.attempts}.part"
     notifier = ProgressNotifier()
@@ -115,15 +114,15 @@ def run_part(part: ReportPart) -> None:
         source = Source.of(job)
         done = write_file(source, spool, part.after, part.upper, settings.REPORTS_CHUNK_SIZE, chunk_done, part=True)
         name, _ = store(spool, f"parts/{job.pk}/{job.attempts}-{part.index}-{part.attempts}.part")
-        updated = ReportPart.objects.filter(pk=part.pk, status=PartStatus.RUNNING).update(
-            status=PartStatus.SUCCEEDED, file=name, rows_done=done
+        updated = ReportPart.objects.filter(pk=part.pk, status=Status.RUNNING).update(
+            status=Status.SUCCEEDED, file=name, rows_done=done
         )
         if not updated:
             delete_file(name)  # the part was replaced meanwhile
     except JobCancelled:
-        ReportPart.objects.filter(pk=part.pk).update(status=PartStatus.CANCELLED)
+        ReportPart.objects.filter(pk=part.pk).update(status=Status.CANCELLED)
     except BaseException as exc:
-        ReportPart.objects.filter(pk=part.pk).update(status=PartStatus.FAILED, error=describe_error(exc))
+        ReportPart.objects.filter(pk=part.pk).update(status=Status.FAILED, error=describe_error(exc))
         raise
     finally:
         spool.unlink(missing_ok=True)
@@ -146,7 +145,7 @@ def join(job: ReportJob) -> None:
     def generate(spool: Path) -> bool:
         if job.status != Status.RUNNING:
             return False  # cancelled: whoever did it told the owner
-        unfinished = [p for p in parts if p.status != PartStatus.SUCCEEDED]
+        unfinished = [p for p in parts if p.status != Status.SUCCEEDED]
         if unfinished:
             part = unfinished[0]
             reason = part.error or "its worker stopped"  # (RQ gave up on it while it was running)
