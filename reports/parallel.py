@@ -28,7 +28,7 @@ from . import fastpath
 from .events import ProgressNotifier
 from .files import delete_file, reports_storage
 from .models import ReportJob, ReportPart, Status
-from .pipeline import JobCancelled, Source, describe_error, run_guarded, store, store_result, write_file
+from .pipeline import JobCancelled, Source, describe_error, run_guarded, spool_path, store, store_result, write_file
 from .writers import FORMATS
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def run_part(part: ReportPart) -> None:
     part.attempts += 1
     ReportPart.objects.filter(pk=part.pk).update(status=Status.RUNNING, rows_done=0, attempts=part.attempts,
                                                  error="")  # fmt: skip
-    spool = Path(settings.REPORTS_SPOOL_DIR) / f"{job.pk}-{job.attempts}-part{part.index}-{part.attempts}.part"
+    spool = spool_path(job, f"-part{part.index}-{part.attempts}")
     notifier = ProgressNotifier()
 
     def chunk_done(last, done: int) -> None:

@@ -231,8 +231,9 @@ def _save_progress(job: ReportJob, **fields) -> None:
         setattr(job, name, value)
 
 
-def spool_path(job: ReportJob) -> Path:
-    return Path(settings.REPORTS_SPOOL_DIR) / f"{job.pk}-{job.attempts}.part"
+def spool_path(job: ReportJob, suffix: str = "") -> Path:
+    """The local file a job's attempt (or, with a suffix, one of its parts) is written to."""
+    return Path(settings.REPORTS_SPOOL_DIR) / f"{job.pk}-{job.attempts}{suffix}.part"
 
 
 def describe_error(exc: BaseException) -> str:
