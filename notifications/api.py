@@ -2,10 +2,12 @@
 
 import json
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from .models import Notification
+from .services import MAX_IDS, valid_ids
 
 RECENT = 20
 
@@ -29,14 +31,18 @@ def recent(request):
 @require_POST
 @_login_required_json
 def mark_seen(request):
-    """Body {"ids": [1, 2]} marks those; {} marks them all."""
+    """Body {"ids": [1, 2]} marks those (at most MAX_IDS); {"all": true} marks them all."""
+    shape = 'Send {"ids": [notification ids]} or {"all": true}.'
     try:
-        body = json.loads(request.body or b"{}")
-    except ValueError:
-        return JsonResponse({"error": "The body must be JSON."}, status=400)
-    ids = body.get("ids") if isinstance(body, dict) else None
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
-        return JsonResponse({"error": "'ids' must be a list of integers."}, status=400)
+        body = json.loads(request.body)
+    except RequestDataTooBig:
+        return JsonResponse({"error": "The request body is too large."}, status=413)
+    except (ValueError, RecursionError):
+        return JsonResponse({"error": f"The body must be JSON. {shape}"}, status=400)
     mine = Notification.objects.for_user(request.user)
-    count = (mine.filter(pk__in=ids) if ids is not None else mine).mark_seen()
-    return JsonResponse({"seen": count})
+    if isinstance(body, dict) and set(body) == {"all"} and body["all"] is True:
+        return JsonResponse({"seen": mine.mark_seen()})
+    ids = body.get("ids") if isinstance(body, dict) and set(body) == {"ids"} else None
+    if not valid_ids(ids):
+        return JsonResponse({"error": f"'ids' must be a list of 1 to {MAX_IDS} integers. {shape}"}, status=400)
+    return JsonResponse({"seen": mine.filter(pk__in=ids).mark_seen()})

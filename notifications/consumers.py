@@ -1,16 +1,37 @@
 """The websocket: authenticate, join the user's own group, replay what they have not seen, forward."""
 
 import json
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from .models import Notification
-from .services import user_group
+from .services import MAX_IDS, user_group, valid_ids
 
 REPLAY_LIMIT = 50
 MAX_CLIENT_MESSAGE = 4096
 NOT_AUTHENTICATED = 4401
+CLIENT_MESSAGES_PER_SECOND = 5
+CLIENT_MESSAGES_BURST = 20
+
+
+class TokenBucket:
+    """At most `rate` messages a second on average, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
@@ -20,6 +41,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=NOT_AUTHENTICATED)
             return
         self.user_id = user.pk
+        self.bucket = TokenBucket(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_BURST)
+        self.warned_at = float("-inf")
         self.group = user_group(user.pk)  # from the session, never from anything the client sends
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -31,6 +54,11 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if not self.bucket.take():  # dropped; said at most once a second, so flooding gets little back
+            if time.monotonic() - self.warned_at >= 1:
+                self.warned_at = time.monotonic()
+                await self.send_json({"type": "error", "error": "Too many messages: slow down."})
+            return
         try:
             if text_data is None or len(text_data) > MAX_CLIENT_MESSAGE:
                 raise ValueError
@@ -44,8 +72,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         action = content.get("action") if isinstance(content, dict) else None
         if action == "seen":
             ids = content.get("ids")
-            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids) or len(ids) > 500:
-                await self.send_json({"type": "error", "error": "'ids' must be a list of up to 500 integers."})
+            if not valid_ids(ids):
+                await self.send_json({"type": "error", "error": f"'ids' must be a list of 1 to {MAX_IDS} integers."})
                 return
             await self.send_json({"type": "seen", "count": await self.mark_seen(ids)})
         elif action == "seen_all":

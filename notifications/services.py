@@ -10,6 +10,16 @@ from channels.layers import get_channel_layer
 from .models import Notification
 
 logger = logging.getLogger(__name__)
+MAX_IDS = 500  # notification ids a client may mark seen at once
+
+
+def valid_ids(ids) -> bool:
+    """A list of notification ids as a client may send them (over HTTP or the websocket)."""
+    return (
+        isinstance(ids, list)
+        and 0 < len(ids) <= MAX_IDS
+        and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
+    )
 
 
 def user_group(user_id: int) -> str:

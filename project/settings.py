@@ -28,7 +28,7 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+DEBUG = env_bool("DJANGO_DEBUG", False)  # on only when asked for: `make run` and the tests say so
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
@@ -97,6 +97,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reports:page"
@@ -164,6 +166,7 @@ CHANNEL_LAYERS = {
 REPORTS_CHUNK_SIZE = env_int("REPORTS_CHUNK_SIZE", 2000)
 REPORTS_JOB_TIMEOUT = env_int("REPORTS_JOB_TIMEOUT", 6 * 3600)
 REPORTS_MAX_ACTIVE_JOBS_PER_USER = env_int("REPORTS_MAX_ACTIVE_JOBS_PER_USER", 5)
+REPORTS_MAX_JOBS_PER_MINUTE = env_int("REPORTS_MAX_JOBS_PER_MINUTE", 30)
 REPORTS_SPOOL_DIR = os.environ.get("REPORTS_SPOOL_DIR", str(VAR_DIR / "spool"))
 REPORTS_STALE_AFTER_SECONDS = env_int("REPORTS_STALE_AFTER_SECONDS", 120)
 REPORTS_MAX_ATTEMPTS = env_int("REPORTS_MAX_ATTEMPTS", 3)

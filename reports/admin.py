@@ -1,9 +1,13 @@
+from functools import wraps
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
+from django_rq.admin import QueueAdmin
+from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
 from .models import ReportJob, ReportPart, Status
@@ -82,6 +86,10 @@ class ReportJobAdmin(admin.ModelAdmin):
             return f"{(job.finished_at - job.started_at).total_seconds():.1f} s"
         return "—"
 
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if may_see_queues(request.user) else [f for f in fields if f != "queue_dashboard"]
+
     @admin.display(description="Queue")
     def queue_dashboard(self, job):
         return format_html(
@@ -89,7 +97,8 @@ class ReportJobAdmin(admin.ModelAdmin):
         )
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "rq_dashboard_url": reverse("admin:django_rq_home")}
+        if may_see_queues(request.user):
+            extra_context = {**(extra_context or {}), "rq_dashboard_url": reverse("admin:django_rq_home")}
         return super().changelist_view(request, extra_context)
 
     @admin.action(description="Cancel selected jobs", permissions=["manage"])
@@ -97,7 +106,7 @@ class ReportJobAdmin(admin.ModelAdmin):
         cancelled = 0
         for job in queryset.filter(status__in=[Status.QUEUED, Status.RUNNING]):
             try:
-                cancel_report(job)
+                cancel_report(job, by=request.user)
                 cancelled += 1
             except JobConflict:
                 pass  # it ended meanwhile
@@ -113,3 +122,39 @@ class ReportJobAdmin(admin.ModelAdmin):
             except (JobConflict, TooManyJobs, PermissionDenied, ParamsInvalid, NotRegistered) as exc:
                 self.message_user(request, f"Job {str(job.pk)[:8]} was not retried: {exc}", messages.WARNING)
         self.message_user(request, f"Retried {retried} job(s).", messages.SUCCESS)
+
+
+# django-rq's dashboard lets whoever opens it empty queues and delete, stop or requeue jobs, and its
+# views ask only for staff status. Here every one of them also needs its own permission,
+# `django_rq.admin` ("Access admin page"), which superusers have.
+QUEUE_PERMISSION = "django_rq.admin"
+
+
+def may_see_queues(user) -> bool:
+    return user.has_perm(QUEUE_PERMISSION)
+
+
+def queue_permission_required(view):
+    @wraps(view)
+    def guarded(request, *args, **kwargs):
+        if request.user.is_authenticated and request.user.is_staff and not may_see_queues(request.user):
+            raise PermissionDenied(f"The queue dashboard needs the {QUEUE_PERMISSION!r} permission.")
+        return view(request, *args, **kwargs)  # others: the admin's login, or the API token check
+
+    return guarded
+
+
+class GuardedQueueAdmin(QueueAdmin):
+    def get_urls(self):
+        patterns = super().get_urls()
+        for pattern in patterns:
+            pattern.callback = queue_permission_required(pattern.callback)
+        return patterns
+
+    def has_module_permission(self, request):
+        return may_see_queues(request.user)
+
+
+if admin.site.is_registered(Dashboard):
+    admin.site.unregister(Dashboard)
+admin.site.register(Dashboard, GuardedQueueAdmin)

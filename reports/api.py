@@ -103,25 +103,38 @@ def job_list(request):
     return JsonResponse({"jobs": [job.as_dict() for job in jobs]})
 
 
-def job_create(request):
+BODY_SHAPE = '{"report": slug, "format": name, "params": {...}}'
+
+
+def read_json(request):
+    """The request's JSON body, or the 4xx answer that says what is wrong with it."""
     try:
-        body = json.loads(request.body or b"null")
+        return json.loads(request.body or b"null"), None
     except RequestDataTooBig:
-        return error(413, "The request body is too large.")
+        return None, error(413, "The request body is too large.")
+    except RecursionError:
+        return None, error(400, "The JSON body is nested too deeply.")
     except (ValueError, UnicodeDecodeError):
-        return error(400, 'The body must be JSON: {"report": slug, "format": name, "params": {...}}.')
+        return None, error(400, f"The body must be JSON: {BODY_SHAPE}.")
+
+
+def job_create(request):
+    body, refusal = read_json(request)
+    if refusal:
+        return refusal
     if not isinstance(body, dict):
-        return error(400, 'The body must be a JSON object: {"report": slug, "format": name, "params": {...}}.')
+        return error(400, f"The body must be a JSON object: {BODY_SHAPE}.")
     missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
     wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
-    unknown = {k: ["Unknown field."] for k in body if k not in ("report", "format", "params")}
+    unknown = [k for k in body if k not in ("report", "format", "params")]
     if missing or wrong or unknown:
-        return error(400, "Invalid request.", fields={**missing, **wrong, **unknown})
-    return start_job(lambda: request_report(user=request.user, slug=body["report"], format=body["format"],
+        fields = {**missing, **wrong, **ParamsInvalid.for_fields(unknown, "Unknown field.").errors}
+        return error(400, "Invalid request.", fields=fields)
+    return answer_new_job(lambda: request_report(user=request.user, slug=body["report"], format=body["format"],
                                             params=body.get("params")))  # fmt: skip
 
 
-def start_job(make_job) -> JsonResponse:
+def answer_new_job(make_job) -> JsonResponse:
     """202 with the new job, or the 4xx that says why not."""
     try:
         job = make_job()
@@ -163,7 +176,7 @@ def job_detail(request, job):
 @own_job
 def job_cancel(request, job):
     try:
-        cancel_report(job)
+        cancel_report(job, by=request.user)
     except JobConflict as exc:
         return error(409, str(exc), job=job.as_dict())
     return JsonResponse(job.as_dict())
@@ -174,4 +187,4 @@ def job_cancel(request, job):
 @own_job
 def job_retry(request, job):
     """A new job with the same report, format and parameters."""
-    return start_job(lambda: retry_report(job))
+    return answer_new_job(lambda: retry_report(job))

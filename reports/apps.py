@@ -9,4 +9,10 @@ class ReportsConfig(AppConfig):
     def ready(self):
         # Every installed app's reports.py registers its reports, as admin.py modules do.
         autodiscover_modules("reports")
+        from django.contrib import admin
+
         from . import signals  # noqa: F401
+        from .admin_reports import register_admin_exports
+
+        admin.autodiscover()  # (imports admin modules once; a no-op when the admin app did it already)
+        register_admin_exports(admin.site)

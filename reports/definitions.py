@@ -7,12 +7,15 @@ the report's author, never taken from the request.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
+import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 
@@ -98,16 +101,58 @@ class Filter:
         form_field.label = self.label or form_field.label or self.name.replace("_", " ").capitalize()
         return form_field
 
+    def bound(self) -> str:
+        """'low' for a lower bound (gt, gte), 'high' for an upper one (lt, lte), '' otherwise."""
+        last = self.lookup.rpartition("__")[2]
+        return {"gt": "low", "gte": "low", "lt": "high", "lte": "high"}.get(last, "")
+
+    def range_key(self) -> tuple[str, str]:
+        """Filters with the same key bound the same values: the field and any transform (`date__`)."""
+        return self.field, self.lookup.rpartition("__")[0]
+
     def apply(self, queryset: models.QuerySet, value: Any) -> models.QuerySet:
         return queryset.filter(**{f"{self.field}__{self.lookup}": value})
+
+
+def row_cap(format: str) -> int | None:
+    """Formats laid out as a whole (PDF) hold every row until the end: they are refused above a cap."""
+    return settings.REPORTS_PDF_MAX_ROWS if FORMATS[format].writer_class.laid_out_whole else None
+
+
+def check_rows(format: str, rows: int) -> None:
+    """Refuse a run of `rows` rows in a format capped below that (when asked for, and again at the start)."""
+    cap = row_cap(format)
+    if cap is not None and rows > cap:
+        raise ParamsInvalid({"format": [
+            f"{FORMATS[format].label} is limited to {cap:,} rows and this report has {rows:,}. "
+            "Narrow the filters, or choose CSV or XLSX, which have no limit."
+        ]})  # fmt: skip
 
 
 class ParamsInvalid(Exception):
     """Raised with a dict of field -> list of messages, ready for a 400 answer."""
 
+    MAX_FIELDS = 20  # an answer names at most this many fields, however many were sent
+
     def __init__(self, errors: dict[str, list[str]]):
         super().__init__(errors)
         self.errors = errors
+
+    @classmethod
+    def for_fields(cls, names: Iterable, message: str) -> ParamsInvalid:
+        """The same message for each of `names`, bounded in number and length."""
+        names = [str(n) for n in names]
+        errors = {name[:100]: [message] for name in names[: cls.MAX_FIELDS]}
+        if len(names) > cls.MAX_FIELDS:
+            errors["params"] = [f"And {len(names) - cls.MAX_FIELDS:,} more like these."]
+        return cls(errors)
+
+
+def as_text(value: str | int | float | bool) -> str:
+    """A JSON scalar as the text a form field parses: true/false for booleans, digits for numbers."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
 
 
 def json_safe(value: Any) -> Any:
@@ -162,6 +207,10 @@ class Report:
 
     def has_permission(self, user) -> bool:
         return bool(user and user.is_active and user.has_perm(self.get_permission()))
+
+    def describe_permission(self) -> str:
+        """What a user needs to run this report, in words, for the refusal."""
+        return f"the {self.get_permission()!r} permission"
 
     def get_columns(self) -> list[Column]:
         return [c if isinstance(c, Column) else Column(c) for c in self.columns]
@@ -222,24 +271,49 @@ class Report:
         form_fields = {f.name: f.get_form_field(model) for f in self.get_filters()}
         return type(f"{type(self).__name__}ParamsForm", (forms.Form,), form_fields)
 
-    def clean_params(self, params: Any) -> dict[str, Any]:
-        """Validated, typed filter values; raises ParamsInvalid with per-field messages."""
+    def clean_params(self, params: Any, user=None) -> dict[str, Any]:
+        """Validated, typed filter values; raises ParamsInvalid with per-field messages (a bounded
+        number of them, whatever was sent). `user` is who asks, for reports whose checks need it."""
         if params is None:
             params = {}
         if not isinstance(params, Mapping):
             raise ParamsInvalid({"params": ["Must be an object of filter names to values."]})
         allowed = {f.name for f in self.get_filters()}
-        unknown = sorted(str(k) for k in params if k not in allowed)
+        unknown = [k for k in params if k not in allowed]
         if unknown:
             hint = f"Allowed: {', '.join(sorted(allowed))}." if allowed else "This report takes no filters."
-            raise ParamsInvalid({name: [f"Unknown filter. {hint}"] for name in unknown})
+            raise ParamsInvalid.for_fields(unknown, f"Unknown filter. {hint}")
         bad_types = [k for k, v in params.items() if v is not None and not isinstance(v, str | int | float | bool)]
         if bad_types:
-            raise ParamsInvalid({k: ["Must be a single value (text, number or boolean)."] for k in bad_types})
-        form = self.get_params_form_class()(data={k: v for k, v in params.items() if v is not None})
-        if not form.is_valid():
+            raise ParamsInvalid.for_fields(bad_types, "Must be a single value (text, number or boolean).")
+        # Form fields parse text: a JSON number or boolean is read as the text it stands for.
+        data = {k: as_text(v) for k, v in params.items() if v is not None}
+        form = self.get_params_form_class()(data=data)
+        try:
+            valid = form.is_valid()
+        except (TypeError, ValueError, ArithmeticError) as exc:  # a form field's own parsing gave up
+            raise ParamsInvalid({"params": [f"Invalid value: {str(exc)[:200]}"]}) from None
+        if not valid:
             raise ParamsInvalid({k: [str(m) for m in v] for k, v in form.errors.items()})
-        return {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+        cleaned = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
+        self.check_params(cleaned)
+        return cleaned
+
+    def check_params(self, cleaned: dict[str, Any]) -> None:
+        """Checks across filters: a range given the wrong way round (a `gte` filter and an `lte` one on
+        the same field, the first above the second) is refused."""
+        filters = [f for f in self.get_filters() if f.name in cleaned]
+        for low, high in itertools.permutations(filters, 2):
+            if low.range_key() != high.range_key() or (low.bound(), high.bound()) != ("low", "high"):
+                continue
+            with contextlib.suppress(TypeError):  # values that do not compare say nothing
+                if cleaned[low.name] > cleaned[high.name]:
+                    label = self.get_params_form_class().base_fields[low.name].label
+                    raise ParamsInvalid({high.name: [f"Must not be before {label} ({cleaned[low.name]})."]})
+
+    def check_request(self, cleaned: dict[str, Any], user) -> None:
+        """Checks that need the database or the user, made once when a run is asked for (not again by
+        the worker); raise ParamsInvalid. None by default."""
 
     def serialize_params(self, cleaned: Mapping[str, Any]) -> dict[str, Any]:
         return {k: json_safe(v) for k, v in cleaned.items()}
@@ -257,7 +331,7 @@ class Report:
 
     def get_report_queryset(self, params: Mapping[str, Any], user=None) -> models.QuerySet:
         """The rows of a run with the given stored (JSON) params, for the user who asked."""
-        return self.filter_queryset(self.get_queryset(), self.clean_params(params))
+        return self.filter_queryset(self.get_queryset(), self.clean_params(params, user))
 
     # -- registration check ------------------------------------------------------------------
     @classmethod

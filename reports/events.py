@@ -44,11 +44,12 @@ class ProgressNotifier:
         notify(job.owner, type="report.progress", payload={"job": job.as_dict()}, store=False)
 
 
-def job_ended(job: ReportJob) -> None:
-    """Tell the owner how the job ended (stored, so a page opened later still shows it)."""
+def job_ended(job: ReportJob, *, stored: bool = True) -> None:
+    """Tell the owner how the job ended: stored, so a page opened later still shows it, unless
+    `stored` is False (the owner's own cancel), when only the open pages hear of it."""
     type_, title = ENDINGS[job.status]
     notify(job.owner, type=type_, title=title, body=describe(job), link=job.download_url or "",
-           payload={"job": job.as_dict()})  # fmt: skip
+           payload={"job": job.as_dict()}, store=stored)  # fmt: skip
     maybe_email(job, title)
 
 

@@ -17,16 +17,17 @@ from django.db.models import F, Func, QuerySet
 
 from .definitions import resolve_field
 from .queries import key_range, own_connection
+from .writers.base import FORMULA_RISK_PATTERN
 
 PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models.AutoField, models.DecimalField,
                 models.BooleanField, models.DateTimeField, models.DateField)  # fmt: skip
 TEMPLATES = {
     # Python writes None and "" alike as an empty cell; COPY would quote "": make "" NULL.
     "text": "NULLIF(%(expressions)s, '')",
-    # The first character is one of = + - @ TAB CR (reports.writers.base.FORMULA_PREFIXES).
+    # The Python path's rule (reports.writers.base.FORMULA_RISK) in PostgreSQL's regular expressions.
     "escaped_text": (
-        "CASE WHEN ascii(%(expressions)s) IN (61, 43, 45, 64, 9, 13) THEN '''' || %(expressions)s "
-        "ELSE NULLIF(%(expressions)s, '') END"
+        f"CASE WHEN %(expressions)s ~ '^(?:{FORMULA_RISK_PATTERN})' "
+        "THEN '''' || %(expressions)s ELSE NULLIF(%(expressions)s, '') END"
     ),
     "boolean": "CASE WHEN %(expressions)s THEN 'true' WHEN NOT %(expressions)s THEN 'false' END",
     "date": "%(expressions)s::text",  # DateStyle ISO: YYYY-MM-DD

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import connections
 from django.db.models import Count, F, Max, QuerySet
 from django.utils import timezone
 
 from . import fastpath
-from .definitions import Report
+from .definitions import ParamsInvalid, Report, check_rows
 from .events import ProgressNotifier, job_ended
 from .files import delete_file, reports_storage, storage_name
 from .models import ReportJob, Status
@@ -61,9 +62,11 @@ def run_job(job: ReportJob, *, chunk_size: int | None = None, on_progress: Progr
             on_progress(job)
 
     def generate(spool: Path) -> bool:
+        check_permission(job)
         source = Source.of(job)
         # Rows inserted after this moment are left out whole, never half-included.
         bounds = source.queryset.aggregate(total=Count("pk"), upper=Max("pk"))
+        check_rows(job.format, bounds["total"])  # the rows may have grown since it was asked for
         upper = bounds["upper"]
         _save_progress(job, rows_done=0, rows_total=bounds["total"], checkpoint={"upper": upper, "last": None})
         progress(job)
@@ -236,6 +239,18 @@ def spool_path(job: ReportJob, suffix: str = "") -> Path:
     return Path(settings.REPORTS_SPOOL_DIR) / f"{job.pk}-{job.attempts}{suffix}.part"
 
 
+def check_permission(job: ReportJob) -> None:
+    """The owner may still run the report (checked when asked for, and again when it starts)."""
+    report = get_report(job.report)
+    if not report.has_permission(job.owner):
+        raise PermissionDenied(f"{job.owner} may no longer run the {report.get_title()!r} report: it needs "
+                               f"{report.describe_permission()}.")  # fmt: skip
+
+
 def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, ParamsInvalid):
+        return " ".join(message for messages in exc.errors.values() for message in messages)
+    if isinstance(exc, PermissionDenied):
+        return str(exc)
     message = str(exc).strip()
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -35,6 +35,10 @@ def unregister(slug: str) -> None:
     _registry.pop(slug, None)
 
 
+def is_registered(slug: str) -> bool:
+    return slug in _registry
+
+
 def get_report(slug: str) -> Report:
     try:
         return _registry[slug]()

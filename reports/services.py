@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from typing import Any
@@ -13,10 +14,11 @@ from django.core.exceptions import PermissionDenied
 from django.core.signals import setting_changed
 from django.db import transaction
 from django.dispatch import receiver
+from django.utils import timezone
 from redis.exceptions import RedisError
 from rq import Queue
 
-from .definitions import ParamsInvalid
+from .definitions import ParamsInvalid, check_rows, row_cap
 from .events import job_ended
 from .models import ReportJob, Status
 from .registry import get_report
@@ -50,44 +52,45 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
     """Validate a request, record the job and enqueue it once the row is committed.
 
     Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format or params)
-    and TooManyJobs (the user already has the maximum of queued and running jobs). With
-    enqueue=False the job is only recorded, for a caller that runs it in the foreground.
+    and TooManyJobs (the user has the maximum of queued and running jobs, or asked for too many in
+    the last minute). With enqueue=False the job is only recorded, for a caller that runs it in the
+    foreground.
     """
     report = get_report(slug)
     if not report.has_permission(user):
-        raise PermissionDenied(f"You may not run the {report.get_title()!r} report.")
+        needs = report.describe_permission()
+        raise PermissionDenied(f"You may not run the {report.get_title()!r} report: it needs {needs}.")
     if format not in report.get_formats():
         raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
-    cleaned = report.clean_params(params)
+    cleaned = report.clean_params(params, user)
+    report.check_request(cleaned, user)
     check_row_cap(report, format, cleaned, user)
 
-    limit = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER
     with transaction.atomic():
-        # Serialise this user's requests so two at once cannot both slip under the limit.
+        # Serialise this user's requests so two at once cannot both slip under the limits.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        if enqueue and ReportJob.objects.for_user(user).active().count() >= limit:
-            raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
+        check_limits(user, active=enqueue)
         job = ReportJob.objects.create(owner=user, report=slug, format=format, params=report.serialize_params(cleaned))
         if enqueue:
             transaction.on_commit(functools.partial(enqueue_job, job))
     return job
 
 
-def row_cap(format: str) -> int | None:
-    """Formats laid out as a whole (PDF) are refused above a cap, decided before any work."""
-    return settings.REPORTS_PDF_MAX_ROWS if format == "pdf" else None
+def check_limits(user, *, active: bool) -> None:
+    """At most REPORTS_MAX_ACTIVE_JOBS_PER_USER queued or running jobs (when `active`), and at most
+    REPORTS_MAX_JOBS_PER_MINUTE new jobs a minute, cancelled ones included."""
+    limit = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER
+    if active and ReportJob.objects.for_user(user).active().count() >= limit:
+        raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
+    rate = settings.REPORTS_MAX_JOBS_PER_MINUTE
+    since = timezone.now() - dt.timedelta(minutes=1)
+    if ReportJob.objects.for_user(user).filter(created_at__gte=since).count() >= rate:
+        raise TooManyJobs(f"You asked for {rate} reports in the last minute; wait a moment before asking again.")
 
 
 def check_row_cap(report, format: str, cleaned: dict, user) -> None:
-    cap = row_cap(format)
-    if cap is None:
-        return
-    rows = report.get_report_queryset(report.serialize_params(cleaned), user).count()
-    if rows > cap:
-        raise ParamsInvalid({"format": [
-            f"{format.upper()} is limited to {cap:,} rows and this report has {rows:,}. "
-            "Narrow the filters, or choose CSV or XLSX, which have no limit."
-        ]})  # fmt: skip
+    if row_cap(format) is not None:
+        check_rows(format, report.get_report_queryset(report.serialize_params(cleaned), user).count())
 
 
 def enqueue_job(job: ReportJob) -> bool:
@@ -117,12 +120,16 @@ def retry_report(job: ReportJob) -> ReportJob:
     return request_report(user=job.owner, slug=job.report, format=job.format, params=job.params)
 
 
-def cancel_report(job: ReportJob) -> ReportJob:
-    """A queued job never starts; a running one stops at its next chunk and leaves no file."""
+def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
+    """A queued job never starts; a running one stops at its next chunk and leaves no file.
+
+    The owner's pages are told at once; the owner is notified to keep (a toast, the bell) only when
+    someone else (`by`, e.g. staff in the admin) cancelled it: what one did oneself needs no notice.
+    """
     if not job.transition(Status.CANCELLED):
         job.refresh_from_db()
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
-    job_ended(job)
+    job_ended(job, stored=by is not None and by.pk != job.owner_id)
     try:
         rq_job = reports_queue().fetch_job(job.rq_job_id)
         if rq_job is not None and rq_job.get_status() == "queued":

@@ -16,6 +16,8 @@ HOST = os.environ.get("HOST", "127.0.0.1")
 PORT = os.environ.get("PORT", "8000")
 DEMO_ORDERS = os.environ.get("DEMO_ORDERS", "100000")
 WORKERS = int(os.environ.get("WORKERS", "1"))
+# A local demo: debug mode (and its development secret key) unless the environment says otherwise.
+os.environ.setdefault("DJANGO_DEBUG", "true")
 
 
 def manage(*args: str) -> list[str]:

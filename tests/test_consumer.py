@@ -137,3 +137,69 @@ def test_bad_client_messages_get_an_error_and_the_socket_stays_open(alice, messa
         await comm.disconnect()
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("origin", "scheme", "allowed"),
+    [
+        ("http://localhost:8000", "ws", True),
+        ("http://localhost:1", "ws", False),  # another port of the same host
+        ("https://localhost:8000", "ws", False),  # another scheme
+        ("http://localhost:8000", "wss", False),  # a page over HTTP opening a socket of the HTTPS site
+        ("https://localhost:8000", "wss", True),
+        ("http://localhost:8000.evil.example", "ws", False),
+        ("null", "ws", False),
+        ("https://reports.example", "ws", True),  # listed in CSRF_TRUSTED_ORIGINS
+    ],
+)
+def test_the_origin_must_be_this_site_exactly(alice, settings, origin, scheme, allowed):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://reports.example"]
+    cookie = session_cookie(alice)
+
+    async def scenario():
+        comm = communicator(cookie, origin=origin)
+        comm.scope["scheme"] = scheme
+        connected, _ = await connect(comm)
+        assert connected is allowed
+        if connected:
+            await comm.disconnect()
+
+    run(scenario())
+
+
+def test_a_host_outside_allowed_hosts_is_refused_even_from_its_own_origin(alice):
+    cookie = session_cookie(alice)
+
+    async def scenario():
+        headers = [(b"host", b"evil.example"), (b"origin", b"http://evil.example"),
+                   (b"cookie", f"sessionid={cookie}".encode())]  # fmt: skip
+        comm = WebsocketCommunicator(application, "/ws/notifications/", headers=headers)
+        assert not (await connect(comm))[0]
+
+    run(scenario())
+
+
+def test_a_flood_of_client_messages_is_dropped_beyond_the_rate(alice):
+    """500 seen_all frames at once: the first burst is answered, the rest dropped with one warning."""
+    from notifications.consumers import CLIENT_MESSAGES_BURST
+
+    cookie = session_cookie(alice)
+    Notification.objects.create(user=alice, type="report.ready", title="Unseen")
+
+    async def scenario():
+        comm = communicator(cookie)
+        assert (await connect(comm))[0]
+        await comm.receive_json_from(timeout=5)  # the replay
+        for _ in range(500):
+            await comm.send_json_to({"action": "seen_all"})
+        replies = []
+        while not await comm.receive_nothing(timeout=1):
+            replies.append(await comm.receive_json_from(timeout=5))
+        await comm.disconnect()
+        return replies
+
+    replies = run(scenario())
+    answered = [r for r in replies if r["type"] == "seen"]
+    warnings = [r for r in replies if r["type"] == "error"]
+    assert CLIENT_MESSAGES_BURST <= len(answered) <= CLIENT_MESSAGES_BURST + 10
+    assert 1 <= len(warnings) <= 3 and "slow down" in warnings[0]["error"]

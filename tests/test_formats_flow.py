@@ -8,6 +8,8 @@ import openpyxl
 import pytest
 from pypdf import PdfReader
 
+from reports.models import ReportJob, Status
+from reports.pipeline import run_job
 from shop import demo
 from shop.models import Order
 from tests.conftest import ooxml_text
@@ -69,6 +71,18 @@ def test_json_ndjson_and_xlsx_hold_every_value(alice_client, run_worker):
         )
         # Excel keeps a datetime as a fraction of days: exact to the millisecond.
         assert abs(got[10] - want.created_at.replace(tzinfo=None)) < dt.timedelta(milliseconds=1)
+
+
+def test_pdf_over_its_cap_when_it_starts_fails_with_the_same_message(alice, settings):
+    settings.REPORTS_PDF_MAX_ROWS = 50
+    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf")  # asked for when there were none
+    demo.seed(60)
+    with pytest.raises(Exception, match="limited"):
+        run_job(job)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and not job.file
+    assert job.error == ("PDF is limited to 50 rows and this report has 60. Narrow the filters, or choose CSV or "
+                         "XLSX, which have no limit.")  # fmt: skip
 
 
 def test_pdf_is_refused_above_its_cap_at_request_time_and_made_below_it(alice_client, run_worker, settings):

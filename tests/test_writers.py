@@ -170,6 +170,29 @@ class TestPdf:
             assert f"Note {i} Zoë" in text
         assert "2025-03-04T05:06:07+00:00" in text
 
+    @pytest.mark.parametrize("tall", ["line\n" * 250, "x" * 500, "wide " * 100, "\n".join(["🎉"] * 400)])
+    def test_a_cell_taller_than_a_page_is_clipped_with_a_marker_not_a_failure(self, tall):
+        rows = [(1, tall, Decimal("1"), True, AT, dt.date(2025, 1, 2), 0.5), (2, "after", None, None, None, None, None)]
+        pages = [page.extract_text() for page in PdfReader(io.BytesIO(write("pdf", rows))).pages]
+        text = "\n".join(pages)
+        assert "after" in text and len(pages) <= 2
+        if tall.count("\n") > 30:
+            assert "[clipped]" in text
+
+
+@pytest.mark.parametrize(
+    ("title", "first", "second"),
+    [("Orders", "Orders", "Orders 2"), ("'quoted'", "quoted", "quoted 2"),
+     ("History", "History sheet", "History sheet 2"), ("a[b]:c*d?e/f\\g", "a b c d e f g", "a b c d e f g 2"),
+     ("", "Report", "Report 2"), ("x" * 40, "x" * 25, "x" * 25 + " 2"), ("y" * 24 + "'z", "y" * 24, "y" * 24 + " 2"),
+     ("tab\there", "tab here", "tab here 2")],
+)  # fmt: skip
+def test_sheet_titles_are_always_valid_for_excel(title, first, second):
+    from reports.writers.xlsx import sheet_title
+
+    assert (sheet_title(title, 1), sheet_title(title, 2)) == (first, second)
+    assert all(len(sheet_title(title, n)) <= 31 for n in (1, 99, 9999))
+
 
 def test_every_format_has_a_type_and_extension():
     assert {name: (f.extension, f.content_type.split(";")[0]) for name, f in FORMATS.items()} == {

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar
 
 KINDS = ("text", "integer", "decimal", "float", "boolean", "date", "datetime", "time")
-# OWASP: a cell starting with one of these may run as a formula in Excel, LibreOffice or Sheets.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Formula injection (README, "Security"). OWASP: a cell starting with = + - @ TAB or CR may run as a
+# formula in Excel, LibreOffice or Google Sheets. Some applications skip leading whitespace, or read
+# full-width and small-form look-alikes (＝ ＋ － ＠ ﹦ ﹢ ﹣ ﹫) and the minus sign − as the signs, so text
+# is escaped when it starts with TAB or CR, or when its first character after any whitespace and
+# invisible format characters is one of those signs. The classes are shared with the CSV written by
+# PostgreSQL (reports.fastpath), whose regular expressions read them alike.
+FORMULA_SIGNS = "=+\\-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b\u2212"
+SKIPPED_BEFORE_FORMULA = (
+    "\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u180e\u2000-\u200f\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"
+)
+FORMULA_RISK_PATTERN = f"[\t\r]|[{SKIPPED_BEFORE_FORMULA}]*[{FORMULA_SIGNS}]"
+FORMULA_RISK = re.compile(FORMULA_RISK_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,14 @@ class WriterOptions:
     extra: dict = field(default_factory=dict)
 
 
-FORMULA_FIRST_CHARACTERS = frozenset("".join(FORMULA_PREFIXES))
+# Every character a risky text can start with: text starting otherwise needs no regular expression.
+FORMULA_FIRST_CHARACTERS = frozenset(
+    re.findall(f"[{SKIPPED_BEFORE_FORMULA}{FORMULA_SIGNS}]", "".join(map(chr, range(0x10000))))
+)
+
+
+def formula_risk(text: str) -> bool:
+    return bool(text) and text[0] in FORMULA_FIRST_CHARACTERS and FORMULA_RISK.match(text) is not None
 
 
 def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, booleans: bool, decimals: bool,
@@ -61,8 +79,8 @@ def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, bool
     if decimals:
         by_kind["decimal"] = lambda v: None if v is None else format(v, "f")
     if escape:
-        first = FORMULA_FIRST_CHARACTERS
-        by_kind["text"] = lambda v: "'" + v if v.__class__ is str and v and v[0] in first else v
+        first, risky = FORMULA_FIRST_CHARACTERS, FORMULA_RISK.match
+        by_kind["text"] = lambda v: "'" + v if v.__class__ is str and v and v[0] in first and risky(v) else v
     functions = {f"f{i}": by_kind[c.kind] for i, c in enumerate(columns) if c.kind in by_kind}
     if not functions:
         return lambda row: row
@@ -79,6 +97,8 @@ class Writer:
     # part is open_part(), write_rows(), close_part(); the join is open(), append_part() for each part
     # in order, close(); and the result is byte for byte what one writer would have written.
     splittable: ClassVar[bool] = False
+    # Laid out as a whole (a PDF table): every row is held until close(), so runs are capped.
+    laid_out_whole: ClassVar[bool] = False
 
     def __init__(self, fh: BinaryIO, columns: Sequence[ColumnSpec], options: WriterOptions | None = None):
         self.fh = fh

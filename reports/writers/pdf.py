@@ -22,11 +22,20 @@ from .base import Writer, row_formatter
 WEIGHTS = {"text": 3.0, "datetime": 3.3, "date": 1.4, "time": 1.2, "decimal": 1.4, "float": 1.4, "integer": 1.1,
            "boolean": 0.9}  # fmt: skip
 MAX_CELL = 500  # characters shown per cell; a PDF is for reading, the full text is in CSV/XLSX
+MAX_LINES = 30  # lines shown per cell: a row always fits on a page
+CLIPPED = "… [clipped]"
+CELL_PADDING = 6  # reportlab's default left + right padding of a table cell, in points
+
+
+def cell_text(value) -> str:
+    text = "" if value is None else str(value)
+    return text[:MAX_CELL] + "…" if len(text) > MAX_CELL else text
 
 
 class PdfWriter(Writer):
     extension = "pdf"
     content_type = "application/pdf"
+    laid_out_whole = True
 
     def open(self) -> None:
         # A PDF runs no formulas: text stays as it is.
@@ -36,16 +45,21 @@ class PdfWriter(Writer):
         self.rows: list[list] = []
 
     def write_rows(self, rows: Iterable[Sequence]) -> None:
-        self.rows.extend(self._cells(self.format_row(row)) for row in rows)
+        self.rows.extend([cell_text(value) for value in self.format_row(row)] for row in rows)
 
-    def _cells(self, row: Sequence) -> list:
-        cells = []
-        for value in row:
-            text = "" if value is None else str(value)
-            if len(text) > MAX_CELL:
-                text = text[:MAX_CELL] + "…"
-            cells.append(Paragraph(escape(text).replace("\n", "<br/>"), self.cell_style) if text else "")
-        return cells
+    def paragraph(self, text: str, width: float):
+        """A table cell: the text wrapped to the column, clipped with a marker to at most MAX_LINES
+        lines' height, so that no row is taller than a page."""
+        if not text:
+            return ""
+        cell = Paragraph(escape(text).replace("\n", "<br/>"), self.cell_style)
+        if len(text) <= 60 and text.count("\n") < 10:  # short text cannot reach MAX_LINES
+            return cell
+        cut = len(text)
+        while cell.wrap(width, 1e9)[1] > MAX_LINES * self.cell_style.leading:  # halve until it fits
+            cut //= 2
+            cell = Paragraph(escape(text[:cut].rstrip() + CLIPPED).replace("\n", "<br/>"), self.cell_style)
+        return cell
 
     def close(self) -> None:
         title = self.options.title or "Report"
@@ -56,7 +70,9 @@ class PdfWriter(Writer):
         header = [Paragraph(f"<b>{escape(c.label)}</b>", self.cell_style) for c in self.columns]
         weights = [WEIGHTS[c.kind] for c in self.columns]
         widths = [doc.width * w / sum(weights) for w in weights]
-        table = LongTable([header, *self.rows], colWidths=widths, repeatRows=1, hAlign="LEFT")
+        inner = [w - 2 * CELL_PADDING for w in widths]
+        body = [[self.paragraph(text, width) for text, width in zip(row, inner, strict=True)] for row in self.rows]
+        table = LongTable([header, *body], colWidths=widths, repeatRows=1, hAlign="LEFT")
         table.setStyle(TableStyle([
             ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf4")),
             ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),

@@ -28,9 +28,13 @@ def column_width(column) -> int:
 
 
 def sheet_title(title: str, number: int) -> str:
-    """Excel's rules: at most 31 characters, none of []:*?/\\; "Orders", then "Orders 2", ..."""
-    title = (title or "Report")[:25].translate({ord(ch): " " for ch in "[]:*?/\\"}).strip() or "Report"
-    return f"{title} {number}" if number > 1 else title
+    """A name Excel accepts: at most 31 characters, none of []:*?/\\ or control characters, no
+    apostrophe at either end, not "History"; "Orders", then "Orders 2", ... (unique: numbered)."""
+    cleaned = "".join(" " if ch in "[]:*?/\\" or not ch.isprintable() else ch for ch in title or "")
+    base = " ".join(cleaned.split())[:25].strip(" '") or "Report"
+    if base.casefold() == "history":  # reserved by Excel
+        base = "History sheet"
+    return f"{base} {number}" if number > 1 else base
 
 
 class XlsxWriter(Writer):

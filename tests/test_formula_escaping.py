@@ -1,0 +1,83 @@
+"""Formula injection: a corpus of hostile and harmless text through both CSV paths and XLSX.
+
+The rule (README, "Security"): text that starts with TAB or CR, or whose first character after any
+whitespace and invisible format characters is = + - @, a full-width or small-form look-alike of them or
+the minus sign, gets a leading apostrophe in CSV; XLSX writes every text as a text cell, never a formula.
+"""
+
+import csv
+import datetime as dt
+import io
+import itertools
+from decimal import Decimal
+
+import openpyxl
+import pytest
+
+from reports.files import reports_storage
+from reports.models import ReportJob, Status
+from reports.pipeline import run_job
+from shop import demo
+from shop.models import Customer, Order
+
+TRIGGERS = ["=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠", "﹦", "﹢", "﹣", "﹫", "−"]
+BEFORE = ["", " ", "  ", "\xa0", "\u200b", "\u200e", "\n", "\ufeff", "\u3000", "\t ", " \u2060", "\r\n", "\x1f"]
+PAYLOADS = ["1+1", 'HYPERLINK("http://evil.example","x")', "cmd|' /C calc'!A0", "SUM(A1:A9)"]
+HARMLESS = ["a=b", "x-1", "mail@example.org", "100%", "'quoted", "é=1", "plain", " spaced out", "\u200bword",
+            "1+1", "(=1)", "_=1", "#=1", "", "  ", "\n\n", "—dash", "–en dash", "~=1", "!=1"]  # fmt: skip
+CORPUS = [b + t + p for b, t, p in itertools.product(BEFORE, TRIGGERS, PAYLOADS)] + HARMLESS  # 800 strings
+
+
+def risky(text: str) -> bool:
+    """The rule, written out independently of the writers."""
+    stripped = text.lstrip(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u180e\u2028\u2029\u202f\u205f\u2060"
+                           "\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x2010))))  # fmt: skip
+    return text[:1] in ("\t", "\r") or (stripped[:1] in TRIGGERS and stripped[:1] not in ("\t", "\r"))
+
+
+@pytest.fixture
+def corpus_orders(db):
+    demo.seed(1)
+    customer = Customer.objects.first()
+    when = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    Order.objects.all().delete()
+    Order.objects.bulk_create(
+        Order(number=f"C-{i}", customer=customer, status="paid", country="PT", amount=Decimal(1), quantity=1,
+              note=text, created_at=when)
+        for i, text in enumerate(CORPUS)
+    )  # fmt: skip
+
+
+def export(user, fmt: str, *, copy: bool, settings) -> bytes:
+    settings.REPORTS_CSV_COPY = copy
+    job = ReportJob.objects.create(owner=user, report="orders", format=fmt)
+    run_job(job)
+    job.refresh_from_db()
+    assert job.status == Status.SUCCEEDED, job.error
+    with reports_storage().open(job.file.name, "rb") as fh:
+        return fh.read()
+
+
+def test_the_corpus_is_what_it_says():
+    assert len(CORPUS) == 800 and sum(map(risky, CORPUS)) == 700  # 80: TAB or CR after whitespace
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_both_csv_paths_escape_exactly_the_risky_text(corpus_orders, alice, settings):
+    by_copy = export(alice, "csv", copy=True, settings=settings)
+    by_python = export(alice, "csv", copy=False, settings=settings)
+    assert by_copy == by_python
+    notes = [row[9] for row in csv.reader(io.StringIO(by_copy.decode(), newline=""))][1:]
+    assert notes == ["'" + text if risky(text) else text for text in CORPUS]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_xlsx_keeps_the_corpus_as_text_cells(corpus_orders, alice, settings, tmp_path):
+    sheet = openpyxl.load_workbook(io.BytesIO(export(alice, "xlsx", copy=False, settings=settings))).active
+    cells = [row[9] for row in sheet.iter_rows(min_row=2)]
+    assert all(cell.data_type in ("s", "n") for cell in cells)  # text, or empty: never a formula ("f")
+    from tests.conftest import ooxml_text
+
+    assert [ooxml_text(cell.value) or "" for cell in cells] == CORPUS
