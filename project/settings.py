@@ -154,6 +154,7 @@ RQ_QUEUES = {
     },
 }
 RQ_API_TOKEN = os.environ.get("RQ_API_TOKEN", "")
+RQ = {"WORKER_CLASS": "reports.worker.ReportsWorker"}  # `manage.py rqworker` uses it unless told otherwise
 
 CHANNEL_LAYERS = {
     "default": {
@@ -168,18 +169,19 @@ REPORTS_JOB_TIMEOUT = env_int("REPORTS_JOB_TIMEOUT", 6 * 3600)
 REPORTS_MAX_ACTIVE_JOBS_PER_USER = env_int("REPORTS_MAX_ACTIVE_JOBS_PER_USER", 5)
 REPORTS_MAX_JOBS_PER_MINUTE = env_int("REPORTS_MAX_JOBS_PER_MINUTE", 30)
 REPORTS_SPOOL_DIR = os.environ.get("REPORTS_SPOOL_DIR", str(VAR_DIR / "spool"))
-REPORTS_STALE_AFTER_SECONDS = env_int("REPORTS_STALE_AFTER_SECONDS", 120)
-REPORTS_MAX_ATTEMPTS = env_int("REPORTS_MAX_ATTEMPTS", 3)
 REPORTS_CSV_COPY = env_bool("REPORTS_CSV_COPY", True)  # CSV via PostgreSQL COPY when a report allows it
 REPORTS_COPY_CHUNK_FACTOR = env_int("REPORTS_COPY_CHUNK_FACTOR", 5)  # COPY path: progress every this many chunks
-# Parallel batches: a report of at least REPORTS_PARALLEL_MIN_ROWS rows in CSV or JSON is split into
-# REPORTS_PARALLEL_PARTS key ranges written by that many RQ jobs at once (1: never split); a failed
-# part is retried alone up to REPORTS_PART_RETRIES times. CSV on the COPY path is split only with
-# REPORTS_PARALLEL_COPY (PostgreSQL, not the worker, is its bottleneck).
-REPORTS_PARALLEL_PARTS = env_int("REPORTS_PARALLEL_PARTS", 2)
-REPORTS_PARALLEL_MIN_ROWS = env_int("REPORTS_PARALLEL_MIN_ROWS", 200_000)
-REPORTS_PARALLEL_COPY = env_bool("REPORTS_PARALLEL_COPY", False)
-REPORTS_PART_RETRIES = env_int("REPORTS_PART_RETRIES", 2)
+# Segments (reports.batches): every report is cut into key ranges of about this many rows, written by
+# any worker; a job keeps at most REPORTS_SEGMENTS_IN_FLIGHT of them queued or running (0: as many
+# as there are workers). A run's heartbeat is saved every REPORTS_HEARTBEAT_SECONDS; one older than
+# REPORTS_STALE_AFTER_SECONDS is taken for dead, and its segment given to another run, up to
+# REPORTS_MAX_ATTEMPTS runs of one segment (or of the job's plan or join).
+REPORTS_SEGMENT_ROWS = env_int("REPORTS_SEGMENT_ROWS", 100_000)
+REPORTS_SEGMENTS_IN_FLIGHT = env_int("REPORTS_SEGMENTS_IN_FLIGHT", 0)
+REPORTS_HEARTBEAT_SECONDS = float(os.environ.get("REPORTS_HEARTBEAT_SECONDS", "5"))
+REPORTS_STALE_AFTER_SECONDS = env_int("REPORTS_STALE_AFTER_SECONDS", 20)
+REPORTS_MAX_ATTEMPTS = env_int("REPORTS_MAX_ATTEMPTS", 3)
+REPORTS_SPOOL_MAX_MB = env_int("REPORTS_SPOOL_MAX_MB", 10_240)  # a worker's spool folder; 0: no cap
 REPORTS_PDF_MAX_ROWS = env_int("REPORTS_PDF_MAX_ROWS", 5000)
 REPORTS_RETENTION_HOURS = env_int("REPORTS_RETENTION_HOURS", 7 * 24)
 

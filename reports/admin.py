@@ -10,16 +10,16 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
-from .models import ReportJob, ReportPart, Status
+from .models import ReportJob, ReportSegment, Status
 from .registry import NotRegistered
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 
 
-class ReportPartInline(admin.TabularInline):
-    """The parts of a report split across workers (reports.parallel), read-only."""
+class ReportSegmentInline(admin.TabularInline):
+    """The segments of a report (reports.batches), read-only."""
 
-    model = ReportPart
-    fields = ["index", "after", "upper", "status", "rows_done", "rows_total", "attempts", "error"]
+    model = ReportSegment
+    fields = ["index", "after", "upper", "status", "rows_done", "rows_planned", "bytes", "attempts", "worker", "error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -33,14 +33,14 @@ class ReportPartInline(admin.TabularInline):
 
 @admin.register(ReportJob)
 class ReportJobAdmin(admin.ModelAdmin):
-    inlines = [ReportPartInline]
+    inlines = [ReportSegmentInline]
     list_display = ["short_id", "report", "format", "status", "owner", "rows", "size", "created_at", "download"]
     list_filter = ["status", "report", "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["=id", "report", "owner__username", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
-    fields = ["id", "owner", "report", "format", "params", "status", "rows_done", "rows_total", "checkpoint",
+    fields = ["id", "owner", "report", "format", "params", "status", "rows_done", "rows_total", "upper_key",
               "size", "download", "error", "attempts", "created_at", "started_at", "finished_at", "duration",
               "queue_dashboard"]  # fmt: skip
     readonly_fields = fields

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import decimal
 import itertools
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -163,6 +164,8 @@ def json_safe(value: Any) -> Any:
         return str(value)
     if isinstance(value, models.Model):
         return value.pk
+    if isinstance(value, uuid.UUID):
+        return str(value)
     return value
 
 

@@ -6,11 +6,13 @@ import logging
 import time
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.template.defaultfilters import filesizeformat
 
 from notifications.services import notify
 
+from .definitions import ParamsInvalid
 from .models import ReportJob, Status
 from .writers import FORMATS
 
@@ -60,6 +62,16 @@ def describe(job: ReportJob) -> str:
     if job.status == Status.FAILED:
         return f"{name}: {job.error}"
     return f"{name} was cancelled."
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as the owner reads it in the job's error."""
+    if isinstance(exc, ParamsInvalid):
+        return " ".join(message for messages in exc.errors.values() for message in messages)
+    if isinstance(exc, PermissionDenied):
+        return str(exc)
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def maybe_email(job: ReportJob, title: str) -> None:

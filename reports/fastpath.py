@@ -67,11 +67,10 @@ def column_expression(path: str, kind: str, escape: bool):
     return Func(F(path), template=template, output_field=models.TextField())
 
 
-def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, after, upper, batch_rows: int, delimiter: str
-                      ) -> Iterator[tuple[object, int]]:  # fmt: skip
-    """Write the rows `after < pk <= upper` as CSV into fh with one COPY; yield (None, rows) after each
-    batch of `batch_rows` rows and (upper, rows) after the last, so progress is saved and a cancel
-    noticed while the COPY runs. Closing the generator early cancels the query.
+def copy_chunks(fh: BinaryIO, report, queryset: QuerySet, after, upper, batch_rows: int) -> Iterator[int]:
+    """Write the rows `after < pk <= upper` as CSV into fh with one COPY; yield the rows written after
+    each batch of `batch_rows` rows and after the last, so progress is saved and a cancel noticed
+    while the COPY runs. Closing the generator early cancels the query.
 
     The COPY has a connection of its own (reports.queries.own_connection), in autocommit: one
     statement, one snapshot. One COPY rather than one per chunk: each would plan and join again.
@@ -86,7 +85,7 @@ def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, after, upper, ba
         # Dates and datetimes as the Python path writes them: ISO style, in the reports' zone.
         cursor.execute("SELECT set_config('TimeZone', %s, false), set_config('DateStyle', 'ISO', false)",
                        [settings.TIME_ZONE])  # fmt: skip
-        options = f"FORMAT csv, DELIMITER {connection.ops.compose_sql('%s', [delimiter])}"
+        options = f"FORMAT csv, DELIMITER {connection.ops.compose_sql('%s', [report.csv_delimiter])}"
         copy_sql = f"COPY ({connection.ops.compose_sql(sql, params)}) TO STDOUT WITH ({options})"
         to_crlf = CrlfConverter()
         batch: list[bytes] = []
@@ -96,9 +95,9 @@ def write_copy_chunks(fh: BinaryIO, report, queryset: QuerySet, after, upper, ba
                 if len(batch) == batch_rows:
                     fh.write(to_crlf(b"".join(batch)))
                     batch.clear()
-                    yield None, batch_rows
+                    yield batch_rows
         fh.write(to_crlf(b"".join(batch)))
-        yield upper, len(batch)
+        yield len(batch)
 
 
 class CrlfConverter:

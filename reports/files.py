@@ -1,10 +1,25 @@
-"""Where finished files live and what they are called."""
+"""Where files live and what they are called: spool files on a worker's disk, segment objects and
+finished files in the reports storage.
 
+A spool file is named after the run writing it, `<job>-s<segment>-a<attempt>.part` or
+`<job>-join-a<attempt>.part`, so that whatever a killed run leaves behind can be told from a live
+run's file by the database rows alone (reports.sweeper.clean_spool).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.utils import timezone
 from django.utils.text import slugify
 
 from .writers import FORMATS
+
+SPOOL_NAME = re.compile(r"^(?P<job>[0-9a-f-]{36})-(?:s(?P<segment>\d+)|join)-a(?P<attempt>\d+)\.part$")
 
 
 def reports_storage() -> Storage:
@@ -21,6 +36,43 @@ def storage_name(job) -> str:
     created = timezone.localtime(job.created_at)
     stem = slugify(job.report_title) or "report"
     return f"{created:%Y/%m/%d}/{job.id}/{stem}-{created:%Y%m%d-%H%M%S}.{FORMATS[job.format].extension}"
+
+
+def segment_name(segment) -> str:
+    """The segment object of a run: one name per run, so two runs never write the same object."""
+    return f"segments/{segment.job_id}/{segment.index}-a{segment.attempts}.seg"
+
+
+def spool_dir() -> Path:
+    return Path(settings.REPORTS_SPOOL_DIR)
+
+
+def segment_spool(segment) -> Path:
+    return spool_dir() / f"{segment.job_id}-s{segment.index}-a{segment.attempts}.part"
+
+
+def join_spool(job) -> Path:
+    return spool_dir() / f"{job.pk}-join-a{job.attempts}.part"
+
+
+def spool_bytes() -> int:
+    """What the spool folder holds now."""
+    return sum(p.stat().st_size for p in spool_dir().glob("*") if p.is_file()) if spool_dir().exists() else 0
+
+
+def store(spool: Path, name: str) -> tuple[str, int]:
+    """Put a finished spool file into the reports storage in one save: (its name there, its size)."""
+    size = spool.stat().st_size
+    with spool.open("rb") as fh:
+        return reports_storage().save(name, SpoolFile(fh)), size
+
+
+class SpoolFile(File):
+    """A finished spool file. FileSystemStorage moves a file that has a temporary path instead of
+    copying it (one rename, when on the same disk); other storages read it as usual."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
 
 
 def download_filename(job) -> str:

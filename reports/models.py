@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import OuterRef, Subquery, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,10 +18,10 @@ class Status(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
-# The only legal moves. RUNNING -> QUEUED is the sweeper putting back a job whose worker died.
+# The only legal moves. (A worker that dies takes a segment with it, not the job: the job stays running.)
 TRANSITIONS: dict[str, set[str]] = {
     Status.QUEUED: {Status.RUNNING, Status.CANCELLED, Status.FAILED},
-    Status.RUNNING: {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.QUEUED},
+    Status.RUNNING: {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED},
     Status.SUCCEEDED: {Status.EXPIRED},
     Status.FAILED: set(),
     Status.CANCELLED: set(),
@@ -50,11 +51,14 @@ class ReportJob(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(null=True, blank=True)
-    checkpoint = models.JSONField(null=True, blank=True, help_text="Last key written and the upper bound.")
+    upper_key = models.JSONField(null=True, blank=True, help_text="The last key of the report's rows when it started.")
     file = models.FileField(storage=reports_storage, max_length=500, blank=True)
     file_size = models.BigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0, help_text="Runs of the job's own task (plan, join).")
+    waiting_for_queue = models.BooleanField(default=False, help_text="Accepted while the queue was unreachable.")
+    held_by = models.CharField(max_length=200, blank=True, help_text="The worker planning or joining the job now.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life of the plan or join.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -71,12 +75,8 @@ class ReportJob(models.Model):
 
     @property
     def rq_job_id(self) -> str:
-        return f"report-{self.id}"
-
-    @property
-    def rq_join_id(self) -> str:
-        """The RQ job that joins this attempt's parts, when the report was split (reports.parallel)."""
-        return f"report-{self.id}-join-{self.attempts}"
+        """The RQ job of the job's own task's next run: it plans, writes and joins (reports.tasks)."""
+        return f"report-{self.id}-a{self.attempts + 1}"
 
     @property
     def progress(self) -> float:
@@ -126,6 +126,7 @@ class ReportJob(models.Model):
             "file_size": self.file_size,
             "download_url": self.download_url,
             "error": self.error if self.status == Status.FAILED else None,
+            "waiting_for_queue": self.waiting_for_queue and self.status == Status.QUEUED,
         }
 
     def transition(self, to: str, **fields) -> bool:
@@ -150,33 +151,81 @@ class ReportJob(models.Model):
                 setattr(self, name, value)
         return bool(updated)
 
+    def update_if_running(self, **fields) -> bool:
+        """Save `fields` if the job is still running (else it was cancelled or failed: the caller stops)."""
+        fields["updated_at"] = timezone.now()
+        if not ReportJob.objects.filter(pk=self.pk, status=Status.RUNNING).update(**fields):
+            return False
+        for name, value in fields.items():
+            setattr(self, name, value)
+        return True
 
-class ReportPart(models.Model):
-    """One key range of a report split across workers (reports.parallel): rows `after < pk <= upper`,
-    written by its own RQ job to a part file in the reports storage; a join job puts the parts together.
-    The parts of one attempt of the job; a new attempt replaces them."""
+    def sum_progress(self) -> bool:
+        """Save the sum of the segments' rows as the job's progress, if it is still running."""
+        rows = ReportSegment.objects.filter(job=OuterRef("pk")).values("job").annotate(n=Sum("rows_done")).values("n")
+        if not ReportJob.objects.filter(pk=self.pk, status=Status.RUNNING).update(
+            rows_done=Subquery(rows), updated_at=timezone.now()
+        ):
+            return False
+        self.refresh_from_db(fields=["rows_done", "status", "updated_at"])
+        return True
 
-    job = models.ForeignKey(ReportJob, on_delete=models.CASCADE, related_name="parts")
+
+class SegmentStatus(models.TextChoices):
+    PENDING = "pending", "Pending"  # planned, not yet on the queue
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"  # gave up: the job failed with it
+
+
+class ReportSegmentQuerySet(models.QuerySet):
+    def in_flight(self):
+        return self.filter(status__in=(SegmentStatus.QUEUED, SegmentStatus.RUNNING))
+
+
+class ReportSegment(models.Model):
+    """One key range of a report, `after < pk <= upper`: the unit of work, of retry and of distribution.
+
+    Written by one RQ task at a time (any worker, any machine) into a segment object in the reports
+    storage, recorded here once complete: rows, bytes, checksum and what the format's join needs
+    (`meta`). `attempts` counts the runs that started; a run holds the segment while its heartbeat
+    is fresh. A job's segments are its plan (reports.batches)."""
+
+    job = models.ForeignKey(ReportJob, on_delete=models.CASCADE, related_name="segments")
     index = models.PositiveIntegerField()
-    after = models.JSONField(null=True, blank=True, help_text="The last key before this part (none: from the start).")
-    upper = models.JSONField(help_text="The last key of this part.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)  # never expired
-    rows_done = models.BigIntegerField(default=0)
-    rows_total = models.BigIntegerField()
-    file = models.CharField(max_length=500, blank=True, help_text="The part file's name in the reports storage.")
-    error = models.TextField(blank=True)
+    after = models.JSONField(
+        null=True, blank=True, help_text="The last key before this segment (none: from the start)."
+    )
+    upper = models.JSONField(null=True, blank=True, help_text="The last key of this segment (none: no rows).")
+    rows_planned = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=SegmentStatus.choices, default=SegmentStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0)
+    file = models.CharField(max_length=500, blank=True, help_text="The segment object's name in the reports storage.")
+    bytes = models.BigIntegerField(null=True, blank=True)
+    checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the segment object.")
+    meta = models.JSONField(default=dict, blank=True, help_text="What the format's join needs (e.g. CRC-32).")
+    worker = models.CharField(max_length=200, blank=True, help_text="Where the last run ran.")
+    error = models.TextField(blank=True)
+    last_failure = models.CharField(max_length=10, blank=True, help_text="'died' or 'raised': how the last run ended.")
+    queued_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReportSegmentQuerySet.as_manager()
 
     class Meta:
         ordering = ["job", "index"]
-        constraints = [models.UniqueConstraint(fields=["job", "index"], name="reports_part_unique_index")]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="reports_segment_unique_index")]
 
     def __str__(self) -> str:
-        return f"part {self.index} of {self.job_id} ({self.status})"
+        return f"segment {self.index} of {self.job_id} ({self.status})"
 
     @property
     def rq_job_id(self) -> str:
-        return f"report-{self.job_id}-part-{self.pk}"
+        """The RQ job of this segment's next run (a new id per run: a dead run's entry never clashes)."""
+        return f"report-{self.job_id}-s{self.index}-a{self.attempts + 1}"
 
 
 def _iso(value):

@@ -1,43 +1,24 @@
-"""The operations that cross into the outside world: request, cancel and re-enqueue report jobs."""
+"""The operations that cross into the outside world: request, cancel and retry report jobs."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import logging
 from typing import Any
 
-import django_rq
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.core.signals import setting_changed
 from django.db import transaction
-from django.dispatch import receiver
 from django.utils import timezone
-from redis.exceptions import RedisError
-from rq import Queue
 
+from . import queues
+from .batches import enqueue_job
 from .definitions import ParamsInvalid, check_rows, row_cap
 from .events import job_ended
 from .models import ReportJob, Status
+from .pipeline import discard_segment_files
 from .registry import get_report
-
-logger = logging.getLogger(__name__)
-QUEUE_NAME = "reports"
-
-
-@functools.cache
-def reports_queue() -> Queue:
-    """The reports queue, one per process: requests reuse its Redis connections (a fresh queue
-    opens a new connection, a millisecond of every POST)."""
-    return django_rq.get_queue(QUEUE_NAME)
-
-
-@receiver(setting_changed)
-def _forget_queue(setting, **kwargs) -> None:
-    if setting == "RQ_QUEUES":
-        reports_queue.cache_clear()
 
 
 class TooManyJobs(Exception):
@@ -72,7 +53,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
         check_limits(user, active=enqueue)
         job = ReportJob.objects.create(owner=user, report=slug, format=format, params=report.serialize_params(cleaned))
         if enqueue:
-            transaction.on_commit(functools.partial(enqueue_job, job))
+            transaction.on_commit(functools.partial(enqueue_job, job))  # Redis away: the sweeper enqueues it
     return job
 
 
@@ -93,26 +74,6 @@ def check_row_cap(report, format: str, cleaned: dict, user) -> None:
         check_rows(format, report.get_report_queryset(report.serialize_params(cleaned), user).count())
 
 
-def enqueue_job(job: ReportJob) -> bool:
-    """Put the job on the queue under its deterministic id. Redis being down is not fatal:
-    the row stays queued and the sweeper enqueues it again."""
-    from .jobs import generate_report
-
-    try:
-        reports_queue().enqueue(
-            generate_report,
-            str(job.pk),
-            job_id=job.rq_job_id,
-            job_timeout=settings.REPORTS_JOB_TIMEOUT,
-            result_ttl=3600,
-            failure_ttl=7 * 24 * 3600,
-        )
-    except RedisError:
-        logger.exception("Could not enqueue report job %s; the sweeper will retry.", job.pk)
-        return False
-    return True
-
-
 def retry_report(job: ReportJob) -> ReportJob:
     """A new job with the same report, format and parameters (the old one stays as it ended)."""
     if job.is_active or job.status == Status.SUCCEEDED:
@@ -130,10 +91,6 @@ def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
         job.refresh_from_db()
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
     job_ended(job, stored=by is not None and by.pk != job.owner_id)
-    try:
-        rq_job = reports_queue().fetch_job(job.rq_job_id)
-        if rq_job is not None and rq_job.get_status() == "queued":
-            rq_job.cancel()
-    except RedisError:
-        pass  # the row says cancelled: the worker will not start it whatever Redis holds
+    queues.cancel(job.rq_job_id)  # the row says cancelled: no run starts it, whatever Redis holds
+    discard_segment_files(job)  # running segments see the cancel at their next chunk and store nothing
     return job

@@ -2,7 +2,7 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from .files import delete_file
-from .models import ReportJob, ReportPart
+from .models import ReportJob, ReportSegment
 
 
 @receiver(post_delete, sender=ReportJob)
@@ -11,6 +11,6 @@ def delete_job_file(sender, instance: ReportJob, **kwargs) -> None:
     delete_file(instance.file.name)
 
 
-@receiver(post_delete, sender=ReportPart)
-def delete_part_file(sender, instance: ReportPart, **kwargs) -> None:
+@receiver(post_delete, sender=ReportSegment)
+def delete_segment_file(sender, instance: ReportSegment, **kwargs) -> None:
     delete_file(instance.file)

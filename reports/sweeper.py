@@ -1,58 +1,71 @@
-"""Find jobs whose queue entry or worker was lost, from the rows (the truth), and put them right."""
+"""The periodic watch over the rows (the truth): runs whose worker died, queue entries Redis lost,
+files past their retention, and whatever killed runs left on disk or in the storage.
+
+Each step stands alone: with Redis away, the steps that need it wait for the next sweep while the
+others go on, and the command that repeats them (sweep_reports --every) never exits on a lost
+connection (see reports.management.commands.sweep_reports).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
-from rq.registry import StartedJobRegistry
 
-from .events import job_ended
-from .files import delete_file
-from .models import ReportJob, Status
-from .services import enqueue_job, reports_queue
+from . import batches, queues
+from .files import SPOOL_NAME, delete_file, reports_storage, spool_dir
+from .models import ReportJob, ReportSegment, SegmentStatus, Status
 
 logger = logging.getLogger(__name__)
-LIVE_RQ_STATES = {"queued", "started", "deferred", "scheduled"}
+SEGMENTS = "segments"
 
 
-def sweep(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """Re-enqueue queued rows Redis lost; requeue or fail running rows whose worker died."""
-    now = now or timezone.now()
-    stale_before = now - dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS)
-    queue = reports_queue()
-    StartedJobRegistry(queue=queue).cleanup()  # moves jobs of dead workers out of "started"
-    counts = {"requeued": 0, "failed": 0}
-
-    def alive(*rq_job_ids: str) -> bool:
-        for rq_job_id in rq_job_ids:
-            rq_job = queue.fetch_job(rq_job_id)
-            if rq_job is not None and rq_job.get_status() in LIVE_RQ_STATES:
-                return True
-        return False
-
-    for job in ReportJob.objects.filter(status=Status.QUEUED, updated_at__lt=stale_before):
-        if not alive(job.rq_job_id) and enqueue_job(job):
-            counts["requeued"] += 1
-    for job in ReportJob.objects.filter(status=Status.RUNNING, updated_at__lt=stale_before):
-        # A split job's parts wait in the queue before its join: the join is alive while they are.
-        if alive(job.rq_job_id, job.rq_join_id):
-            continue  # a long chunk, not a dead worker
-        if job.attempts < settings.REPORTS_MAX_ATTEMPTS:
-            if job.transition(Status.QUEUED, rows_done=0) and enqueue_job(job):
-                counts["requeued"] += 1
-        elif job.transition(Status.FAILED, error=f"The worker stopped {job.attempts} times while running it."):
-            job_ended(job)
-            counts["failed"] += 1
-    return counts
+def stale_before(now: dt.datetime) -> dt.datetime:
+    return now - dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS)
 
 
-def expire_files(*, now: dt.datetime | None = None) -> int:
+def take_over_dead_runs(now: dt.datetime) -> int:
+    """Runs whose heartbeat stopped (their whole worker died, or its machine): their segment goes
+    back on the queue (or the job fails after REPORTS_MAX_ATTEMPTS runs); a dead plan or join runs again."""
+    dead = 0
+    running = ReportSegment.objects.filter(status=SegmentStatus.RUNNING, job__status=Status.RUNNING)
+    for segment in running.filter(Q(heartbeat_at__lt=stale_before(now)) | Q(heartbeat_at=None)).select_related(
+        "job__owner"
+    ):  # fmt: skip
+        batches.segment_failed(segment, died=True)
+        dead += 1
+    held = ReportJob.objects.filter(status=Status.RUNNING).exclude(held_by="")
+    for job in held.filter(Q(heartbeat_at__lt=stale_before(now)) | Q(heartbeat_at=None)).select_related("owner"):
+        batches.job_run_failed(job, died=True)
+        dead += 1
+    return dead
+
+
+def requeue_lost(now: dt.datetime) -> int:
+    """Rows that should be on the queue and are not (Redis was away when they were queued, or lost
+    them): queued again. Running jobs get their next segments or their join queued. Needs Redis."""
+    grace = stale_before(now)
+    requeued = 0
+    for job in ReportJob.objects.filter(status=Status.QUEUED, created_at__lt=grace):
+        if not queues.is_live(job.rq_job_id) and batches.enqueue_job(job):
+            requeued += 1
+    queued = ReportSegment.objects.filter(status=SegmentStatus.QUEUED, queued_at__lt=grace, job__status=Status.RUNNING)
+    for segment in queued:
+        if not queues.is_live(segment.rq_job_id) and batches.enqueue_segment(segment):
+            requeued += 1
+    for job in ReportJob.objects.filter(status=Status.RUNNING, held_by="", updated_at__lt=grace):
+        batches.dispatch(job)
+    return requeued
+
+
+def expire_files(now: dt.datetime | None = None) -> int:
     """Delete files older than REPORTS_RETENTION_HOURS from the storage; their jobs become `expired`."""
-    now = now or timezone.now()
-    cutoff = now - dt.timedelta(hours=settings.REPORTS_RETENTION_HOURS)
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.REPORTS_RETENTION_HOURS)
     expired = 0
     for job in ReportJob.objects.filter(status=Status.SUCCEEDED, finished_at__lt=cutoff):
         name = job.file.name
@@ -60,3 +73,85 @@ def expire_files(*, now: dt.datetime | None = None) -> int:
             delete_file(name)
             expired += 1
     return expired
+
+
+def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None) -> tuple[int, int]:
+    """Remove the spool files of runs that are not running anywhere (killed runs leave them): (files,
+    bytes). A file whose run the rows say is live is kept, whatever its age; others are removed once
+    `min_age` seconds old (default: REPORTS_STALE_AFTER_SECONDS; a worker starting uses 0)."""
+    now = now or timezone.now()
+    min_age = settings.REPORTS_STALE_AFTER_SECONDS if min_age is None else min_age
+    removed = size = 0
+    for path in spool_dir().glob("*") if spool_dir().exists() else ():
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # its run just finished
+            continue
+        if not path.is_file() or now.timestamp() - stat.st_mtime < min_age or spool_run_is_live(path):
+            continue
+        path.unlink(missing_ok=True)
+        removed, size = removed + 1, size + stat.st_size
+    if removed:
+        logger.info("Removed %s spool files of dead runs (%s bytes).", removed, size)
+    return removed, size
+
+
+def spool_run_is_live(path: Path) -> bool:
+    match = SPOOL_NAME.match(path.name)
+    if match is None:
+        return False  # not a name runs use: left by another version, or by hand
+    job, attempt = match["job"], int(match["attempt"])
+    if match["segment"] is not None:
+        return ReportSegment.objects.filter(job_id=job, index=int(match["segment"]), attempts=attempt,
+                                            status=SegmentStatus.RUNNING).exists()  # fmt: skip
+    return ReportJob.objects.filter(pk=job, attempts=attempt, status=Status.RUNNING).exclude(held_by="").exists()
+
+
+def clean_storage(now: dt.datetime) -> int:
+    """Delete segment objects nobody will read: of jobs that ended or were deleted, and of runs that
+    lost their segment to another (a run's object is named after it: segments/<job>/<index>-a<n>.seg)."""
+    storage = reports_storage()
+    try:
+        job_dirs, _ = storage.listdir(SEGMENTS)
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for job_id in job_dirs:
+        job = ReportJob.objects.filter(pk=job_id).first() if is_uuid(job_id) else None
+        kept = set(job.segments.exclude(file="").values_list("file", flat=True)) if job else set()
+        _, names = storage.listdir(f"{SEGMENTS}/{job_id}")
+        for name in names:
+            path = str(PurePosixPath(SEGMENTS, job_id, name))
+            if path in kept or (job and job.is_active and storage.get_modified_time(path) >= stale_before(now)):
+                continue  # recorded, or just stored by a run that records it next
+            storage.delete(path)
+            removed += 1
+    return removed
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def sweep(now: dt.datetime | None = None) -> dict[str, int]:
+    """Every step once; a step that cannot reach Redis or the database is logged and left for next time."""
+    now = now or timezone.now()
+    counts: dict[str, int] = {}
+    steps = {
+        "taken_over": take_over_dead_runs,
+        "requeued": requeue_lost,
+        "expired": expire_files,
+        "segment_objects_removed": clean_storage,
+        "spool_files_removed": lambda now: clean_spool(now)[0],
+    }
+    for name, step in steps.items():
+        try:
+            counts[name] = step(now)
+        except Exception:  # Redis, the database or the storage away: the next sweep tries again
+            logger.warning("Sweep step %s failed; trying again next time.", name, exc_info=True)
+            counts[name] = -1
+    return counts

@@ -13,9 +13,13 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER_COMMAND = [
-    sys.executable, "manage.py", "rqworker", "reports",
-    "--serializer", "rq.serializers.JSONSerializer", "--worker-class", "rq.Worker",
-]  # fmt: skip
+    sys.executable,
+    "manage.py",
+    "rqworker",
+    "reports",
+    "--serializer",
+    "rq.serializers.JSONSerializer",
+]  # fmt: skip (the worker class is reports.worker.ReportsWorker, from settings.RQ)
 
 
 def database_url() -> str:

@@ -26,8 +26,9 @@ def test_202_records_the_job_and_enqueues_it_after_commit(alice_client, redis_qu
         "started_at", "finished_at", "file_size", "download_url", "error",
     }  # fmt: skip
     assert body["status"] == "queued" and body["params"] == {"status": "paid"}
-    assert redis_queue.job_ids == [f"report-{body['id']}"]
-    assert redis_queue.fetch_job(f"report-{body['id']}").args == [body["id"]]
+    assert redis_queue.job_ids == [f"report-{body['id']}-a1"]
+    rq_job = redis_queue.fetch_job(f"report-{body['id']}-a1")
+    assert rq_job.func_name == "reports.tasks.run_report" and rq_job.args == [body["id"]]
 
 
 def test_post_without_csrf_token_is_refused(alice):
@@ -151,37 +152,8 @@ def test_a_job_whose_queue_entry_was_lost_is_enqueued_again_by_the_sweeper(alice
     redis_queue.connection.flushdb()  # Redis restarted and forgot the queue
     assert redis_queue.job_ids == []
     assert sweep()["requeued"] == 1
-    assert redis_queue.job_ids == [f"report-{job_id}"]
+    assert redis_queue.job_ids == [f"report-{job_id}-a1"]
     assert sweep()["requeued"] == 0  # already on the queue: left alone
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_running_job_whose_worker_died_is_requeued_then_failed(alice, redis_queue, settings):
-    settings.REPORTS_STALE_AFTER_SECONDS = 0
-    settings.REPORTS_MAX_ATTEMPTS = 2
-    job = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.RUNNING, attempts=1)
-    assert sweep()["requeued"] == 1
-    job.refresh_from_db()
-    assert job.status == Status.QUEUED
-    ReportJob.objects.filter(pk=job.pk).update(status=Status.RUNNING, attempts=2)
-    redis_queue.connection.flushdb()
-    assert sweep()["failed"] == 1
-    job.refresh_from_db()
-    assert job.status == Status.FAILED and "stopped 2 times" in job.error
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_split_job_waiting_for_its_parts_is_not_taken_for_lost(alice, redis_queue, settings):
-    settings.REPORTS_STALE_AFTER_SECONDS = 0
-    job = ReportJob.objects.create(owner=alice, report="orders", format="json", status=Status.RUNNING, attempts=1)
-    part = redis_queue.enqueue("reports.jobs.generate_part", 1, job_id=f"report-{job.pk}-part-1")
-    redis_queue.enqueue("reports.jobs.join_parts", str(job.pk), 1, job_id=job.rq_join_id, depends_on=part)
-    assert redis_queue.fetch_job(job.rq_join_id).get_status() == "deferred"
-    assert sweep() == {"requeued": 0, "failed": 0}
-    assert ReportJob.objects.get(pk=job.pk).status == Status.RUNNING
-    redis_queue.connection.flushdb()  # the parts and the join were lost with Redis
-    assert sweep()["requeued"] == 1
-    assert ReportJob.objects.get(pk=job.pk).status == Status.QUEUED
 
 
 @pytest.mark.django_db(transaction=True)
@@ -189,7 +161,9 @@ def test_redis_down_at_commit_still_answers_202_and_keeps_the_row(alice_client, 
     settings.RQ_QUEUES = {"reports": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": "rq.serializers.JSONSerializer"}}
     response = post(alice_client, {"report": "orders", "format": "csv"})
     assert response.status_code == 202
-    assert ReportJob.objects.get(pk=response.json()["id"]).status == Status.QUEUED
+    job = ReportJob.objects.get(pk=response.json()["id"])
+    assert job.status == Status.QUEUED and job.waiting_for_queue
+    assert alice_client.get(f"/api/reports/jobs/{job.pk}/").json()["waiting_for_queue"] is True
 
 
 @pytest.mark.django_db(transaction=True)
@@ -200,7 +174,7 @@ def test_retry_makes_a_new_job_with_the_same_parameters(alice_client, alice, mak
     assert response.status_code == 202
     new = response.json()
     assert new["id"] != str(failed.pk) and new["params"] == {"status": "paid"} and new["status"] == "queued"
-    assert redis_queue.job_ids == [f"report-{new['id']}"]
+    assert redis_queue.job_ids == [f"report-{new['id']}-a1"]
     ReportJob.objects.filter(pk=failed.pk).update(status=Status.SUCCEEDED)
     conflict = alice_client.post(f"/api/reports/jobs/{failed.pk}/retry/")
     assert conflict.status_code == 409 and "only failed" in conflict.json()["error"]

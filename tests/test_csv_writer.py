@@ -4,7 +4,7 @@ import io
 import zoneinfo
 from decimal import Decimal
 
-from reports.writers import FORMATS, ColumnSpec, WriterOptions
+from reports.writers import FORMATS, ColumnSpec, WriterOptions, write_file
 from reports.writers.csv import CsvWriter, ExcelCsvWriter
 from shop.demo import AWKWARD_TEXT
 
@@ -21,10 +21,7 @@ AT = dt.datetime(2025, 3, 4, 5, 6, 7, 123456, tzinfo=dt.UTC)
 
 def write(rows, writer_class=CsvWriter, **options) -> bytes:
     fh = io.BytesIO()
-    writer = writer_class(fh, COLUMNS, WriterOptions(**options))
-    writer.open()
-    writer.write_rows(rows)
-    writer.close()
+    write_file(writer_class, fh, COLUMNS, rows, WriterOptions(**options), segment_rows=2)
     return fh.getvalue()
 
 

@@ -8,8 +8,8 @@ import pytest
 from reports import fastpath
 from reports.files import reports_storage
 from reports.models import ReportJob, Status
-from reports.pipeline import run_job
 from reports.registry import get_report
+from reports.tasks import run_in_foreground
 from shop import demo
 from shop.models import Customer, Order
 
@@ -21,7 +21,7 @@ EDGE_TEXT = ['"', "\n", "a\r", '"quoted"', ",", "\\.", "trailing\n", "=", "-", "
 def export(user, report, fmt, params=None, *, copy: bool, settings) -> bytes:
     settings.REPORTS_CSV_COPY = copy
     job = ReportJob.objects.create(owner=user, report=report, format=fmt, params=params or {})
-    run_job(job, chunk_size=97)  # many chunks, none aligned with anything
+    run_in_foreground(job, chunk_size=97)  # many chunks, none aligned with anything
     job.refresh_from_db()
     assert job.status == Status.SUCCEEDED, job.error
     with reports_storage().open(job.file.name, "rb") as fh:
@@ -83,9 +83,9 @@ def test_closing_the_copy_early_cancels_the_query_and_frees_its_connection(alice
     queryset = report.get_report_queryset({}, alice)
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
     fh = io.BytesIO()
-    chunks = fastpath.write_copy_chunks(fh, report, queryset, None, upper, 100, ",")
-    assert next(chunks) == (None, 100)
-    assert next(chunks) == (None, 100)
+    chunks = fastpath.copy_chunks(fh, report, queryset, None, upper, 100)
+    assert next(chunks) == 100
+    assert next(chunks) == 100
     chunks.close()
     rows = list(csv.reader(io.StringIO(fh.getvalue().decode(), newline="")))
     assert [int(r[0]) for r in rows] == list(Order.objects.order_by("pk").values_list("pk", flat=True)[:200])

@@ -6,8 +6,7 @@ import pytest
 from django.db import connection, connections
 from django.db.utils import ConnectionDoesNotExist
 
-from reports.pipeline import iter_chunks
-from reports.queries import own_connection
+from reports.queries import key_cuts, own_connection, row_chunks
 from shop import demo
 from shop.models import Order
 from tests.conftest import wait_for
@@ -22,10 +21,9 @@ def test_streamed_chunks_equal_the_orm_rows_datetimes_included():
         created_at=dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-3)))
     )
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    chunks = list(iter_chunks(Order.objects.all(), FIELDS, None, upper, 100))
-    assert [len(rows) for _, rows in chunks] == [100] * 7 + [0]
-    assert [last for last, _ in chunks] == [None] * 7 + [upper]
-    streamed = [row for _, rows in chunks for row in rows]
+    chunks = list(row_chunks(Order.objects.all(), FIELDS, None, upper, 100))
+    assert [len(rows) for rows in chunks] == [100] * 7
+    streamed = [row for rows in chunks for row in rows]
     expected = list(Order.objects.order_by("pk").values_list(*FIELDS))
     assert streamed == expected
     first = streamed[0][FIELDS.index("created_at")]
@@ -61,3 +59,27 @@ def test_a_reader_is_a_plain_connection_even_where_the_database_uses_a_pool(monk
         with reader.cursor() as cursor:
             cursor.execute("SELECT 1")
             assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.parametrize("server_side", [True, False])
+def test_a_key_range_reads_exactly_its_rows_either_way(settings, server_side):
+    demo.seed(500)
+    keys = list(Order.objects.filter(status="paid").order_by("pk").values_list("pk", flat=True))
+    connections["default"].settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = not server_side
+    try:
+        chunks = list(row_chunks(Order.objects.filter(status="paid"), ["id"], keys[10], keys[-5], 7))
+    finally:
+        connections["default"].settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = False
+    assert [row[0] for rows in chunks for row in rows] == keys[11:-4]
+    assert all(len(rows) <= 7 for rows in chunks)
+
+
+def test_key_cuts_are_the_keys_at_the_given_row_numbers_of_the_filtered_rows():
+    demo.seed(1000)
+    Order.objects.filter(pk__in=list(Order.objects.order_by("?").values_list("pk", flat=True)[:137])).delete()
+    rows = Order.objects.filter(status="paid")
+    keys = list(rows.order_by("pk").values_list("pk", flat=True))
+    assert key_cuts(rows, keys[-1], [1, 10, len(keys)]) == [keys[0], keys[9], keys[-1]]
+    assert key_cuts(rows, keys[-1], [len(keys) + 5]) == [keys[-1]]  # past the rows (deleted meanwhile): the end
+    assert key_cuts(rows, keys[20], [10, 30]) == [keys[9], keys[20]]  # only rows up to the upper key count
+    assert key_cuts(rows, keys[-1], []) == []

@@ -10,11 +10,11 @@ import openpyxl
 import pytest
 from pypdf import PdfReader
 
-from reports.writers import FORMATS, ColumnSpec, WriterOptions
+from reports.writers import FORMATS, ColumnSpec, SegmentInfo, WriterOptions, write_file
 from reports.writers.xlsx import CELL_LIMIT, TRUNCATED, XlsxWriter
-from reports.writers.xlsx_stream import StreamingXlsxWriter
 from shop.demo import AWKWARD_TEXT
 from tests.conftest import ooxml_text
+from tests.xlsx_oracle import OracleXlsxWriter
 
 COLUMNS = [
     ColumnSpec("id", "Id", "integer"),
@@ -40,17 +40,20 @@ def awkward_rows():
 
 
 def write(fmt, rows, columns=COLUMNS, writer_class=None, **options):
+    """The file of `rows`, written in two segments (or, for the xlsxwriter oracle, in one go)."""
+    writer_class = writer_class or FORMATS[fmt].writer_class
     fh = io.BytesIO()
-    writer = (writer_class or FORMATS[fmt].writer_class)(fh, columns, WriterOptions(**options))
-    writer.open()
-    half = len(rows) // 2
-    writer.write_rows(rows[:half])  # two chunks, as the pipeline writes them
-    writer.write_rows(rows[half:])
-    writer.close()
+    if issubclass(writer_class, OracleXlsxWriter):
+        writer = writer_class(fh, columns, WriterOptions(**options))
+        writer.open()
+        writer.write_rows(rows)
+        writer.close()
+    else:
+        write_file(writer_class, fh, columns, rows, WriterOptions(**options), segment_rows=max(1, (len(rows) + 1) // 2))
     return fh.getvalue()
 
 
-@pytest.fixture(params=[StreamingXlsxWriter, XlsxWriter], ids=["streaming", "xlsxwriter"])
+@pytest.fixture(params=[XlsxWriter, OracleXlsxWriter], ids=["segments", "xlsxwriter"])
 def xlsx_writer(request):
     return request.param
 
@@ -92,7 +95,7 @@ class TestXlsx:
 
     def test_rows_past_the_sheet_limit_continue_on_a_new_sheet_with_the_header(self, xlsx_writer):
         class SmallSheets(xlsx_writer):
-            max_rows = 4  # header + 3 rows
+            sheet_rows = 3
 
         rows = [(i, f"row {i}", None, None, None, None, None) for i in range(8)]
         book = self.read(write("xlsx", rows, writer_class=SmallSheets, title="Orders"))
@@ -111,15 +114,12 @@ class TestXlsx:
         assert len(cell) == CELL_LIMIT and cell.endswith(TRUNCATED)
 
     @pytest.mark.slow
-    def test_the_real_excel_row_limit_rolls_over(self, xlsx_writer):
+    def test_the_real_excel_row_limit_rolls_over(self):
         columns = [ColumnSpec("id", "Id", "integer")]
         total = 1_048_575 + 10
         fh = io.BytesIO()
-        writer = xlsx_writer(fh, columns, WriterOptions(title="Big"))
-        writer.open()
-        for start in range(0, total, 50_000):
-            writer.write_rows((i,) for i in range(start, min(total, start + 50_000)))
-        writer.close()
+        write_file(XlsxWriter, fh, columns, ((i,) for i in range(total)), WriterOptions(title="Big"),
+                   segment_rows=100_000)  # fmt: skip
         book = openpyxl.load_workbook(io.BytesIO(fh.getvalue()), read_only=True)
         assert book.sheetnames == ["Big", "Big 2"]
         second = list(book["Big 2"].iter_rows(values_only=True))
@@ -192,6 +192,72 @@ def test_sheet_titles_are_always_valid_for_excel(title, first, second):
 
     assert (sheet_title(title, 1), sheet_title(title, 2)) == (first, second)
     assert all(len(sheet_title(title, n)) <= 31 for n in (1, 99, 9999))
+
+
+SEGMENTABLE = [name for name, f in FORMATS.items() if not f.writer_class.laid_out_whole]
+
+
+def segmented(fmt, rows, sizes, **options) -> bytes:
+    """The file of `rows` cut into segments of `sizes` rows (zero included), joined as the pipeline joins."""
+    writer_class = FORMATS[fmt].writer_class
+    written, segments, start = {}, [], 0
+    for size in sizes:
+        fh = io.BytesIO()
+        writer = writer_class(fh, COLUMNS, WriterOptions(**options))
+        writer.open_segment()
+        writer.write_rows(rows[start : start + size])
+        meta = writer.close_segment()
+        written[f"s{len(segments)}"] = fh.getvalue()
+        segments.append(SegmentInfo(f"s{len(segments)}", len(fh.getvalue()), size, meta))
+        start += size
+    out = io.BytesIO()
+    for piece in writer_class(io.BytesIO(), COLUMNS, WriterOptions(**options)).assemble(segments):
+        out.write(piece if isinstance(piece, bytes) else written[piece.name][piece.start : piece.end])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", SEGMENTABLE)
+@pytest.mark.parametrize("sizes", [[3, 4, 5], [0, 5, 0, 2, 0], [0, 0], [7], [1] * 7, []])
+def test_any_cut_into_segments_makes_the_same_file(fmt, sizes):
+    rows = awkward_rows()[: sum(sizes)]
+    options = {"title": "Orders", "extra": {"delimiter": ";"}}
+    one = segmented(fmt, rows, [len(rows)], **options)
+    if fmt != "xlsx":
+        assert segmented(fmt, rows, sizes, **options) == one
+    else:  # each segment is deflated alone, so the zip differs; what it holds does not
+        assert unzipped(segmented(fmt, rows, sizes, **options)) == unzipped(one)
+        sheet = openpyxl.load_workbook(io.BytesIO(one)).worksheets[0]
+        assert [r[0] for r in sheet.iter_rows(min_row=2, values_only=True)] == [r[0] for r in rows]
+
+
+def unzipped(data: bytes) -> dict[str, bytes]:
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_the_same_rows_make_the_same_bytes_every_time():
+    rows = awkward_rows()
+    assert all(segmented(f, rows, [5, 9]) == segmented(f, rows, [5, 9]) for f in SEGMENTABLE)
+
+
+def test_a_zip64_workbook_opens():
+    from reports.writers import zipjoin
+
+    original = zipjoin.ZIP32_LIMIT
+    zipjoin.ZIP32_LIMIT = 100  # every entry and offset past the limit: the ZIP64 records are written
+    try:
+        data = segmented("xlsx", awkward_rows(), [4, 4, 4])
+    finally:
+        zipjoin.ZIP32_LIMIT = original
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        assert any(info.extra for info in archive.infolist())
+    sheet = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
+    assert sheet.max_row == 13
 
 
 def test_every_format_has_a_type_and_extension():

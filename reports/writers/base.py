@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar
@@ -88,39 +87,75 @@ def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, bool
     return eval(f"lambda r: ({cells},)", functions)  # noqa: S307 - built from column indexes only
 
 
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A written segment as the join sees it: where its bytes are, how many, its rows and meta."""
+
+    name: str
+    size: int
+    rows: int
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Bytes `start` to `end` (exclusive) of a stored segment: a piece of the final file by reference."""
+
+    name: str
+    start: int
+    end: int
+
+
+Piece = bytes | Slice
+
+
+def cut_positions(total: int, every: int, sheet_rows: int | None = None) -> list[int]:
+    """Where `total` rows are cut into segments of at most `every` rows that never straddle a sheet of
+    `sheet_rows` rows: the row counts before each cut, in order (none for a single segment)."""
+    cuts = set(range(every, total, every))
+    if sheet_rows:
+        cuts.update(range(sheet_rows, total, sheet_rows))
+    return sorted(cuts)
+
+
+def whole(segment: SegmentInfo, start: int = 0) -> list[Piece]:
+    """A segment's bytes from `start` as a piece, or none if that is nothing."""
+    return [Slice(segment.name, start, segment.size)] if segment.size > start else []
+
+
 class Writer:
-    """Writes a header, then rows (sequences in column order), into a binary file object."""
+    """Writes rows (sequences in column order) in segments, and says how the segments make one file.
+
+    A report's rows are cut into key-range segments that any worker writes on its own:
+    open_segment(), write_rows() a chunk at a time, close_segment() -> meta. Then assemble() lists
+    the final file's pieces: bytes the join writes (a header, a footer) and slices of the segments,
+    in order, so that a storage may put the file together without the bytes passing through the
+    worker (S3's UploadPartCopy). The file is the same however the rows were cut.
+    """
 
     extension: ClassVar[str] = ""
     content_type: ClassVar[str] = "application/octet-stream"
-    # Splittable formats can be written in parts by several workers at once (reports.parallel): each
-    # part is open_part(), write_rows(), close_part(); the join is open(), append_part() for each part
-    # in order, close(); and the result is byte for byte what one writer would have written.
-    splittable: ClassVar[bool] = False
-    # Laid out as a whole (a PDF table): every row is held until close(), so runs are capped.
+    # Formats laid out as a whole (a PDF table) are written as one segment holding the whole file,
+    # which keeps every row until close_segment(): runs of them are capped.
     laid_out_whole: ClassVar[bool] = False
+    # Rows per sheet, where the format has sheets (XLSX): segments never straddle two.
+    sheet_rows: ClassVar[int | None] = None
 
     def __init__(self, fh: BinaryIO, columns: Sequence[ColumnSpec], options: WriterOptions | None = None):
         self.fh = fh
         self.columns = list(columns)
         self.options = options or WriterOptions()
 
-    def open(self) -> None:
-        """Write whatever comes before the first row (a header, an opening bracket)."""
+    def open_segment(self) -> None:
+        """Get ready to write one segment's rows into fh."""
 
     def write_rows(self, rows: Iterable[Sequence]) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Write whatever comes after the last row and flush; the file object stays open."""
+    def close_segment(self) -> dict:
+        """Flush the segment; return what assemble() will need of it (JSON-able), if anything."""
+        return {}
 
-    def open_part(self) -> None:
-        """Get ready to write the rows of one part, writing nothing before them."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be written in parts.")
-
-    def close_part(self) -> None:
-        """Flush a part's rows, writing nothing after them."""
-
-    def append_part(self, part: BinaryIO) -> None:
-        """Copy a part's bytes (from open_part ... close_part) in after what is already written."""
-        shutil.copyfileobj(part, self.fh, 1 << 20)
+    def assemble(self, segments: Sequence[SegmentInfo]) -> list[Piece]:
+        """The final file as pieces, from the segments in order (fh is not used)."""
+        return [piece for segment in segments for piece in whole(segment)]

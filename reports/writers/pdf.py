@@ -1,8 +1,9 @@
 """PDF for reports of a bounded size: a table with the title, the filters used, the generation
 time, page numbers and the header row repeated on every page (reportlab).
 
-A PDF table is laid out as a whole, so the rows are held until close(); the request is refused up
-front when a report has more rows than REPORTS_PDF_MAX_ROWS, so that stays bounded.
+A PDF table is laid out as a whole: it is written as one segment that holds the whole file, and
+its rows are kept until close_segment(); a run is refused when the report has more rows than
+REPORTS_PDF_MAX_ROWS (when asked for, and again when it starts), so that stays bounded.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class PdfWriter(Writer):
     content_type = "application/pdf"
     laid_out_whole = True
 
-    def open(self) -> None:
+    def open_segment(self) -> None:
         # A PDF runs no formulas: text stays as it is.
         self.format_row = row_formatter(self.columns, self.options, booleans=True, decimals=True, escape=False)
         self.styles = getSampleStyleSheet()
@@ -61,7 +62,7 @@ class PdfWriter(Writer):
             cell = Paragraph(escape(text[:cut].rstrip() + CLIPPED).replace("\n", "<br/>"), self.cell_style)
         return cell
 
-    def close(self) -> None:
+    def close_segment(self) -> dict:
         title = self.options.title or "Report"
         filters = self.options.extra.get("filters") or "none"
         generated = dt.datetime.now(self.options.time_zone).strftime("%Y-%m-%d %H:%M %Z")
@@ -97,3 +98,4 @@ class PdfWriter(Writer):
 
         doc.build(story, onFirstPage=number_page, onLaterPages=number_page)
         self.rows = []
+        return {}

@@ -1,26 +1,30 @@
-"""XLSX with xlsxwriter in constant-memory mode: typed cells, a bold frozen header, column widths.
+"""XLSX written in segments: typed cells, a bold frozen header, column widths, a new sheet past
+Excel's last row, long text cut with a marker, text never a formula or a link.
 
-The fallback for reports.writers.xlsx_stream (the format's writer), which makes the same file faster;
-both pass the same read-back tests.
-
-Past Excel's last row the rows continue on a new sheet with the header repeated (never a silent
-stop). Text longer than a cell may hold is cut with a visible marker. User text never becomes a
-formula or a link. Excel has no time zones: datetimes are written in the report's zone.
+Each segment is the sheet XML of its rows, deflated on its own and ended with a sync flush; the join
+makes the zip around them (reports.writers.zipjoin) without inflating or deflating them again. Rows
+carry no row number (`r` is optional in ECMA-376 and Excel, LibreOffice and Google Sheets count
+rows without it), so a segment does not depend on the others; the join starts a new sheet where
+adding the next segment would pass Excel's row limit, and the plan cuts segments at those rows, so
+the sheets roll over exactly there. Inline strings (no shared-string table), one XML string and one
+deflate call per chunk. Excel has no time zones: datetimes are written in the report's zone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import datetime as dt
+import re
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from xml.sax.saxutils import escape, quoteattr
 
-import xlsxwriter
-
-from .base import Writer
+from .base import Piece, SegmentInfo, Writer, whole
+from .zipjoin import LEVEL, Entry, StreamJoin, zip_pieces
 
 EXCEL_MAX_ROWS = 1_048_576  # including the header row
 CELL_LIMIT = 32_767
 TRUNCATED = "…[truncated]"
 WIDTHS = {"datetime": 20, "date": 12, "time": 10, "boolean": 8, "integer": 12, "decimal": 14, "float": 14}
-NUMBER_FORMATS = {"datetime": "yyyy-mm-dd hh:mm:ss", "date": "yyyy-mm-dd", "time": "hh:mm:ss", "decimal": "0.00"}
 
 
 def column_width(column) -> int:
@@ -37,64 +41,170 @@ def sheet_title(title: str, number: int) -> str:
     return f"{base} {number}" if number > 1 else base
 
 
+EPOCH = dt.datetime(1899, 12, 30)
+DAY = 86_400.0
+# Styles (cellXfs indexes in STYLES below).
+HEADER, DATE, DATETIME, TIME, DECIMAL = 1, 2, 3, 4, 5
+# Characters XML 1.0 cannot carry (and CR, which XML parsers turn into LF), plus text that already
+# looks like an OOXML escape: all written as _xHHHH_, as Excel expects.
+NEEDS_ESCAPE = re.compile("[\x00-\x08\x0b-\x1f\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
+
+NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+NS_R = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+STYLES = f"""<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<styleSheet {NS}><numFmts count="3"><numFmt numFmtId="164" formatCode="yyyy-mm-dd"/>\
+<numFmt numFmtId="165" formatCode="yyyy-mm-dd hh:mm:ss"/><numFmt numFmtId="166" formatCode="hh:mm:ss"/></numFmts>\
+<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font><font><b/><sz val="11"/><name val="Calibri"/></font>\
+</fonts><fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/>\
+</fill></fills><borders count="2"><border><left/><right/><top/><bottom/><diagonal/></border><border><left/><right/>\
+<top/><bottom style="thin"><color auto="1"/></bottom><diagonal/></border></borders>\
+<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs><cellXfs count="6">\
+<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>\
+<xf numFmtId="0" fontId="1" fillId="0" borderId="1" xfId="0" applyFont="1" applyBorder="1"/>\
+<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>\
+<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>\
+<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>\
+<xf numFmtId="2" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>\
+<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>"""
+
+
+def xml_text(value: str) -> str:
+    if len(value) > CELL_LIMIT:
+        value = value[: CELL_LIMIT - len(TRUNCATED)] + TRUNCATED
+    value = escape(value)
+    if NEEDS_ESCAPE.search(value):
+        value = NEEDS_ESCAPE.sub(lambda m: f"_x{ord(m.group(0)):04X}_", value)
+    return value
+
+
+def text_cell(value, style: int = 0) -> str:
+    if value is None:
+        return "<c/>"
+    style_attr = f' s="{style}"' if style else ""
+    return f'<c t="inlineStr"{style_attr}><is><t xml:space="preserve">{xml_text(str(value))}</t></is></c>'
+
+
+def cell_writer(kind: str, tz: dt.tzinfo) -> Callable[[object], str]:
+    """A function from one value of this column kind to its <c> element."""
+    if kind == "integer":
+        return lambda v: "<c/>" if v is None else f"<c><v>{v}</v></c>"
+    if kind == "float":
+        return lambda v: "<c/>" if v is None else f"<c><v>{v!r}</v></c>"
+    if kind == "decimal":
+        return lambda v: "<c/>" if v is None else f'<c s="{DECIMAL}"><v>{float(v)!r}</v></c>'
+    if kind == "boolean":
+        return lambda v: "<c/>" if v is None else f'<c t="b"><v>{int(v)}</v></c>'
+    if kind == "datetime":
+
+        def datetime_cell(v):
+            if v is None:
+                return "<c/>"
+            local = (v if v.tzinfo is tz else v.astimezone(tz)).replace(tzinfo=None)
+            return f'<c s="{DATETIME}"><v>{(local - EPOCH).total_seconds() / DAY!r}</v></c>'
+
+        return datetime_cell
+    if kind == "date":
+        return lambda v: "<c/>" if v is None else f'<c s="{DATE}"><v>{(v - EPOCH.date()).days}</v></c>'
+    if kind == "time":
+        return lambda v: "<c/>" if v is None else (
+            f'<c s="{TIME}"><v>{(v.hour * 3600 + v.minute * 60 + v.second + v.microsecond / 1e6) / DAY!r}</v></c>'
+        )  # fmt: skip
+    return text_cell
+
+
 class XlsxWriter(Writer):
     extension = "xlsx"
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    max_rows = EXCEL_MAX_ROWS  # per sheet, header included; tests set a small one
+    sheet_rows = EXCEL_MAX_ROWS - 1  # data rows per sheet, under the header; tests set a small one
 
-    def open(self) -> None:
-        self.book = xlsxwriter.Workbook(
-            self.fh,
-            {
-                "constant_memory": True,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-                "strings_to_numbers": False,
-                "remove_timezone": True,
-                "in_memory": False,
-            },
-        )
-        self.header_format = self.book.add_format({"bold": True, "bottom": 1})
-        self.formats = [
-            self.book.add_format({"num_format": NUMBER_FORMATS[c.kind]}) if c.kind in NUMBER_FORMATS else None
-            for c in self.columns
-        ]
-        self.tz = self.options.time_zone
-        self.sheets = 0
-        self._new_sheet()
-
-    def _new_sheet(self) -> None:
-        self.sheets += 1
-        self.sheet = self.book.add_worksheet(sheet_title(self.options.title, self.sheets))
-        for index, column in enumerate(self.columns):
-            self.sheet.set_column(index, index, column_width(column), self.formats[index])
-        self.sheet.write_row(0, 0, [c.label for c in self.columns], self.header_format)
-        self.sheet.freeze_panes(1, 0)
-        self.row = 1
+    def open_segment(self) -> None:
+        self.cells = [cell_writer(c.kind, self.options.time_zone) for c in self.columns]
+        self.deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+        self.crc = self.size = 0
 
     def write_rows(self, rows: Iterable[Sequence]) -> None:
-        kinds = [c.kind for c in self.columns]
-        formats = self.formats
-        for values in rows:
-            if self.row >= self.max_rows:
-                self._new_sheet()
-            write = self.sheet.write
-            for col, value in enumerate(values):
-                if value is None:
-                    continue
-                kind = kinds[col]
-                if kind == "text":
-                    value = str(value)
-                    if len(value) > CELL_LIMIT:
-                        value = value[: CELL_LIMIT - len(TRUNCATED)] + TRUNCATED
-                    self.sheet.write_string(self.row, col, value)
-                elif kind == "decimal":
-                    self.sheet.write_number(self.row, col, float(value), formats[col])
-                elif kind == "datetime":
-                    self.sheet.write_datetime(self.row, col, value.astimezone(self.tz), formats[col])
-                else:
-                    write(self.row, col, value, formats[col])
-            self.row += 1
+        cells = self.cells
+        xml = "".join([f"<row>{''.join([cell(v) for cell, v in zip(cells, values, strict=True)])}</row>"
+                       for values in rows]).encode()  # fmt: skip
+        self.crc = zlib.crc32(xml, self.crc)
+        self.size += len(xml)
+        self.fh.write(self.deflate.compress(xml))
 
-    def close(self) -> None:
-        self.book.close()
+    def close_segment(self) -> dict:
+        self.fh.write(self.deflate.flush(zlib.Z_SYNC_FLUSH))
+        return {"crc32": self.crc, "size": self.size}
+
+    def assemble(self, segments: Sequence[SegmentInfo]) -> list[Piece]:
+        sheets = [StreamJoin()]
+        rows = 0
+        for segment in segments:
+            if not segment.rows:
+                continue
+            if rows + segment.rows > self.sheet_rows and rows:  # the next sheet starts with this segment
+                sheets.append(StreamJoin())
+                rows = 0
+            if segment.rows > self.sheet_rows:
+                raise ValueError("Rows were added while the report ran, and a sheet would pass Excel's row limit. "
+                                 "Ask for the report again.")  # fmt: skip
+            if len(sheets[-1].pieces) == 0:
+                sheets[-1].add_data(self.sheet_head())
+            for piece in whole(segment):
+                sheets[-1].add(piece, crc=segment.meta["crc32"], size=segment.meta["size"])
+            rows += segment.rows
+        if not sheets[-1].pieces:
+            sheets[-1].add_data(self.sheet_head())
+        for sheet in sheets:
+            sheet.add_data(b"</sheetData></worksheet>", last=True)
+        names = [sheet_title(self.options.title, n) for n in range(1, len(sheets) + 1)]
+        entries = [sheet.entry(f"xl/worksheets/sheet{n}.xml") for n, sheet in enumerate(sheets, 1)]
+        return zip_pieces([*entries, *(Entry.of(name, data) for name, data in package_parts(names))])
+
+    def sheet_head(self) -> bytes:
+        widths = "".join(
+            f'<col min="{i}" max="{i}" width="{column_width(c)}" customWidth="1"/>'
+            for i, c in enumerate(self.columns, 1)
+        )
+        header = "".join(text_cell(c.label, HEADER) for c in self.columns)
+        return (
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet {NS} {NS_R}><sheetViews>'
+            '<sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+            f'</sheetView></sheetViews><sheetFormatPr defaultRowHeight="15"/><cols>{widths}</cols><sheetData>'
+            f'<row r="1">{header}</row>'
+        ).encode()
+
+
+def package_parts(sheet_names: list[str]) -> list[tuple[str, bytes]]:
+    """The workbook's other parts: content types, relationships, the workbook (its sheets), styles."""
+    count = len(sheet_names)
+    xml = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    overrides = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/'
+        'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+        for i in range(1, count + 1)
+    )
+    sheets = "".join(f'<sheet name={quoteattr(name)} sheetId="{i}" r:id="rId{i}"/>'
+                     for i, name in enumerate(sheet_names, 1))  # fmt: skip
+    rels = "".join(
+        f'<Relationship Id="rId{i}" Type="{REL}/worksheet" Target="worksheets/sheet{i}.xml"/>'
+        for i in range(1, count + 1)
+    )
+    parts = {
+        "[Content_Types].xml": (
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" '
+            'ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" '
+            'ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/'
+            'vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/styles.xml" '
+            f'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"/>{overrides}</Types>'
+        ),
+        "_rels/.rels": (
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship '
+            f'Id="rId1" Type="{REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>'
+        ),
+        "xl/workbook.xml": f"<workbook {NS} {NS_R}><sheets>{sheets}</sheets></workbook>",
+        "xl/_rels/workbook.xml.rels": (
+            f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{rels}'
+            f'<Relationship Id="rId{count + 1}" Type="{REL}/styles" Target="styles.xml"/></Relationships>'
+        ),
+    }
+    return [*((name, (xml + body).encode()) for name, body in parts.items()), ("xl/styles.xml", STYLES.encode())]

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError
 from reports.definitions import ParamsInvalid
 from reports.files import reports_storage
 from reports.models import Status
-from reports.pipeline import run_job
 from reports.registry import NotRegistered, all_reports
 from reports.services import request_report
+from reports.tasks import run_in_foreground
 
 BAR_WIDTH = 30
 
@@ -47,12 +47,11 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         show_bar = self.stderr.isatty() if hasattr(self.stderr, "isatty") else sys.stderr.isatty()
-        try:
-            run_job(job, chunk_size=chunk_size, on_progress=self.bar(started) if show_bar else None)
-        except Exception as exc:
-            raise CommandError(f"Report failed: {job.error or exc}") from None
+        run_in_foreground(job, chunk_size=chunk_size, on_progress=self.bar(started) if show_bar else None)
         if show_bar:
             self.stderr.write("")
+        if job.status == Status.FAILED:
+            raise CommandError(f"Report failed: {job.error}")
         if job.status != Status.SUCCEEDED:
             raise CommandError(f"The job ended {job.status}.")
         elapsed = time.monotonic() - started

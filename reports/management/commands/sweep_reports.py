@@ -1,25 +1,35 @@
+import random
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
-from reports.sweeper import expire_files, sweep
+from reports.sweeper import sweep
+
+MAX_BACKOFF = 60
 
 
 class Command(BaseCommand):
     help = (
-        "Put right report jobs whose queue entry or worker was lost, and delete files past their retention "
-        "(with --every, keep doing it)."
+        "Give the segments of dead workers to others, enqueue what Redis lost, delete files past their retention "
+        "and what killed runs left behind (with --every, keep doing it; it never stops on a lost connection)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--every", type=int, metavar="SECONDS", help="Repeat forever with this pause.")
+        parser.add_argument("--every", type=float, metavar="SECONDS", help="Repeat forever with this pause.")
 
     def handle(self, *args, every, **options):
-        if every is not None and every < 1:
-            raise CommandError("--every must be at least 1 second.")
+        if every is not None and every <= 0:
+            raise CommandError("--every must be a positive number of seconds.")
+        failures = 0
         while True:
-            counts = {**sweep(), "expired": expire_files()}
-            self.stdout.write(", ".join(f"{name}: {n}" for name, n in counts.items()))
+            counts = sweep()
+            close_old_connections()
+            self.stdout.write(", ".join(f"{name}: {'failed' if n < 0 else n}" for name, n in counts.items()))
             if every is None:
                 return
-            time.sleep(every)
+            # A step that failed (Redis or the database away) is tried again sooner than a full period
+            # would, backing off up to MAX_BACKOFF seconds, with jitter so that sweepers do not march together.
+            failures = failures + 1 if min(counts.values()) < 0 else 0
+            pause = min(every * 2 ** max(failures - 1, 0), max(every, MAX_BACKOFF)) if failures else every
+            time.sleep(pause * random.uniform(0.8, 1.2))

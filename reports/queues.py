@@ -1,0 +1,82 @@
+"""The reports queue and every enqueue. RQ tasks are named by their dotted path (reports.tasks.*), so
+this module imports none of the code they run: whoever enqueues needs only this.
+
+Enqueueing is immediate (django-rq's "auto" commit mode): callers that create rows enqueue from
+`transaction.on_commit`, so a task never runs before its rows exist. Redis being unreachable is
+not an error here: the rows say what should be queued, and the sweeper enqueues it later.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import django_rq
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+logger = logging.getLogger(__name__)
+QUEUE_NAME = "reports"
+TASKS = "reports.tasks"
+LIVE_STATES = {"queued", "started", "deferred", "scheduled"}
+
+
+@functools.cache
+def reports_queue() -> Queue:
+    """The reports queue, one per process: requests reuse its Redis connections."""
+    return django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
+
+
+@receiver(setting_changed)
+def _forget_queue(setting, **kwargs) -> None:
+    if setting == "RQ_QUEUES":
+        reports_queue.cache_clear()
+
+
+def enqueue(task: str, *args, rq_job_id: str) -> bool:
+    """Put `reports.tasks.<task>(*args)` on the queue under `rq_job_id`; False if Redis is unreachable."""
+    try:
+        reports_queue().enqueue_call(
+            f"{TASKS}.{task}",
+            args=args,
+            job_id=rq_job_id,
+            timeout=settings.REPORTS_JOB_TIMEOUT,
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+        )
+    except RedisError as exc:
+        logger.warning("Could not enqueue %s (%s): %s. The sweeper will enqueue it again.", rq_job_id, task, exc)
+        return False
+    return True
+
+
+def is_live(rq_job_id: str) -> bool:
+    """Whether Redis holds the RQ job queued, started, deferred or scheduled. Raises RedisError."""
+    try:
+        return Job.fetch(rq_job_id, connection=reports_queue().connection,
+                         serializer=reports_queue().serializer).get_status() in LIVE_STATES  # fmt: skip
+    except NoSuchJobError:
+        return False
+
+
+def worker_count() -> int:
+    """Workers listening on the reports queue now (at least 1: the count is for sharing work)."""
+    try:
+        return max(1, Worker.count(queue=reports_queue()))
+    except RedisError:
+        return 1
+
+
+def cancel(rq_job_id: str) -> None:
+    """Take a queued RQ job off the queue (best effort: the rows decide whether it runs)."""
+    try:
+        rq_job = reports_queue().fetch_job(rq_job_id)
+        if rq_job is not None and rq_job.get_status() == "queued":
+            rq_job.cancel()
+    except RedisError:
+        pass

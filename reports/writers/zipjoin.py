@@ -1,0 +1,147 @@
+"""A zip file made of pieces whose compressed data already exists: deflate streams written apart
+and joined, the way pigz does it. Each stream but the last of an entry ends with a sync flush (on a
+byte boundary, in a non-final block), so the streams concatenate into one valid stream; the entry's
+CRC-32 is combined from theirs (zlib's crc32_combine, which Python's zlib does not expose) and the
+sizes add up. The join then writes only the headers around them. ZIP64 where sizes or offsets
+need it. Times are fixed, so the same content always makes the same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .base import Piece, Slice
+
+LEVEL = 1  # deflate level: level 1 already makes sheet XML ~8x smaller; higher levels cost far more CPU
+DOS_DATE, DOS_TIME = (2020 - 1980) << 9 | 1 << 5 | 1, 0  # 2020-01-01 00:00
+ZIP32_LIMIT = 0xFFFFFFFF  # sizes and offsets from here on need ZIP64 (tests lower it)
+MARK = 0xFFFFFFFF  # "see the ZIP64 record"
+
+
+def deflate(data: bytes, *, last: bool) -> bytes:
+    """A raw deflate stream of `data`, ended with a sync flush (to be continued) or finished."""
+    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+# -- CRC-32 of joined data -------------------------------------------------------------------------
+# zlib's crc32_combine: appending len2 zero bytes to a CRC is a linear map over GF(2), so the map for
+# 2**k bytes is kept (squared from the one before) and those for the set bits of len2 are applied.
+
+
+def _times(matrix: Sequence[int], vector: int) -> int:
+    total, i = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[i]
+        vector >>= 1
+        i += 1
+    return total
+
+
+def _square(matrix: Sequence[int]) -> list[int]:
+    return [_times(matrix, row) for row in matrix]
+
+
+@functools.cache
+def _zeros_operator(k: int) -> tuple[int, ...]:
+    """The map that appends 2**k zero bytes to a CRC-32."""
+    if k == 0:
+        one_bit = [0xEDB88320] + [1 << n for n in range(31)]  # the CRC-32 polynomial, one zero bit
+        return tuple(_square(_square(_square(one_bit))))  # 8 zero bits
+    return tuple(_square(_zeros_operator(k - 1)))
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC-32 of A + B from crc32(A), crc32(B) and len(B)."""
+    k = 0
+    while len2:
+        if len2 & 1:
+            crc1 = _times(_zeros_operator(k), crc1)
+        len2 >>= 1
+        k += 1
+    return crc1 ^ crc2
+
+
+# -- The zip ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """A zip entry: its name, its compressed data as pieces, and the facts about them."""
+
+    name: str
+    pieces: list[Piece]
+    crc: int
+    size: int  # uncompressed
+    compressed_size: int
+
+    @classmethod
+    def of(cls, name: str, data: bytes) -> Entry:
+        """A small entry compressed here and now."""
+        compressed = deflate(data, last=True)
+        return cls(name, [compressed], zlib.crc32(data), len(data), len(compressed))
+
+
+class StreamJoin:
+    """One entry's deflate stream built from streams written apart, in order."""
+
+    def __init__(self):
+        self.pieces: list[Piece] = []
+        self.crc = 0
+        self.size = self.compressed_size = 0
+
+    def add(self, piece: Piece, *, crc: int, size: int) -> None:
+        """Append a sync-flushed (or, last, finished) raw deflate stream of `size` bytes of data."""
+        self.pieces.append(piece)
+        self.crc = crc32_combine(self.crc, crc, size)
+        self.size += size
+        self.compressed_size += len(piece) if isinstance(piece, bytes) else piece.end - piece.start
+
+    def add_data(self, data: bytes, *, last: bool = False) -> None:
+        self.add(deflate(data, last=last), crc=zlib.crc32(data), size=len(data))
+
+    def entry(self, name: str) -> Entry:
+        return Entry(name, self.pieces, self.crc, self.size, self.compressed_size)
+
+
+def zip_pieces(entries: Sequence[Entry]) -> list[Piece]:
+    """The whole zip file: each entry's local header and data, then the central directory."""
+    pieces: list[Piece] = []
+    central: list[bytes] = []
+    offset = 0
+    for entry in entries:
+        name = entry.name.encode()
+        zip64 = max(entry.size, entry.compressed_size, offset) >= ZIP32_LIMIT
+        local_extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.compressed_size) if zip64 else b""
+        sizes = (MARK, MARK) if zip64 else (entry.compressed_size, entry.size)
+        version = 45 if zip64 else 20
+        common = struct.pack("<HHHHHL", version, 0, zlib.DEFLATED, DOS_TIME, DOS_DATE, entry.crc)
+        common += struct.pack("<LLH", *sizes, len(name))
+        header = struct.pack("<L", 0x04034B50) + common + struct.pack("<H", len(local_extra)) + name + local_extra
+        pieces += [header, *entry.pieces]
+        central_extra = struct.pack("<HHQQQ", 1, 24, entry.size, entry.compressed_size, offset) if zip64 else b""
+        central.append(
+            struct.pack("<LH", 0x02014B50, version) + common
+            + struct.pack("<HHHHLL", len(central_extra), 0, 0, 0, 0, MARK if zip64 else offset)
+            + name + central_extra
+        )  # fmt: skip
+        offset += len(header) + entry.compressed_size
+    directory = b"".join(central)
+    pieces.append(directory + end_of_directory(len(entries), len(directory), offset))
+    return pieces
+
+
+def end_of_directory(count: int, size: int, offset: int) -> bytes:
+    if count < 0xFFFF and size < ZIP32_LIMIT and offset < ZIP32_LIMIT:
+        return struct.pack("<LHHHHLLH", 0x06054B50, 0, 0, count, count, size, offset, 0)
+    zip64_end = struct.pack("<LQHHLLQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, size, offset)
+    locator = struct.pack("<LLQL", 0x07064B50, 0, offset + size, 1)
+    return zip64_end + locator + struct.pack("<LHHHHLLH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, MARK, MARK, 0)
+
+
+__all__ = ["Entry", "Slice", "StreamJoin", "crc32_combine", "deflate", "zip_pieces"]
