@@ -142,6 +142,7 @@ def enqueue_job(job: ReportJob) -> bool:
     """Queue the job's own run (it plans, writes what it can and joins); remember if Redis was away."""
     enqueued = queues.enqueue("run_report", str(job.pk), rq_job_id=job.rq_job_id)
     ReportJob.objects.filter(pk=job.pk, waiting_for_queue=enqueued).update(waiting_for_queue=not enqueued)
+    job.waiting_for_queue = not enqueued
     return enqueued
 
 
@@ -212,6 +213,7 @@ def died_message(times: int) -> str:
 
 def fail_job(job: ReportJob, error: str) -> None:
     if job.transition(Status.FAILED, error=error, held_by=""):
+        job.stop_segments()
         job_ended(job)
         discard_segment_files(job)
 

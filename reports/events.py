@@ -68,7 +68,7 @@ def describe_error(exc: BaseException) -> str:
     """An exception as the owner reads it in the job's error."""
     if isinstance(exc, ParamsInvalid):
         return " ".join(message for messages in exc.errors.values() for message in messages)
-    if isinstance(exc, PermissionDenied):
+    if isinstance(exc, PermissionDenied) or getattr(exc, "plain", False):
         return str(exc)
     message = str(exc).strip()
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -38,6 +38,20 @@ def storage_name(job) -> str:
     return f"{created:%Y/%m/%d}/{job.id}/{stem}-{created:%Y%m%d-%H%M%S}.{FORMATS[job.format].extension}"
 
 
+def delete_siblings(name: str) -> int:
+    """Delete the other files in `name`'s folder: what earlier runs stored before they died (a job's
+    file has a folder of its own)."""
+    folder, _, keep = name.rpartition("/")
+    try:
+        _, names = reports_storage().listdir(folder)
+    except FileNotFoundError:
+        return 0
+    others = [other for other in names if other != keep]
+    for other in others:
+        reports_storage().delete(f"{folder}/{other}")
+    return len(others)
+
+
 def segment_name(segment) -> str:
     """The segment object of a run: one name per run, so two runs never write the same object."""
     return f"segments/{segment.job_id}/{segment.index}-a{segment.attempts}.seg"

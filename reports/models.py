@@ -160,6 +160,12 @@ class ReportJob(models.Model):
             setattr(self, name, value)
         return True
 
+    def stop_segments(self) -> None:
+        """The job ended: segments not written stay so (a run writing one stops at its next chunk)."""
+        self.segments.exclude(status__in=(SegmentStatus.DONE, SegmentStatus.FAILED)).update(
+            status=SegmentStatus.CANCELLED, heartbeat_at=None
+        )
+
     def sum_progress(self) -> bool:
         """Save the sum of the segments' rows as the job's progress, if it is still running."""
         rows = ReportSegment.objects.filter(job=OuterRef("pk")).values("job").annotate(n=Sum("rows_done")).values("n")
@@ -177,6 +183,7 @@ class SegmentStatus(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"  # gave up: the job failed with it
+    CANCELLED = "cancelled", "Cancelled"  # not written: the job ended first (cancelled, or failed elsewhere)
 
 
 class ReportSegmentQuerySet(models.QuerySet):

@@ -29,6 +29,7 @@ from .definitions import Report
 from .events import ProgressNotifier, job_ended
 from .files import (
     delete_file,
+    delete_siblings,
     join_spool,
     reports_storage,
     segment_name,
@@ -51,7 +52,7 @@ class Stopped(Exception):
 
 
 class SpoolFull(Exception):
-    pass
+    plain = True  # its message is for the owner as it is
 
 
 def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
@@ -148,6 +149,7 @@ def join(job: ReportJob, *, lease) -> None:
         delete_file(name)  # cancelled, or another run joined them meanwhile
         raise Stopped
     discard_segment_files(job)
+    delete_siblings(name)  # a file an earlier join stored before it died
     job_ended(job)
 
 

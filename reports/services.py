@@ -90,6 +90,7 @@ def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
     if not job.transition(Status.CANCELLED):
         job.refresh_from_db()
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
+    job.stop_segments()
     job_ended(job, stored=by is not None and by.pk != job.owner_id)
     queues.cancel(job.rq_job_id)  # the row says cancelled: no run starts it, whatever Redis holds
     discard_segment_files(job)  # running segments see the cancel at their next chunk and store nothing

@@ -1,11 +1,17 @@
 """The RQ worker for reports (settings.RQ["WORKER_CLASS"]): it tells the rows at once when its
-work-horse dies, and clears what killed runs left in its spool folder when it starts and now and then."""
+work-horse dies, clears what killed runs left in its spool folder when it starts and now and then,
+and outlives Redis going away (RQ's own worker quits when Redis fails it anywhere but in waiting for
+a job: here it logs and waits, as RQ does there; the rows say what to do once Redis is back)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import random
+import time
 
 from django.db import DatabaseError, connections
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
 
 from . import batches
@@ -26,12 +32,45 @@ class ReportsWorker(Worker):
         finally:
             connections.close_all()  # the next work-horse is forked from this process: share no connection
 
+    def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
+        """Wait for a job; with Redis away, wait for Redis (backing off up to a minute, with jitter)."""
+        pause = 1.0
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(*args, **kwargs)
+            except RedisConnectionError as exc:
+                if self._stop_requested:
+                    return None
+                self.log.warning("Worker %s: Redis is away (%s); trying again in %.0f s.", self.name, exc, pause)
+                time.sleep(pause * random.uniform(0.8, 1.2))
+                pause = min(pause * 2, 60)
+
+    def execute_job(self, job, queue):
+        try:
+            super().execute_job(job, queue)
+        except RedisConnectionError as exc:  # e.g. the work-horse ended while Redis was away
+            self.log.warning("Worker %s: Redis went away while ending job %s (%s); going on.", self.name, job.id, exc)
+
+    def heartbeat(self, *args, **kwargs):
+        try:
+            super().heartbeat(*args, **kwargs)
+        except RedisConnectionError as exc:
+            self.log.warning("Worker %s: no heartbeat to Redis (%s); going on.", self.name, exc)
+
+    def check_for_suspension(self, burst):
+        # Redis away: waiting for the next job notices it, and waits for it with a backoff.
+        with contextlib.suppress(RedisConnectionError):
+            super().check_for_suspension(burst)
+
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
         self.clean_spool(min_age=0)  # no run of this worker is alive yet; others' files are live by their rows
 
     def run_maintenance_tasks(self):
-        super().run_maintenance_tasks()
+        try:
+            super().run_maintenance_tasks()
+        except RedisConnectionError as exc:
+            self.log.warning("Worker %s: maintenance skipped, Redis is away (%s).", self.name, exc)
         self.clean_spool()
 
     def clean_spool(self, **options) -> None:

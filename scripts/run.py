@@ -1,6 +1,7 @@
-"""Run the whole stack on one machine: migrate, seed demo data, then daphne + an RQ worker + the sweeper.
+"""Run the whole stack on one machine: migrate, seed demo data, then daphne + RQ workers + the sweeper.
 
-Ctrl-C stops them all. Settings come from the environment (see .env.example).
+A child that exits is started again (at most RESTARTS times in RESTART_WINDOW seconds, then the
+stack stops and says why). Ctrl-C stops them all. Settings come from the environment (.env.example).
 """
 
 import os
@@ -31,23 +32,31 @@ PROCESSES = {
         "nice",
         "-n",
         "10",
-        *manage("rqworker", "reports", "--with-scheduler", "--serializer", "rq.serializers.JSONSerializer"),
+        *manage("rqworker", "reports", "--serializer", "rq.serializers.JSONSerializer"),
     ],
-    "sweeper": manage("sweep_reports", "--every", "60"),
+    "sweeper": manage("sweep_reports", "--every", "10"),
 }
+RESTARTS, RESTART_WINDOW = 5, 600
 
 
 def main() -> int:
     subprocess.run(manage("migrate", "--noinput", "-v", "0"), cwd=ROOT, check=True)
     subprocess.run(manage("seed_demo", "--orders", DEMO_ORDERS, "--if-empty"), cwd=ROOT, check=True)
 
-    children = {}
+    commands = {}
     for name, command in PROCESSES.items():
         copies = WORKERS if name == "worker" else 1
-        for n in range(copies):
-            children[f"{name}{n + 1 if copies > 1 else ''}"] = subprocess.Popen(command, cwd=ROOT)
-    print(f"\n  Open http://{HOST}:{PORT}/reports/  (admin: http://{HOST}:{PORT}/admin/)  Ctrl-C stops.\n", flush=True)
+        commands.update({f"{name}{n + 1 if copies > 1 else ''}": command for n in range(copies)})
+    supervise(commands)
+    print("Stopped.", flush=True)
+    return 0
 
+
+def supervise(commands: dict[str, list[str]]) -> None:
+    """Run the commands until Ctrl-C (or one keeps dying), starting again any that exits."""
+    children = {name: subprocess.Popen(command, cwd=ROOT) for name, command in commands.items()}
+    restarts: dict[str, list[float]] = {name: [] for name in children}
+    print(f"\n  Open http://{HOST}:{PORT}/reports/  (admin: http://{HOST}:{PORT}/admin/)  Ctrl-C stops.\n", flush=True)
     stopping = False
 
     def stop(*_):
@@ -58,9 +67,18 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     while not stopping:
         for name, process in children.items():
-            if process.poll() is not None:
-                print(f"{name} exited with {process.returncode}; stopping the rest.", flush=True)
+            if process.poll() is None or stopping:
+                continue
+            now = time.monotonic()
+            restarts[name] = [t for t in restarts[name] if now - t < RESTART_WINDOW] + [now]
+            if len(restarts[name]) > RESTARTS:
+                print(f"{name} exited with {process.returncode} {RESTARTS} times in {RESTART_WINDOW // 60} minutes; "
+                      "stopping the rest.", flush=True)  # fmt: skip
                 stopping = True
+                break
+            count = f"{len(restarts[name])} of {RESTARTS} restarts in {RESTART_WINDOW // 60} minutes"
+            print(f"{name} exited with {process.returncode}; starting it again ({count}).", flush=True)
+            children[name] = subprocess.Popen(commands[name], cwd=ROOT)
         time.sleep(0.5)
     for process in children.values():
         if process.poll() is None:
@@ -71,8 +89,6 @@ def main() -> int:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
-    print("Stopped.", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

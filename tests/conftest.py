@@ -81,6 +81,43 @@ def start_worker(redis_queue, transactional_db):
             process.kill()
 
 
+@pytest.fixture
+def start_sweeper(redis_queue, transactional_db):
+    """Start `sweep_reports --every` as a process, stopped after the test."""
+    processes = []
+
+    def start(every: float = 1, **env) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "sweep_reports", "--every", str(every)], cwd=ROOT, env=child_env(**env),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait(timeout=15)
+
+
+def horse_pid(worker: subprocess.Popen) -> int | None:
+    """The work-horse an RQ worker process has forked now, if any."""
+    try:
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+    except FileNotFoundError:
+        return None
+    return int(children[0]) if children else None
+
+
+def rq_worker_name(worker: subprocess.Popen) -> str:
+    """The name the RQ worker process registered under (segment rows say which worker ran them)."""
+    from rq import Worker
+
+    queue = django_rq.get_queue("reports")
+    return wait_for(lambda: next((w.name for w in Worker.all(queue=queue) if w.pid == worker.pid), None),
+                    timeout=30, message="the worker to register")  # fmt: skip
+
+
 def ooxml_text(value):
     """Decode OOXML's _xHHHH_ escapes (how control characters such as CR are stored), as Excel does."""
     return re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), value) if value else value

@@ -1,11 +1,13 @@
 """Reports that exist only for the tests: one slow enough to cancel, ones that fail."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
 import reports
 from shop.models import Order
+from shop.reports import OrdersReport
 
 
 @reports.register
@@ -61,4 +63,37 @@ class FlakyOrdersReport(reports.Report):
             if os.environ.get("FLAKY_MODE") == "always" or not marker.exists():
                 marker.touch()
                 raise RuntimeError(f"Flaky on purpose at order {row['id']}")
+        return "ok"
+
+
+@reports.register
+class PacedOrdersReport(reports.Report):
+    """The orders report at a pace the tests can interrupt: it pauses PACED_SECONDS every 500th order
+    (read at each row, so a test process writing the reference runs it at full speed)."""
+
+    slug = "paced-orders"
+    title = "Paced orders"
+    model = Order
+    columns = [*OrdersReport.columns, reports.Column("pace", kind="integer", fields=["id"])]
+    permission = "shop.view_order"
+
+    def value_pace(self, row):
+        if row["id"] % 500 == 0:
+            time.sleep(float(os.environ.get("PACED_SECONDS", "0")))
+        return row["id"] % 7
+
+
+@reports.register
+class DeadlyOrdersReport(reports.Report):
+    """Kills the process writing it at order DEADLY_ORDER_ID, every time (as an out-of-memory kill would)."""
+
+    slug = "deadly-orders"
+    title = "Deadly orders"
+    model = Order
+    columns = ["id", reports.Column("deadly", fields=["id"])]
+    permission = "shop.view_order"
+
+    def value_deadly(self, row):
+        if row["id"] == int(os.environ.get("DEADLY_ORDER_ID", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
         return "ok"

@@ -66,7 +66,10 @@
     title.appendChild(el("small", { class: "muted" }, describeParams(job.params)));
     row.appendChild(title);
     row.appendChild(el("td", {}, job.format));
-    row.appendChild(el("td", {}, "")).appendChild(el("span", { class: "status status-" + job.status }, LABELS[job.status] || job.status));
+    const label = job.waiting_for_queue ? "Waiting for the queue" : LABELS[job.status] || job.status;
+    const status = el("span", { class: "status status-" + job.status }, label);
+    if (job.waiting_for_queue) status.title = "Accepted; it starts as soon as the job queue can be reached again.";
+    row.appendChild(el("td", {}, "")).appendChild(status);
 
     const progress = el("td", { class: "progress-cell" });
     const percent = Math.round((job.progress || 0) * 100);

@@ -1,0 +1,124 @@
+"""Nothing left behind by a crash: killed runs' spool files and segment objects are removed, a live
+run's file never is, and a worker's spool folder has a cap."""
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.utils import timezone
+
+from reports.files import reports_storage, spool_dir
+from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
+from reports.sweeper import clean_spool, clean_storage
+from reports.tasks import run_in_foreground
+from shop import demo
+from tests.conftest import rq_worker_name, wait_for
+from tests.test_foundation_flow import csrf_client, post_job
+from tests.test_segments import KILL_ENV, downloaded, ended, kill, record, reference
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def spool_file(segment: ReportSegment) -> Path:
+    return spool_dir() / f"{segment.job_id}-s{segment.index}-a{segment.attempts}.part"
+
+
+def stored_for(jobs) -> list[str]:
+    """Every file in the storage that belongs to one of the jobs (its file, its segment objects)."""
+    root = Path(reports_storage().path(""))
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and any(j in str(p) for j in jobs))
+
+
+KILLS = ["horse", "worker", "horse", "worker"]
+ENV = {**KILL_ENV, "REPORTS_MAX_ATTEMPTS": len(KILLS) + 1}  # the kills may all hit one segment: it must not fail
+
+
+@pytest.mark.slow
+def test_killed_runs_leave_nothing_once_the_jobs_end(alice, start_worker, start_sweeper):
+    demo.seed(40_000)
+    client = csrf_client(alice)
+    jobs = [post_job(client, {"report": "paced-orders", "format": fmt})[1]["id"] for fmt in ("csv", "xlsx")]
+    workers = [start_worker(**ENV) for _ in range(2)]
+    start_sweeper(**ENV)
+    left = []
+    for number, fault in enumerate(KILLS):
+        victim = workers[number % 2]
+        writing = ReportSegment.objects.filter(job_id__in=jobs, worker=rq_worker_name(victim), status="running",
+                                               rows_done__gt=0)  # fmt: skip
+        segment = wait_for(writing.first, timeout=60, message="the victim writing a segment")
+        size = spool_file(segment).stat().st_size
+        kill(victim, fault)
+        left.append(size)
+        if fault == "worker":
+            workers[number % 2] = start_worker(**ENV)  # what a supervisor does
+        time.sleep(0.5)
+    for job in jobs:
+        assert (row := ended(job)).status == Status.SUCCEEDED, row.error
+    wait_for(lambda: not list(spool_dir().glob("*")), timeout=30, message="the spool folder to be emptied")
+    finals = [ReportJob.objects.get(pk=job).file.name for job in jobs]
+    wait_for(lambda: stored_for(jobs) == sorted(finals), timeout=30, message="only the files to stay")
+    record(case="leftovers", kills=4, spool_bytes_left_by_killed_runs=sum(left), spool_bytes_after_cleanup=0)
+    assert sum(left) > 0
+
+
+def test_the_cleanup_never_removes_a_live_runs_file(alice, settings, start_worker):
+    demo.seed(20_000)
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "paced-orders", "format": "csv"})
+    start_worker(REPORTS_SEGMENT_ROWS=5000, PACED_SECONDS=0.05)
+    writing = ReportSegment.objects.filter(job_id=job["id"], status="running", rows_done__gt=0, index__gt=0)
+    segment = wait_for(writing.first, message="a segment being written")
+    live = spool_file(segment)
+    dead = spool_dir() / f"{job['id']}-s{segment.index}-a{segment.attempts + 5}.part"  # a run not running
+    stray = spool_dir() / "left-by-hand.part"
+    for path in (dead, stray):
+        path.write_bytes(b"x" * 1000)
+    removed, size = clean_spool(min_age=0)
+    assert live.exists() and not dead.exists() and not stray.exists()
+    assert (removed, size) == (2, 2000)
+    assert ended(job["id"]).status == Status.SUCCEEDED
+    assert downloaded(client, job["id"]) == reference(alice, "paced-orders", "csv", settings, REPORTS_SEGMENT_ROWS=5000)
+
+
+def test_young_files_are_left_to_the_run_that_may_still_be_starting():
+    spool_dir().mkdir(parents=True, exist_ok=True)
+    young = spool_dir() / "00000000-0000-0000-0000-000000000000-s0-a1.part"
+    young.write_bytes(b"x")
+    assert clean_spool() == (0, 0) and young.exists()  # younger than REPORTS_STALE_AFTER_SECONDS
+    old = time.time() - 3600
+    os.utime(young, (old, old))
+    assert clean_spool() == (1, 1) and not young.exists()
+
+
+def test_segment_objects_nobody_will_read_are_removed(alice, settings):
+    storage = reports_storage()
+    ended_job = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.CANCELLED)
+    running = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.RUNNING)
+    recorded = ReportSegment.objects.create(job=running, index=0, status=SegmentStatus.DONE, file="x", attempts=2)
+    names = {
+        "ended": storage.save(f"segments/{ended_job.pk}/0-a1.seg", ContentFile(b"1")),
+        "deleted job": storage.save("segments/00000000-0000-0000-0000-000000000000/0-a1.seg", ContentFile(b"1")),
+        "superseded": storage.save(f"segments/{running.pk}/0-a1.seg", ContentFile(b"1")),
+        "recorded": storage.save(f"segments/{running.pk}/0-a2.seg", ContentFile(b"1")),
+        "just stored": storage.save(f"segments/{running.pk}/1-a1.seg", ContentFile(b"1")),
+    }
+    ReportSegment.objects.filter(pk=recorded.pk).update(file=names["recorded"])
+    later = timezone.now() + dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS / 2)
+    assert clean_storage(later) == 2  # the ended job's, the deleted job's; the rest are recent
+    much_later = timezone.now() + dt.timedelta(hours=1)
+    assert clean_storage(much_later) == 2  # the superseded run's and the unrecorded one's, once old
+    assert [n for n, name in names.items() if storage.exists(name)] == ["recorded"]
+
+
+def test_a_report_that_would_fill_the_spool_folder_fails_with_a_clear_message(alice, settings):
+    demo.seed(20_000)
+    settings.REPORTS_SPOOL_MAX_MB = 1
+    settings.REPORTS_CSV_COPY = False
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
+    run_in_foreground(job)
+    assert job.status == Status.FAILED and not job.file
+    assert job.error == "This worker's spool folder would pass its cap of 1 MB (REPORTS_SPOOL_MAX_MB)."
+    assert not any(spool_dir().iterdir())

@@ -1,0 +1,296 @@
+"""Segments through real RQ worker processes (PostgreSQL, Redis, `manage.py rqworker`): any number of
+workers writes the bytes one process writes, progress is the sum over segments, a cancel stops them
+all, and a report survives the death of any worker at any moment, losing at most the segment that
+worker was writing (the kill matrix)."""
+
+import csv
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from notifications.models import Notification
+from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
+from reports.tasks import run_in_foreground
+from reports.writers.base import formula_risk
+from shop import demo
+from shop.models import Order
+from tests.conftest import ROOT, horse_pid, rq_worker_name, wait_for
+from tests.test_foundation_flow import csrf_client, list_stored_files, post_job, reports_spool
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+QUICK = {"REPORTS_HEARTBEAT_SECONDS": 1, "REPORTS_STALE_AFTER_SECONDS": 4}  # a dead worker is found in seconds
+RESULTS = ROOT / "test-output" / "segments.jsonl"  # what the runs measured, for the closing notes
+
+
+def record(**result) -> None:
+    RESULTS.parent.mkdir(exist_ok=True)
+    with RESULTS.open("a") as fh:
+        fh.write(json.dumps(result) + "\n")
+
+
+def reference(user, report: str, fmt: str, settings, params=None, **overrides) -> bytes:
+    """The report written in this process, with the same segments: what every run must equal."""
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    job = ReportJob.objects.create(owner=user, report=report, format=fmt, params=params or {})
+    assert run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
+    with job.file.open("rb") as fh:
+        return fh.read()
+
+
+def downloaded(client, job_id) -> bytes:
+    response = client.get(f"/reports/jobs/{job_id}/download/")
+    assert response.status_code == 200, response.content[:300]
+    return b"".join(response.streaming_content)
+
+
+def ended(job_id, timeout: float = 120) -> ReportJob:
+    return wait_for(lambda: (job := ReportJob.objects.get(pk=job_id)).status not in ("queued", "running") and job,
+                    timeout=timeout, message="the job to end")  # fmt: skip
+
+
+def assert_nothing_left(job_id) -> None:
+    """No spool file and no segment object of the job anywhere: only its file, if it has one."""
+    wait_for(lambda: not list(reports_spool().glob(f"{job_id}-*")), timeout=10, message="the spool files to go")
+    job = ReportJob.objects.get(pk=job_id)
+    stored = [Path(p).name for p in list_stored_files(job_id)]
+    assert stored == ([Path(job.file.name).name] if job.file else []), stored
+    assert not ReportSegment.objects.filter(job_id=job_id).exclude(file="").exists()
+
+
+@pytest.fixture
+def orders():
+    demo.seed(20_000)
+
+
+@pytest.mark.parametrize(("fmt", "copy"), [("csv", "true"), ("csv", "false"), ("csv_excel", "true"), ("json", "true"),
+                                           ("ndjson", "true"), ("xlsx", "true")])  # fmt: skip
+def test_two_workers_write_the_bytes_one_process_writes(orders, alice, settings, start_worker, fmt, copy):
+    client = csrf_client(alice)
+    params = {"created_from": "2024-02-01"}  # the segments follow the filtered rows, not the table
+    env = {"REPORTS_SEGMENT_ROWS": 1500, "REPORTS_CHUNK_SIZE": 500, "REPORTS_CSV_COPY": copy}
+    status, job = post_job(client, {"report": "orders", "format": fmt, "params": params})
+    assert status == 202
+    for _ in range(2):
+        start_worker(**env)
+    job = ended(job["id"])
+    assert job.status == Status.SUCCEEDED, job.error
+    expected = Order.objects.filter(created_at__date__gte="2024-02-01").count()
+    segments = list(job.segments.all())
+    assert job.rows_done == job.rows_total == expected == sum(s.rows_done for s in segments)
+    assert len(segments) == -(-expected // 1500) and len({s.worker for s in segments}) == 2  # both took part
+    assert downloaded(client, job.pk) == reference(alice, "orders", fmt, settings, params, REPORTS_SEGMENT_ROWS=1500,
+                                                   REPORTS_CSV_COPY=copy == "true")  # fmt: skip
+    assert_nothing_left(job.pk)
+
+
+def test_progress_is_the_sum_over_segments_and_moves(orders, alice, start_worker):
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "paced-orders", "format": "json"})
+    for _ in range(2):
+        start_worker(REPORTS_SEGMENT_ROWS=2000, REPORTS_CHUNK_SIZE=250, REPORTS_PROGRESS_INTERVAL=0.1,
+                     PACED_SECONDS=0.02)  # fmt: skip
+    seen = [0]
+    while (row := ReportJob.objects.get(pk=job["id"])).status in ("queued", "running"):
+        assert row.rows_done >= seen[-1]  # no segment failed here: progress only grows
+        seen.append(row.rows_done)
+        time.sleep(0.05)
+    assert row.status == Status.SUCCEEDED and row.rows_done == 20_000
+    assert len({n for n in seen if 0 < n < 20_000}) >= 5
+    assert row.rows_done == sum(s.rows_done for s in row.segments.all())
+
+
+def test_cancel_stops_every_segment_and_leaves_nothing(orders, alice, start_worker):
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "slow-orders", "format": "json"})
+    for _ in range(2):
+        start_worker(REPORTS_SEGMENT_ROWS=1000, REPORTS_CHUNK_SIZE=100, SLOW_REPORT_SECONDS_PER_ROW=0.002)
+    running = ReportSegment.objects.filter(job_id=job["id"], status=SegmentStatus.RUNNING, rows_done__gt=0)
+    wait_for(lambda: running.count() == 2, message="two segments to be writing")
+
+    response = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    assert_nothing_left(job["id"])  # the runs stopped and removed their spool files
+    time.sleep(1)  # nothing more is queued or written
+    row = ReportJob.objects.get(pk=job["id"])
+    assert row.status == Status.CANCELLED and not row.file and 200 <= row.rows_done < 20_000
+    statuses = list(row.segments.values_list("status", flat=True))
+    assert set(statuses) <= {"done", "cancelled"} and statuses.count("cancelled") >= 18
+    assert not Notification.objects.filter(user=alice).exists()  # her own cancel: nothing to keep
+
+
+def test_a_segment_that_raises_is_retried_alone(orders, alice, settings, start_worker):
+    target = Order.objects.order_by("pk").values_list("pk", flat=True)[9_050]  # in segment 4 of 10
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "flaky-orders", "format": "csv"})
+    for _ in range(2):
+        start_worker(REPORTS_SEGMENT_ROWS=2000, FLAKY_ORDER_ID=target)
+    job = ended(job["id"])
+    assert job.status == Status.SUCCEEDED, job.error
+    attempts = {s.index: (s.attempts, s.last_failure) for s in job.segments.all()}
+    assert attempts.pop(4) == (2, "raised") and set(attempts.values()) == {(1, "")}
+    assert downloaded(client, job.pk) == reference(alice, "flaky-orders", "csv", settings, REPORTS_SEGMENT_ROWS=2000)
+
+
+def test_a_segment_that_keeps_raising_fails_the_job(orders, alice, start_worker):
+    target = Order.objects.order_by("pk").values_list("pk", flat=True)[9_050]
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "flaky-orders", "format": "csv"})
+    for _ in range(2):
+        start_worker(REPORTS_SEGMENT_ROWS=2000, FLAKY_ORDER_ID=target, FLAKY_MODE="always")
+    job = ended(job["id"])
+    assert job.status == Status.FAILED and job.error == f"RuntimeError: Flaky on purpose at order {target}"
+    assert job.segments.get(index=4).attempts == 3
+    assert_nothing_left(job.pk)
+    assert list(Notification.objects.filter(user=alice).values_list("type", flat=True)) == ["report.failed"]
+
+
+def test_a_poison_segment_fails_the_job_within_seconds_of_its_last_death(orders, alice, start_worker):
+    """The work-horse dies on every run of one segment (as an out-of-memory kill would)."""
+    target = Order.objects.order_by("pk").values_list("pk", flat=True)[5_000]
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "deadly-orders", "format": "csv"})
+    started = time.monotonic()
+    start_worker(REPORTS_SEGMENT_ROWS=2000, DEADLY_ORDER_ID=target)
+    job = ended(job["id"], timeout=60)
+    failed_after = time.monotonic() - started
+    assert job.status == Status.FAILED
+    assert job.error == "The worker died 3 times while writing this report — it may need more memory."
+    segment = job.segments.get(index=2)
+    assert (segment.attempts, segment.last_failure, segment.status) == (3, "died", SegmentStatus.FAILED)
+    assert failed_after < 10, failed_after  # RQ sees each death at once; the row follows at once
+    record(case="poison", seconds_to_failed=round(failed_after, 2))
+
+
+def test_rows_are_read_once_whatever_changes_meanwhile(orders, alice, start_worker):
+    """The snapshot rule: every row with a key up to the one captured at the start appears once, with
+    the values its segment read; rows added later are left out whole."""
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "paced-orders", "format": "csv"})
+    for _ in range(2):
+        start_worker(REPORTS_SEGMENT_ROWS=2000, PACED_SECONDS=0.05)
+    upper = wait_for(lambda: ReportJob.objects.get(pk=job["id"]).upper_key, message="the plan")
+    keys = list(Order.objects.filter(pk__lte=upper).order_by("pk").values_list("pk", flat=True))
+    changed = random.Random(7).sample(keys, 300)
+    before = dict(Order.objects.filter(pk__in=changed).values_list("pk", "note"))
+    Order.objects.filter(pk__in=changed).update(note="changed while the report ran")
+    template = Order.objects.first()
+    Order.objects.bulk_create(  # new orders: keys above the captured one
+        Order(number=f"NEW-{i}", customer_id=template.customer_id, status="paid", country="PT", amount=1, quantity=1,
+              created_at=template.created_at)
+        for i in range(200)
+    )  # fmt: skip
+    assert Order.objects.filter(pk__gt=upper).count() == 200
+    job = ended(job["id"])
+    assert job.status == Status.SUCCEEDED, job.error
+    rows = list(csv.reader(io.StringIO(downloaded(client, job.pk).decode(), newline="")))[1:]
+    assert [int(row[0]) for row in rows] == keys  # each once, in order, none added later
+    notes = {int(row[0]): row[9] for row in rows}
+    as_written = lambda v: ("'" + v if formula_risk(v) else v) if v else ""  # noqa: E731
+    assert all(notes[k] in ("changed while the report ran", as_written(before[k])) for k in changed)
+    assert "changed while the report ran" in {notes[k] for k in changed}  # the later segments read the change
+
+
+def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alice, make_user, start_worker):
+    big = csrf_client(alice)
+    _, big_job = post_job(big, {"report": "paced-orders", "format": "json"})
+    for _ in range(2):
+        start_worker(REPORTS_SEGMENT_ROWS=1000, PACED_SECONDS=0.1)
+    wait_for(lambda: ReportSegment.objects.filter(job_id=big_job["id"], status="running").count() == 2,
+             message="both workers on the big report")  # fmt: skip
+    small = csrf_client(make_user("bob"))
+    delays = []
+    for _ in range(3):
+        _, job = post_job(small, {"report": "orders", "format": "csv", "params": {"created_to": "2024-01-05"}})
+        row = ended(job["id"], timeout=30)
+        assert row.status == Status.SUCCEEDED
+        delays.append((row.started_at - row.created_at).total_seconds())
+    assert ReportJob.objects.get(pk=big_job["id"]).status == Status.RUNNING  # the big one was still going
+    record(case="small beside big", start_delays=[round(d, 3) for d in delays])
+    assert max(delays) < 5, delays  # about one segment of the big report at most (~1 s here)
+
+
+# -- The kill matrix -------------------------------------------------------------------------------
+
+KILL_ENV = {**QUICK, "REPORTS_SEGMENT_ROWS": 4000, "REPORTS_CHUNK_SIZE": 500, "PACED_SECONDS": 0.03}
+GRACE = 5  # seconds between SIGTERM and SIGKILL, as an orchestrator gives (30 s in production)
+
+
+def kill(worker: subprocess.Popen, fault: str) -> None:
+    horse = horse_pid(worker)
+    if fault == "horse":
+        os.kill(horse, signal.SIGKILL)
+    elif fault == "worker":  # the machine is gone: the worker and its work-horse
+        worker.kill()
+        os.kill(horse, signal.SIGKILL)
+    else:  # a deploy: SIGTERM, then SIGKILL after the grace period
+        worker.terminate()
+        try:
+            worker.wait(GRACE)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            if horse_pid(worker):
+                os.kill(horse_pid(worker), signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["horse", "worker", "term"])
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_kill_matrix(alice, settings, start_worker, start_sweeper, fault, fmt):
+    """Kill a worker at a random moment (its work-horse; the whole worker; SIGTERM then SIGKILL after a
+    grace): the job ends with the undisturbed run's bytes, and redoes at most the killed segment."""
+    demo.seed(40_000)
+    expected = reference(alice, "paced-orders", fmt, settings, REPORTS_SEGMENT_ROWS=4000)
+    rng = random.Random(f"{fmt}-{fault}")
+    client = csrf_client(alice)
+    start_sweeper(**KILL_ENV)
+    for run in range(2):
+        _, job = post_job(client, {"report": "paced-orders", "format": fmt})
+        workers = [start_worker(**KILL_ENV) for _ in range(2)]
+        victim = workers[0]
+        segment = victim_segment(job["id"], rq_worker_name(victim), rng.uniform(0.15, 0.6) * 40_000)
+        killed_at = time.monotonic()
+        kill(victim, fault)
+        recovery = None
+        if fault != "term":  # the segment is claimed again: at once for a work-horse, by the sweeper for a worker
+            taken = ReportSegment.objects.filter(pk=segment.pk, attempts__gt=segment.attempts)
+            wait_for(taken.exists, timeout=60, message="the killed segment to be taken over")
+            recovery = time.monotonic() - killed_at
+        start_worker(**KILL_ENV)  # what a supervisor does
+        row = ended(job["id"])
+        assert row.status == Status.SUCCEEDED, row.error
+        downloaded_bytes = downloaded(client, row.pk)
+        if fmt == "xlsx":
+            assert sheet_xml(downloaded_bytes) == sheet_xml(expected)
+        assert downloaded_bytes == expected
+        redone = sum(s.attempts - 1 for s in row.segments.all())
+        assert redone <= (0 if fault == "term" else 1)
+        record(case="kill", fmt=fmt, fault=fault, run=run, recovery=recovery and round(recovery, 2),
+               segments_redone=redone, rows=row.rows_done)  # fmt: skip
+        for worker in workers[1:]:
+            worker.terminate()
+
+
+def victim_segment(job_id, worker_name: str, after_rows: float) -> ReportSegment:
+    """Once the job has written `after_rows` rows, a segment the worker `worker_name` is writing."""
+
+    def writing():
+        if ReportJob.objects.get(pk=job_id).rows_done < after_rows:
+            return None
+        running = ReportSegment.objects.filter(job_id=job_id, worker=worker_name, status="running")
+        return running.filter(rows_done__gt=0).first()
+
+    return wait_for(writing, timeout=60, message="the victim writing a segment")
+
+
+def sheet_xml(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read("xl/worksheets/sheet1.xml")
