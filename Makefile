@@ -28,8 +28,9 @@ test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne
 	scripts/services.sh postgres redis chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-fast: install  ## unit tests only
-	$(BIN)/pytest -m "not integration and not browser" $(PYTEST_ARGS)
+test-fast: install  ## the tests that need no worker process, browser or slow run (PostgreSQL and Redis all the same)
+	scripts/services.sh postgres redis
+	$(BIN)/pytest -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,29 +7,20 @@ from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_POST
 
 from .models import Notification
-from .services import MAX_IDS, valid_ids
+from .services import MAX_IDS, login_required_json, valid_ids
 
 RECENT = 20
 
 
-def _login_required_json(view):
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse({"error": "Authentication required: log in first."}, status=401)
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
 @require_GET
-@_login_required_json
+@login_required_json
 def recent(request):
     mine = Notification.objects.for_user(request.user)
     return JsonResponse({"unseen": mine.unseen().count(), "notifications": [n.as_message() for n in mine[:RECENT]]})
 
 
 @require_POST
-@_login_required_json
+@login_required_json
 def mark_seen(request):
     """Body {"ids": [1, 2]} marks those (at most MAX_IDS); {"all": true} marks them all."""
     shape = 'Send {"ids": [notification ids]} or {"all": true}.'

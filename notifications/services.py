@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.http import JsonResponse
 
 from .models import Notification
 
@@ -20,6 +22,18 @@ def valid_ids(ids) -> bool:
         and 0 < len(ids) <= MAX_IDS
         and all(isinstance(i, int) and not isinstance(i, bool) and 0 < i < 2**63 for i in ids)
     )
+
+
+def login_required_json(view):
+    """For JSON views (the reports app's too): 401 with a JSON error for an anonymous request."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return JsonResponse({"error": "Authentication required: log in first."}, status=401)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def user_group(user_id: int) -> str:

@@ -1,41 +1,29 @@
-"""Settings for the background-reports project, driven by environment variables.
-
-Every variable is listed with its default in `.env.example`.
+"""Settings for the background-reports project, read from the environment (and from a `.env` file
+beside manage.py, when there is one) by django-environ. Every variable is listed with its default
+in `.env.example` and in README.md ("Settings"); an empty value counts as unset.
 """
 
 import os
 from pathlib import Path
 
-import dj_database_url
+import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+environ.Env.read_env(BASE_DIR / ".env")  # the process's own environment wins over the file
+env = environ.Env()
+# An empty value counts as unset: `DATABASE_URL=` in a copied .env.example means "the default".
+env.ENVIRON = {name: value for name, value in os.environ.items() if value.strip()}
 # Runtime files (SQLite database, report files, spool files) live here unless told otherwise.
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-DEBUG = env_bool("DJANGO_DEBUG", False)  # on only when asked for: `make run` and the tests say so
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+DEBUG = env.bool("DJANGO_DEBUG", default=False)  # on only when asked for: `make run` and the tests say so
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off.")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
@@ -81,12 +69,8 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
-    )
-}
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # A web process and a worker both write: take the write lock up front and wait for it.
@@ -105,14 +89,14 @@ LOGIN_REDIRECT_URL = "reports:page"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = os.environ.get("DJANGO_TIME_ZONE", "UTC")
+TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", VAR_DIR / "static"))
+STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 
 # Finished report files. Filesystem by default; S3 (django-storages) when a bucket is named.
@@ -143,17 +127,17 @@ def reports_storage_config(environ) -> dict:
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    "reports": reports_storage_config(os.environ),
+    "reports": reports_storage_config(env.ENVIRON),
 }
 
 RQ_QUEUES = {
     "reports": {
         "URL": REDIS_URL,
-        "DEFAULT_TIMEOUT": env_int("REPORTS_JOB_TIMEOUT", 6 * 3600),
+        "DEFAULT_TIMEOUT": env.int("REPORTS_JOB_TIMEOUT", default=6 * 3600),
         "SERIALIZER": "rq.serializers.JSONSerializer",
     },
 }
-RQ_API_TOKEN = os.environ.get("RQ_API_TOKEN", "")
+RQ_API_TOKEN = env.str("RQ_API_TOKEN", default="")
 RQ = {"WORKER_CLASS": "reports.worker.ReportsWorker"}  # `manage.py rqworker` uses it unless told otherwise
 
 CHANNEL_LAYERS = {
@@ -164,53 +148,55 @@ CHANNEL_LAYERS = {
 }
 
 # The reports app. Each is documented in README.md ("Settings").
-REPORTS_CHUNK_SIZE = env_int("REPORTS_CHUNK_SIZE", 2000)
-REPORTS_JOB_TIMEOUT = env_int("REPORTS_JOB_TIMEOUT", 6 * 3600)
-REPORTS_MAX_ACTIVE_JOBS_PER_USER = env_int("REPORTS_MAX_ACTIVE_JOBS_PER_USER", 5)
-REPORTS_MAX_JOBS_PER_MINUTE = env_int("REPORTS_MAX_JOBS_PER_MINUTE", 30)
-REPORTS_SPOOL_DIR = os.environ.get("REPORTS_SPOOL_DIR", str(VAR_DIR / "spool"))
-REPORTS_CSV_COPY = env_bool("REPORTS_CSV_COPY", True)  # CSV via PostgreSQL COPY when a report allows it
-REPORTS_COPY_CHUNK_FACTOR = env_int("REPORTS_COPY_CHUNK_FACTOR", 5)  # COPY path: progress every this many chunks
-# Segments (reports.batches): every report is cut into key ranges of about this many rows, written by
-# any worker; a job keeps at most REPORTS_SEGMENTS_IN_FLIGHT of them queued or running (0: as many
-# as there are workers). A run's heartbeat is saved every REPORTS_HEARTBEAT_SECONDS; one older than
+REPORTS_CHUNK_SIZE = env.int("REPORTS_CHUNK_SIZE", default=2000)
+REPORTS_JOB_TIMEOUT = env.int("REPORTS_JOB_TIMEOUT", default=6 * 3600)
+REPORTS_MAX_ACTIVE_JOBS_PER_USER = env.int("REPORTS_MAX_ACTIVE_JOBS_PER_USER", default=5)
+REPORTS_MAX_JOBS_PER_MINUTE = env.int("REPORTS_MAX_JOBS_PER_MINUTE", default=30)
+REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
+REPORTS_CSV_COPY = env.bool("REPORTS_CSV_COPY", default=True)  # CSV via PostgreSQL COPY when a report allows it
+REPORTS_COPY_CHUNK_FACTOR = env.int(
+    "REPORTS_COPY_CHUNK_FACTOR", default=5
+)  # COPY path: progress every this many chunks
+# Segments (reports.batches): every report is cut into key ranges that one worker writes in about
+# REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows, when set), written by any worker; a job
+# keeps at most REPORTS_SEGMENTS_IN_FLIGHT of them queued or running (0: as many as there are
+# workers). A run's heartbeat is saved every REPORTS_HEARTBEAT_SECONDS; one older than
 # REPORTS_STALE_AFTER_SECONDS is taken for dead, and its segment given to another run, up to
 # REPORTS_MAX_ATTEMPTS runs of one segment (or of the job's plan or join).
-REPORTS_SEGMENT_ROWS = env_int("REPORTS_SEGMENT_ROWS", 100_000)
-REPORTS_SEGMENTS_IN_FLIGHT = env_int("REPORTS_SEGMENTS_IN_FLIGHT", 0)
-REPORTS_HEARTBEAT_SECONDS = float(os.environ.get("REPORTS_HEARTBEAT_SECONDS", "5"))
-REPORTS_STALE_AFTER_SECONDS = env_int("REPORTS_STALE_AFTER_SECONDS", 20)
-REPORTS_MAX_ATTEMPTS = env_int("REPORTS_MAX_ATTEMPTS", 3)
-REPORTS_SPOOL_MAX_MB = env_int("REPORTS_SPOOL_MAX_MB", 10_240)  # a worker's spool folder; 0: no cap
-REPORTS_PDF_MAX_ROWS = env_int("REPORTS_PDF_MAX_ROWS", 5000)
-REPORTS_RETENTION_HOURS = env_int("REPORTS_RETENTION_HOURS", 7 * 24)
+REPORTS_SEGMENT_SECONDS = env.float("REPORTS_SEGMENT_SECONDS", default=2.0)
+REPORTS_SEGMENT_ROWS = env.int("REPORTS_SEGMENT_ROWS", default=0)  # set: every segment this many rows
+REPORTS_SEGMENTS_IN_FLIGHT = env.int("REPORTS_SEGMENTS_IN_FLIGHT", default=0)
+REPORTS_HEARTBEAT_SECONDS = env.float("REPORTS_HEARTBEAT_SECONDS", default=5.0)
+REPORTS_STALE_AFTER_SECONDS = env.int("REPORTS_STALE_AFTER_SECONDS", default=20)
+REPORTS_MAX_ATTEMPTS = env.int("REPORTS_MAX_ATTEMPTS", default=3)
+REPORTS_SPOOL_MAX_MB = env.int("REPORTS_SPOOL_MAX_MB", default=10_240)  # a worker's spool folder; 0: no cap
+REPORTS_PDF_MAX_ROWS = env.int("REPORTS_PDF_MAX_ROWS", default=5000)
+REPORTS_RETENTION_HOURS = env.int("REPORTS_RETENTION_HOURS", default=7 * 24)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"rq.worker": {"level": os.environ.get("RQ_LOG_LEVEL", "INFO")}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"rq.worker": {"level": env.str("RQ_LOG_LEVEL", default="INFO")}},
 }
 
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
-    CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+    CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
 CSRF_FAILURE_VIEW = "reports.api.csrf_failure"
-REPORTS_PROGRESS_INTERVAL = float(os.environ.get("REPORTS_PROGRESS_INTERVAL", "1.0"))
+REPORTS_PROGRESS_INTERVAL = env.float("REPORTS_PROGRESS_INTERVAL", default=1.0)
 # E-mail the owner when a report that ran longer than this many seconds ends (unset: never).
-REPORTS_EMAIL_AFTER_SECONDS = (
-    int(os.environ["REPORTS_EMAIL_AFTER_SECONDS"]) if os.environ.get("REPORTS_EMAIL_AFTER_SECONDS") else None
-)
-REPORTS_SITE_URL = os.environ.get("REPORTS_SITE_URL", "http://127.0.0.1:8000")  # for links in e-mails
+REPORTS_EMAIL_AFTER_SECONDS = env.int("REPORTS_EMAIL_AFTER_SECONDS", default=None)
+REPORTS_SITE_URL = env.str("REPORTS_SITE_URL", default="http://127.0.0.1:8000")  # for links in e-mails
 
-MAILERS = {"default": {"BACKEND": os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")}}
+MAILERS = {"default": {"BACKEND": env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")}}
 if MAILERS["default"]["BACKEND"].endswith("smtp.EmailBackend"):
     MAILERS["default"]["OPTIONS"] = {
-        "host": os.environ.get("EMAIL_HOST", "localhost"),
-        "port": env_int("EMAIL_PORT", 25),
-        "username": os.environ.get("EMAIL_HOST_USER", ""),
-        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
-        "use_tls": env_bool("EMAIL_USE_TLS", False),
+        "host": env.str("EMAIL_HOST", default="localhost"),
+        "port": env.int("EMAIL_PORT", default=25),
+        "username": env.str("EMAIL_HOST_USER", default=""),
+        "password": env.str("EMAIL_HOST_PASSWORD", default=""),
+        "use_tls": env.bool("EMAIL_USE_TLS", default=False),
     }
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "reports@localhost")
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="reports@localhost")

@@ -10,7 +10,7 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
-from .models import ReportJob, ReportSegment, Status
+from .models import RETRYABLE, ReportJob, ReportSegment, Status
 from .registry import NotRegistered
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 
@@ -115,7 +115,7 @@ class ReportJobAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected jobs (as new jobs for their owners)", permissions=["manage"])
     def retry_jobs(self, request, queryset):
         retried = 0
-        for job in queryset.filter(status__in=[Status.FAILED, Status.CANCELLED, Status.EXPIRED]):
+        for job in queryset.filter(status__in=RETRYABLE):
             try:
                 retry_report(job)
                 retried += 1

@@ -10,6 +10,8 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from notifications.services import login_required_json
+
 from .definitions import ParamsInvalid
 from .models import ReportJob
 from .registry import NotRegistered, all_reports
@@ -21,16 +23,6 @@ MAX_JOBS_LISTED = 100
 
 def error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
-
-
-def api_login_required(view):
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return error(401, "Authentication required: log in first.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def csrf_failure(request, reason=""):
@@ -89,13 +81,13 @@ def runnable_reports(user) -> list[dict]:
 
 
 @require_GET
-@api_login_required
+@login_required_json
 def report_list(request):
     return JsonResponse({"reports": runnable_reports(request.user)})
 
 
 @require_http_methods(["GET", "POST"])
-@api_login_required
+@login_required_json
 def job_list(request):
     if request.method == "POST":
         return job_create(request)
@@ -165,14 +157,14 @@ def own_job(view):
 
 
 @require_GET
-@api_login_required
+@login_required_json
 @own_job
 def job_detail(request, job):
     return JsonResponse(job.as_dict())
 
 
 @require_POST
-@api_login_required
+@login_required_json
 @own_job
 def job_cancel(request, job):
     try:
@@ -183,7 +175,7 @@ def job_cancel(request, job):
 
 
 @require_POST
-@api_login_required
+@login_required_json
 @own_job
 def job_retry(request, job):
     """A new job with the same report, format and parameters."""

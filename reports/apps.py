@@ -11,7 +11,7 @@ class ReportsConfig(AppConfig):
         autodiscover_modules("reports")
         from django.contrib import admin
 
-        from . import signals  # noqa: F401
+        from . import checks, signals  # noqa: F401  (they register themselves)
         from .admin_reports import register_admin_exports
 
         admin.autodiscover()  # (imports admin modules once; a no-op when the admin app did it already)

@@ -1,7 +1,8 @@
 """A report as a batch of segments: its plan, who runs what, heartbeats, deaths, retries, the join.
 
-The plan cuts the rows `pk <= upper` (upper captured when the job starts) into key ranges of about
-REPORTS_SEGMENT_ROWS rows, stored as ReportSegment rows. A segment is run by one RQ task at a time:
+The plan cuts the rows `pk <= upper` (upper captured when the job starts) into key ranges that one
+worker writes in about REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows), stored as
+ReportSegment rows. A segment is run by one RQ task at a time:
 a run claims it with a conditional UPDATE (the attempt number goes up), keeps its heartbeat fresh
 from a thread, and records it done with its object. A run that dies is found at once by its worker
 (reports.worker) or, when the whole worker died, by its stale heartbeat (reports.sweeper); the
@@ -26,7 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Count, Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import queues
+from . import fastpath, queues
 from .definitions import check_rows, json_safe
 from .events import job_ended
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
@@ -77,7 +78,7 @@ def plan(job: ReportJob) -> None:
     total, upper = bounds["total"], bounds["upper"]
     check_rows(job.format, total)  # the rows may have grown since it was asked for
     writer_class = FORMATS[job.format].writer_class
-    every = max(total, 1) if writer_class.laid_out_whole else settings.REPORTS_SEGMENT_ROWS
+    every = max(total, 1) if writer_class.laid_out_whole else segment_rows(job, report, queryset)
     positions = cut_positions(total, every, writer_class.sheet_rows)
     keys = [json_safe(key) for key in key_cuts(queryset, upper, positions)]
     counts = [end - start for start, end in itertools.pairwise([0, *positions, total])]
@@ -91,6 +92,16 @@ def plan(job: ReportJob) -> None:
             ReportSegment.objects.bulk_create(segments)
             job.update_if_running(rows_total=total, rows_done=0, upper_key=json_safe(upper), held_by="")
     logger.info("Report job %s: %s rows in %s segments.", job.pk, total, len(segments))
+
+
+def segment_rows(job: ReportJob, report, queryset) -> int:
+    """Rows per segment: REPORTS_SEGMENT_ROWS if set, else what one worker writes in about
+    REPORTS_SEGMENT_SECONDS in this format (its measured speed: see the benchmark)."""
+    if settings.REPORTS_SEGMENT_ROWS:
+        return settings.REPORTS_SEGMENT_ROWS
+    copy = fastpath.eligible(report, job.format, queryset.db)
+    speed = fastpath.ROWS_PER_SECOND if copy else FORMATS[job.format].writer_class.rows_per_second
+    return max(1000, int(round(speed * settings.REPORTS_SEGMENT_SECONDS, -3)))
 
 
 # -- Runs of segments ----------------------------------------------------------------------------

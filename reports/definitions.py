@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
 from django.db import models
 
 from .writers import FORMATS, ColumnSpec
@@ -336,20 +337,38 @@ class Report:
         """The rows of a run with the given stored (JSON) params, for the user who asked."""
         return self.filter_queryset(self.get_queryset(), self.clean_params(params, user))
 
-    # -- registration check ------------------------------------------------------------------
+    # -- the declaration's check (reports.checks, run by `manage.py check`) -----------------------
     @classmethod
-    def check_definition(cls) -> None:
-        report = cls()
+    def check(cls) -> list[checks.CheckMessage]:
+        """Mistakes in the declaration, as Django system check messages (reports.E001 ...)."""
+        report, name = cls(), f"{cls.__module__}.{cls.__qualname__}"
+
+        def error(code: int, message: str, hint: str = "") -> checks.Error:
+            return checks.Error(f"Report {cls.slug!r}: {message}", hint=hint or None, obj=name, id=f"reports.E00{code}")
+
+        try:
+            report.get_model()
+        except ImproperlyConfigured:
+            return [error(1, "it has no model and no queryset.", "Set `model` or `queryset`.")]
+        errors = []
+        if not report.get_columns():
+            errors.append(error(2, "it declares no columns."))
         try:
             report.get_column_specs()
-            report.get_params_form_class()
-        except FieldDoesNotExist as exc:
-            raise ImproperlyConfigured(f"Report {cls.slug!r}: {exc}") from exc
-        unknown = set(report.get_formats()) - set(FORMATS)
+            report.get_queryset().values_list(*report.get_fetch_fields())  # computed columns' fields too
+        except (FieldDoesNotExist, FieldError) as exc:
+            errors.append(error(3, f"a column is not a field: {exc}", "Columns are field paths like "
+                                "'customer__name', or computed by a value_<name>() method."))  # fmt: skip
+        except ValueError as exc:
+            errors.append(error(4, str(exc)))
+        unknown = sorted(set(report.get_formats()) - set(FORMATS))
         if unknown:
-            raise ImproperlyConfigured(f"Report {cls.slug!r}: unknown formats {sorted(unknown)}.")
-        if not report.get_columns():
-            raise ImproperlyConfigured(f"Report {cls.slug!r} declares no columns.")
+            errors.append(error(5, f"unknown formats {unknown}.", f"Formats: {', '.join(FORMATS)}."))
+        try:
+            report.get_params_form_class()
+        except (FieldDoesNotExist, ImproperlyConfigured) as exc:
+            errors.append(error(6, f"a filter is wrong: {exc}"))
+        return errors
 
 
 def _humanize(name: str) -> str:

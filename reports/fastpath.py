@@ -19,6 +19,7 @@ from .definitions import resolve_field
 from .queries import key_range, own_connection
 from .writers.base import FORMULA_RISK_PATTERN
 
+ROWS_PER_SECOND = 200_000  # about what one worker writes this way (see the benchmark): sizes segments
 PLAIN_FIELDS = (models.CharField, models.TextField, models.IntegerField, models.AutoField, models.DecimalField,
                 models.BooleanField, models.DateTimeField, models.DateField)  # fmt: skip
 TEMPLATES = {

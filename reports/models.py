@@ -7,12 +7,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .files import reports_storage
+from .registry import NotRegistered, get_report
 
 
 class Status(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
+    SUCCEEDED = "succeeded", "Ready"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
     EXPIRED = "expired", "Expired"
@@ -28,6 +29,7 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.EXPIRED: set(),
 }
 ACTIVE = (Status.QUEUED, Status.RUNNING)
+RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.EXPIRED)  # a retry makes a new job with the same request
 
 
 class IllegalTransition(Exception):
@@ -101,8 +103,6 @@ class ReportJob(models.Model):
     @property
     def report_title(self) -> str:
         """The report's title, or its slug if the report has since been removed."""
-        from .registry import NotRegistered, get_report
-
         try:
             return get_report(self.report).get_title()
         except NotRegistered:

@@ -26,8 +26,7 @@ def register(report_class: type[Report]) -> type[Report]:
         raise ValueError(f"{report_class.__name__} has no slug.")
     if slug in _registry and _registry[slug] is not report_class:
         raise AlreadyRegistered(f"A report with slug {slug!r} is already registered.")
-    report_class.check_definition()
-    _registry[slug] = report_class
+    _registry[slug] = report_class  # its declaration is checked by `manage.py check` (reports.checks)
     return report_class
 
 
@@ -44,6 +43,10 @@ def get_report(slug: str) -> Report:
         return _registry[slug]()
     except (KeyError, TypeError):
         raise NotRegistered(slug) from None
+
+
+def report_classes() -> list[type[Report]]:
+    return [cls for _, cls in sorted(_registry.items())]
 
 
 def all_reports() -> list[Report]:

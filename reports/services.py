@@ -16,7 +16,7 @@ from . import queues
 from .batches import enqueue_job
 from .definitions import ParamsInvalid, check_rows, row_cap
 from .events import job_ended
-from .models import ReportJob, Status
+from .models import RETRYABLE, ReportJob, Status
 from .pipeline import discard_segment_files
 from .registry import get_report
 
@@ -76,7 +76,7 @@ def check_row_cap(report, format: str, cleaned: dict, user) -> None:
 
 def retry_report(job: ReportJob) -> ReportJob:
     """A new job with the same report, format and parameters (the old one stays as it ended)."""
-    if job.is_active or job.status == Status.SUCCEEDED:
+    if job.status not in RETRYABLE:
         raise JobConflict(f"The job is {job.status}; only failed, cancelled or expired jobs are retried.")
     return request_report(user=job.owner, slug=job.report, format=job.format, params=job.params)
 

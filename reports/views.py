@@ -1,13 +1,16 @@
+import uuid
+
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import FileSystemStorage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
 from .api import runnable_reports
 from .files import download_filename, reports_storage
-from .models import ReportJob, Status
+from .models import ACTIVE, RETRYABLE, ReportJob, Status
 from .writers import FORMATS
 
 
@@ -54,4 +57,24 @@ def signed_url(storage, job: ReportJob, filename: str) -> str:
 def report_page(request):
     reports = runnable_reports(request.user)
     jobs = [job.as_dict() for job in ReportJob.objects.for_user(request.user)[:50]]
-    return render(request, "reports/page.html", {"reports": reports, "jobs": jobs})
+    return render(request, "reports/page.html", {"reports": reports, "page": page_config(reports, jobs)})
+
+
+def page_config(reports: list[dict], jobs: list[dict]) -> dict:
+    """What the page's script knows: it learns it here rather than keeping copies of it."""
+    placeholder = str(uuid.UUID(int=0))
+    return {
+        "urls": {
+            "jobs": reverse("reports:api-jobs"),
+            "job": reverse("reports:api-job", args=[placeholder]),
+            "cancel": reverse("reports:api-job-cancel", args=[placeholder]),
+            "retry": reverse("reports:api-job-retry", args=[placeholder]),
+            "placeholder": placeholder,
+        },
+        "statuses": dict(Status.choices),
+        "active": list(ACTIVE),
+        "retryable": list(RETRYABLE),
+        "formats": {name: format.label for name, format in FORMATS.items()},
+        "reports": reports,
+        "jobs": jobs,
+    }

@@ -2,7 +2,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 
 import reports
 from reports.definitions import ParamsInvalid
@@ -30,15 +29,36 @@ def test_registering_a_second_report_under_a_taken_slug_fails():
         register(Again)
 
 
-def test_a_column_that_is_not_a_field_is_refused_at_registration():
-    class Broken(reports.Report):
-        slug = "broken-column"
-        model = Order
-        columns = ["id", "customer__password"]
+@pytest.mark.parametrize(
+    ("declaration", "code", "words"),
+    [
+        ({"model": Order, "columns": ["id", "customer__password"]}, "reports.E003", "password"),
+        ({"model": Order, "columns": ["id", reports.Column("x", fields=["nope"])], "value_x": lambda s, r: 1},
+         "reports.E003", "nope"),
+        ({"model": Order, "columns": []}, "reports.E002", "no columns"),
+        ({"columns": ["id"]}, "reports.E001", "no model"),
+        ({"model": Order, "columns": ["id"], "formats": ["csv", "docx"]}, "reports.E005", "docx"),
+        ({"model": Order, "columns": [reports.Column("id", kind="money")]}, "reports.E004", "money"),
+        ({"model": Order, "columns": ["id"], "filters": [reports.Filter("colour")]}, "reports.E006", "colour"),
+    ],
+)  # fmt: skip
+def test_mistakes_in_a_declaration_are_reported_by_the_system_checks(declaration, code, words):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
 
-    with pytest.raises(ImproperlyConfigured, match="password"):
-        register(Broken)
-    unregister("broken-column")
+    register(type("Broken", (reports.Report,), {"slug": "broken", **declaration}))
+    try:
+        with pytest.raises(SystemCheckError, match=words) as raised:
+            call_command("check")
+        assert code in str(raised.value)
+    finally:
+        unregister("broken")
+
+
+def test_the_demo_declarations_pass_the_system_checks():
+    from django.core.management import call_command
+
+    call_command("check")  # raises SystemCheckError on any error
 
 
 def test_column_kinds_and_labels_come_from_the_model():

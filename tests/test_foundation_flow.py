@@ -152,11 +152,12 @@ def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(order
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
 
+    wait_for(lambda: not list(reports_spool().glob(f"{job['id']}-*")), timeout=30, message="the run to stop")
     row = ReportJob.objects.get(pk=job["id"])
-    spool = list(reports_spool().glob(f"{job['id']}-*"))
-    wait_for(lambda: not any(p.exists() for p in spool), timeout=30, message="the spool file to be removed")
-    time.sleep(0.5)  # a chunk after the cancel would have moved rows_done on
+    stopped_at = (row.rows_done, list(row.segments.values_list("rows_done", flat=True)))
+    time.sleep(1)  # a chunk written after the cancel would move these on
     row.refresh_from_db()
+    assert (row.rows_done, list(row.segments.values_list("rows_done", flat=True))) == stopped_at
     assert row.status == Status.CANCELLED
     assert 100 <= row.rows_done < ORDERS
     assert not row.file

@@ -140,6 +140,9 @@ class Writer:
     laid_out_whole: ClassVar[bool] = False
     # Rows per sheet, where the format has sheets (XLSX): segments never straddle two.
     sheet_rows: ClassVar[int | None] = None
+    # About how many rows a second one worker writes in this format (12 columns, one core; measured
+    # by the benchmark): segments are sized to take REPORTS_SEGMENT_SECONDS.
+    rows_per_second: ClassVar[int] = 50_000
 
     def __init__(self, fh: BinaryIO, columns: Sequence[ColumnSpec], options: WriterOptions | None = None):
         self.fh = fh

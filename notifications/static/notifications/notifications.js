@@ -1,8 +1,9 @@
-/* Live notifications: one websocket per page, toasts, a header list, and an event API for pages.
+/* Live notifications: one websocket per page, toasts, a header list of the recent ones.
  *
- * Pages listen with:  window.addEventListener("reports:event", e => e.detail)  // every message
- * or:                 Notifications.on("report.progress", msg => ...)
- * Notifications.connected tells whether the socket is up (pages poll the API when it is not).
+ * Every message the server pushes is dispatched as a "notifications:message" event (e.detail is the
+ * message, whose `type` is "<app>.<kind>", e.g. "report.ready"); the socket's state as a
+ * "notifications:connection" event. Notifications.connected says whether the socket is up (pages
+ * poll when it is not). The URLs come from the server, on the #notifications element.
  */
 (function () {
   "use strict";
@@ -12,21 +13,27 @@
   const badge = root.querySelector("[data-badge]");
   const list = root.querySelector("[data-list]");
   const toggle = root.querySelector("[data-toggle]");
-  const csrf = () => (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1] || "";
   const shown = new Set();   // notification ids with a toast on this page
   let socket = null;
   let retry = 0;
 
+  const csrf = () => (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1] || "";
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+  const kindOf = (type) => String(type).split(".").pop();
+
   const Notifications = {
     connected: false,
-    on(type, handler) {
-      window.addEventListener("reports:event", (e) => { if (e.detail.type === type) handler(e.detail); });
-    },
+    csrf, el,  // small helpers the pages share
     markSeen(ids) {
       if (socket && socket.readyState === WebSocket.OPEN) {
         socket.send(JSON.stringify({ action: "seen", ids }));
       } else {
-        fetch("/api/notifications/seen/", {
+        fetch(root.dataset.seenUrl, {
           method: "POST", credentials: "same-origin",
           headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
           body: JSON.stringify({ ids }),
@@ -36,27 +43,31 @@
   };
   window.Notifications = Notifications;
 
+  function announce(name, detail) {
+    window.dispatchEvent(new CustomEvent("notifications:" + name, { detail }));
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/ws/notifications/");
+    socket = new WebSocket(scheme + location.host + root.dataset.socketPath);
     socket.addEventListener("open", () => {
       retry = 0;
       Notifications.connected = true;
       root.dataset.connected = "true";
-      window.dispatchEvent(new CustomEvent("reports:connection", { detail: { connected: true } }));
+      announce("connection", { connected: true });
     });
     socket.addEventListener("message", (e) => {
       let message;
       try { message = JSON.parse(e.data); } catch (err) { return; }
-      window.dispatchEvent(new CustomEvent("reports:event", { detail: message }));
+      announce("message", message);
       if (message.notification && !message.notification.seen) showToast(message);
       if (message.notification || message.type === "seen") refreshList();
     });
     socket.addEventListener("close", (e) => {
       Notifications.connected = false;
       root.dataset.connected = "false";
-      window.dispatchEvent(new CustomEvent("reports:connection", { detail: { connected: false } }));
-      if (e.code === 4401 || e.code === 4403) return;  // not logged in: nothing to retry
+      announce("connection", { connected: false });
+      if (e.code === 4401) return;  // not logged in (any more): nothing to retry
       // Exponential backoff with jitter, at most 30 s; the replay on reconnect brings what was missed.
       const delay = Math.min(30000, 1000 * 2 ** retry) * (0.5 + Math.random() / 2);
       retry += 1;
@@ -64,18 +75,11 @@
     });
   }
 
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
-    if (text) node.textContent = text;
-    return node;
-  }
-
   function showToast(message) {
     const n = message.notification;
     if (shown.has(n.id)) return;
     shown.add(n.id);
-    const kind = message.type.replace("report.", "");
+    const kind = kindOf(message.type);
     const toast = el("div", { class: "toast toast-" + kind, role: kind === "failed" ? "alert" : "status",
                               "data-type": message.type, "data-notification": n.id });
     toast.appendChild(el("strong", {}, n.title));
@@ -92,14 +96,12 @@
     actions.appendChild(close);
     toast.appendChild(actions);
     toasts.appendChild(toast);
-    // A cancellation only confirms what the user just did: it fades. Ready and failed stay until dismissed.
-    if (kind === "cancelled") setTimeout(dismiss, 6000);
     // Never more than three at once: the oldest make room (they stay in the list under the bell).
     while (toasts.children.length > 3) toasts.firstElementChild.remove();
   }
 
   function refreshList() {
-    fetch("/api/notifications/", { credentials: "same-origin" })
+    fetch(root.dataset.recentUrl, { credentials: "same-origin" })
       .then((r) => (r.ok ? r.json() : null))
       .then((data) => {
         if (!data) return;

@@ -1,14 +1,17 @@
-/* The report page: ask for reports without reloading, follow them live, cancel, retry, download. */
+/* The report page: ask for reports without reloading, follow them live, cancel, retry, download.
+ * What it needs to know (URLs, status labels, which statuses are active or may be retried, the
+ * reports' filters and formats) comes from the server in the "reports-page" JSON script. */
 (function () {
   "use strict";
+  const config = JSON.parse(document.getElementById("reports-page").textContent);
   const tbody = document.querySelector("#jobs tbody");
   const empty = document.querySelector("[data-empty]");
   const liveState = document.querySelector("[data-live-state]");
-  const ACTIVE = new Set(["queued", "running"]);
-  const LABELS = { queued: "Queued", running: "Running", succeeded: "Ready", failed: "Failed",
-                   cancelled: "Cancelled", expired: "Expired" };
+  const ACTIVE = new Set(config.active);
+  const RETRYABLE = new Set(config.retryable);
   const jobs = new Map();
-  const csrf = () => (document.cookie.match(/(?:^|; )csrftoken=([^;]+)/) || [])[1] || "";
+  const { csrf, el } = window.Notifications;
+  const jobUrl = (name, id) => config.urls[name].replace(config.urls.placeholder, id);
 
   function api(method, url, body) {
     return fetch(url, {
@@ -16,13 +19,6 @@
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
       body: body ? JSON.stringify(body) : undefined,
     }).then((r) => r.json().catch(() => ({})).then((data) => ({ status: r.status, data })));
-  }
-
-  function el(tag, attrs, text) {
-    const node = document.createElement(tag);
-    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
-    if (text !== undefined) node.textContent = text;
-    return node;
   }
 
   const fmtNumber = (n) => (n === null || n === undefined ? "—" : n.toLocaleString());
@@ -42,10 +38,19 @@
     const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
     return fmtSeconds((end - Date.parse(job.started_at)) / 1000);
   }
-  function describeParams(params) {
-    const entries = Object.entries(params || {});
-    return entries.length ? entries.map(([k, v]) => k + ": " + (Array.isArray(v) ? v.length + " ids" : v)).join(", ")
-                          : "no filters";
+  // The filters of a job in words, with the report's labels: "Status: Paid, Created from: 2025-06-01".
+  const FILTERS = Object.fromEntries(config.reports.map((r) => [r.slug,
+    Object.fromEntries(r.filters.map((f) => [f.name, f]))]));
+  function describeParams(job) {
+    const filters = FILTERS[job.report] || {};
+    const entries = Object.entries(job.params || {});
+    if (!entries.length) return "no filters";
+    return entries.map(([name, value]) => {
+      const filter = filters[name];
+      if (!filter) return name + ": " + (Array.isArray(value) ? value.length + " selected" : value);
+      const choice = (filter.choices || []).find(([v]) => v === String(value));
+      return filter.label + ": " + (choice ? choice[1] : value);
+    }).join(", ");
   }
 
   function render(job) {
@@ -63,10 +68,10 @@
     row.replaceChildren();
     const title = el("td");
     title.appendChild(el("strong", {}, job.report_title || job.report));
-    title.appendChild(el("small", { class: "muted" }, describeParams(job.params)));
+    title.appendChild(el("small", { class: "muted" }, describeParams(job)));
     row.appendChild(title);
-    row.appendChild(el("td", {}, job.format));
-    const label = job.waiting_for_queue ? "Waiting for the queue" : LABELS[job.status] || job.status;
+    row.appendChild(el("td", {}, config.formats[job.format] || job.format));
+    const label = job.waiting_for_queue ? "Waiting for the queue" : config.statuses[job.status] || job.status;
     const status = el("span", { class: "status status-" + job.status }, label);
     if (job.waiting_for_queue) status.title = "Accepted; it starts as soon as the job queue can be reached again.";
     row.appendChild(el("td", {}, "")).appendChild(status);
@@ -92,13 +97,13 @@
     }
     if (ACTIVE.has(job.status)) {
       const cancel = el("button", { type: "button", class: "secondary", "data-action": "cancel" }, "Cancel");
-      cancel.addEventListener("click", () => api("POST", "/api/reports/jobs/" + job.id + "/cancel/")
+      cancel.addEventListener("click", () => api("POST", jobUrl("cancel", job.id))
         .then(({ data }) => render(data.job || data)));
       actions.appendChild(cancel);
     }
-    if (["failed", "cancelled", "expired"].includes(job.status)) {
+    if (RETRYABLE.has(job.status)) {
       const retry = el("button", { type: "button", class: "secondary", "data-action": "retry" }, "Retry");
-      retry.addEventListener("click", () => api("POST", "/api/reports/jobs/" + job.id + "/retry/")
+      retry.addEventListener("click", () => api("POST", jobUrl("retry", job.id))
         .then(({ status, data }) => { if (status === 202) render(data); else alert(data.error || "Retry failed."); }));
       actions.appendChild(retry);
     }
@@ -124,7 +129,7 @@
       form.querySelectorAll(".filters [name]").forEach((input) => { if (input.value !== "") params[input.name] = input.value; });
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
-      api("POST", "/api/reports/jobs/", { report: form.dataset.report, format: form.elements.format.value, params })
+      api("POST", config.urls.jobs, { report: form.dataset.report, format: form.elements.format.value, params })
         .then(({ status, data }) => {
           if (status === 202) { showErrors(form, {}); render(data); }
           else if (status === 400) showErrors(form, data.fields || { __all__: data.error });
@@ -135,8 +140,8 @@
     });
   });
 
-  window.addEventListener("reports:event", (e) => { if (e.detail.job) render(e.detail.job); });
-  window.addEventListener("reports:connection", (e) => {
+  window.addEventListener("notifications:message", (e) => { if (e.detail.job) render(e.detail.job); });
+  window.addEventListener("notifications:connection", (e) => {
     liveState.textContent = e.detail.connected ? "· live" : "· reconnecting, checking every few seconds";
   });
 
@@ -146,10 +151,10 @@
     jobs.forEach((job) => {
       if (!ACTIVE.has(job.status)) return;
       if (connected) render(job);
-      else api("GET", "/api/reports/jobs/" + job.id + "/").then(({ status, data }) => { if (status === 200) render(data); });
+      else api("GET", jobUrl("job", job.id)).then(({ status, data }) => { if (status === 200) render(data); });
     });
   }, 2000);
 
-  JSON.parse(document.getElementById("initial-jobs").textContent).reverse().forEach(render);
+  config.jobs.slice().reverse().forEach(render);
   empty.hidden = jobs.size > 0;
 })();
