@@ -148,15 +148,11 @@ CHANNEL_LAYERS = {
 }
 
 # The reports app. Each is documented in README.md ("Settings").
-REPORTS_CHUNK_SIZE = env.int("REPORTS_CHUNK_SIZE", default=2000)
+REPORTS_CHUNK_SIZE = env.int("REPORTS_CHUNK_SIZE", default=25_000)  # rows formatted (and in memory) at a time
 REPORTS_JOB_TIMEOUT = env.int("REPORTS_JOB_TIMEOUT", default=6 * 3600)
 REPORTS_MAX_ACTIVE_JOBS_PER_USER = env.int("REPORTS_MAX_ACTIVE_JOBS_PER_USER", default=5)
 REPORTS_MAX_JOBS_PER_MINUTE = env.int("REPORTS_MAX_JOBS_PER_MINUTE", default=30)
 REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
-REPORTS_CSV_COPY = env.bool("REPORTS_CSV_COPY", default=True)  # CSV via PostgreSQL COPY when a report allows it
-REPORTS_COPY_CHUNK_FACTOR = env.int(
-    "REPORTS_COPY_CHUNK_FACTOR", default=5
-)  # COPY path: progress every this many chunks
 # Segments (reports.batches): every report is cut into key ranges that one worker writes in about
 # REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows, when set), written by any worker; a job
 # keeps at most REPORTS_SEGMENTS_IN_FLIGHT of them queued or running (0: as many as there are

@@ -27,7 +27,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import Count, Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import fastpath, queues
+from . import queues
 from .definitions import check_rows, json_safe
 from .events import job_ended
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
@@ -78,7 +78,7 @@ def plan(job: ReportJob) -> None:
     total, upper = bounds["total"], bounds["upper"]
     check_rows(job.format, total)  # the rows may have grown since it was asked for
     writer_class = FORMATS[job.format].writer_class
-    every = max(total, 1) if writer_class.laid_out_whole else segment_rows(job, report, queryset)
+    every = max(total, 1) if writer_class.laid_out_whole else segment_rows(job)
     positions = cut_positions(total, every, writer_class.sheet_rows)
     keys = [json_safe(key) for key in key_cuts(queryset, upper, positions)]
     counts = [end - start for start, end in itertools.pairwise([0, *positions, total])]
@@ -94,13 +94,12 @@ def plan(job: ReportJob) -> None:
     logger.info("Report job %s: %s rows in %s segments.", job.pk, total, len(segments))
 
 
-def segment_rows(job: ReportJob, report, queryset) -> int:
+def segment_rows(job: ReportJob) -> int:
     """Rows per segment: REPORTS_SEGMENT_ROWS if set, else what one worker writes in about
     REPORTS_SEGMENT_SECONDS in this format (its measured speed: see the benchmark)."""
     if settings.REPORTS_SEGMENT_ROWS:
         return settings.REPORTS_SEGMENT_ROWS
-    copy = fastpath.eligible(report, job.format, queryset.db)
-    speed = fastpath.ROWS_PER_SECOND if copy else FORMATS[job.format].writer_class.rows_per_second
+    speed = FORMATS[job.format].writer_class.rows_per_second
     return max(1000, int(round(speed * settings.REPORTS_SEGMENT_SECONDS, -3)))
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
+import polars as pl
 from django import forms
 from django.conf import settings
 from django.core import checks
@@ -22,6 +23,7 @@ from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConf
 from django.db import models
 
 from .writers import FORMATS, ColumnSpec
+from .writers.base import frame_from_rows
 
 FIELD_KINDS: list[tuple[type[models.Field], str]] = [
     (models.BooleanField, "boolean"),
@@ -50,6 +52,13 @@ def resolve_field(model: type[models.Model], path: str) -> models.Field:
     return field
 
 
+def field_spec(name: str, label: str, field: models.Field, kind: str = "") -> ColumnSpec:
+    """A column of this field (or expression output), of its kind unless one is given."""
+    decimal = isinstance(field, models.DecimalField)
+    return ColumnSpec(name, label, kind or field_kind(field), precision=field.max_digits if decimal else None,
+                      scale=field.decimal_places if decimal else None)  # fmt: skip
+
+
 def field_kind(field: models.Field) -> str:
     for field_class, kind in FIELD_KINDS:
         if isinstance(field, field_class):
@@ -58,16 +67,17 @@ def field_kind(field: models.Field) -> str:
 
 
 class Column:
-    """One column: a field path (`customer__name`) or a computed value from `value_<name>`.
+    """One column: a field path (`customer__name`); a database expression (`expression=F("amount") -
+    F("cost")`), computed by the database and as fast as a field; or a value computed in Python by
+    the report's `value_<name>(row)` method from the field paths listed in `fields` (the slow way:
+    rows are made Python objects for it)."""
 
-    A computed column lists in `fields` the field paths its hook reads from the row dict.
-    """
-
-    def __init__(self, name: str, label: str = "", *, kind: str = "", fields: Iterable[str] = ()):
+    def __init__(self, name: str, label: str = "", *, kind: str = "", fields: Iterable[str] = (), expression=None):
         self.name = name
         self.label = label
         self.kind = kind
         self.fields = tuple(fields)
+        self.expression = expression
 
     def __repr__(self) -> str:
         return f"Column({self.name!r})"
@@ -233,10 +243,32 @@ class Report:
             if self.is_computed(column):
                 specs.append(ColumnSpec(column.name, column.label or _humanize(column.name), column.kind or "text"))
                 continue
-            field = resolve_field(model, column.name)
-            label = column.label or _label_for(model, column.name)
-            specs.append(ColumnSpec(column.name, label, column.kind or field_kind(field)))
+            field = self.output_field(column)
+            label = column.label or (_humanize(column.name) if column.expression is not None
+                                     else _label_for(model, column.name))  # fmt: skip
+            specs.append(field_spec(column.name, label, field, column.kind))
         return specs
+
+    def output_field(self, column: Column) -> models.Field:
+        """The model field a column reads, or the one its database expression gives."""
+        if column.expression is None:
+            return resolve_field(self.get_model(), column.name)
+        queryset = self.get_model()._default_manager.annotate(**{column.name: column.expression})
+        return queryset.query.annotations[column.name].output_field
+
+    def get_fetch_specs(self) -> list[ColumnSpec]:
+        """What is read from the database, in get_fetch_fields() order, typed as writers take it."""
+        by_name = {c.name: c for c in self.get_columns() if not self.is_computed(c)}
+        model = self.get_model()
+        return [
+            field_spec(path, path, self.output_field(by_name[path]) if path in by_name else resolve_field(model, path),
+                       by_name[path].kind if path in by_name else "")
+            for path in self.get_fetch_fields()
+        ]  # fmt: skip
+
+    def annotate_expressions(self, queryset: models.QuerySet) -> models.QuerySet:
+        expressions = {c.name: c.expression for c in self.get_columns() if c.expression is not None}
+        return queryset.annotate(**expressions) if expressions else queryset
 
     def get_fetch_fields(self) -> list[str]:
         """The field paths read from the database, in order, without repeats."""
@@ -250,24 +282,26 @@ class Report:
     def has_computed_columns(self) -> bool:
         return any(self.is_computed(c) for c in self.get_columns())
 
-    def get_row_maker(self) -> Callable[[tuple], tuple]:
-        """A function from a fetched tuple (in get_fetch_fields order) to an output row."""
-        fetch = self.get_fetch_fields()
+    def get_frame_maker(self) -> Callable[[pl.DataFrame], pl.DataFrame]:
+        """A function from a fetched batch (a column per fetch field) to the report's columns. With
+        Python-computed columns, the batch is made rows of Python values (decimals as Decimal) for
+        their value_<name>(row) methods: the slow way."""
         columns = self.get_columns()
-        if not self.has_computed_columns() and [c.name for c in columns] == fetch:
-            return lambda values: values
-        getters = []
-        for column in columns:
-            if self.is_computed(column):
-                getters.append(getattr(self, f"value_{column.name}"))
-            else:
-                getters.append(_item_getter(column.name))
+        if not self.has_computed_columns():
+            return lambda frame: frame.select([c.name for c in columns])
+        getters = [getattr(self, f"value_{c.name}") if self.is_computed(c) else _item_getter(c.name) for c in columns]
+        decimals = [s.name for s in self.get_fetch_specs() if s.kind == "decimal"]
+        specs = self.get_column_specs()
 
-        def make_row(values: tuple) -> tuple:
-            row = dict(zip(fetch, values, strict=True))
-            return tuple(get(row) for get in getters)
+        def make_frame(frame: pl.DataFrame) -> pl.DataFrame:
+            rows = []
+            for row in frame.iter_rows(named=True):
+                for name in decimals:
+                    row[name] = None if row[name] is None else decimal.Decimal(row[name])
+                rows.append(tuple(get(row) for get in getters))
+            return frame_from_rows(specs, rows)
 
-        return make_row
+        return make_frame
 
     # -- params ------------------------------------------------------------------------------
     def get_params_form_class(self) -> type[forms.Form]:
@@ -335,7 +369,8 @@ class Report:
 
     def get_report_queryset(self, params: Mapping[str, Any], user=None) -> models.QuerySet:
         """The rows of a run with the given stored (JSON) params, for the user who asked."""
-        return self.filter_queryset(self.get_queryset(), self.clean_params(params, user))
+        queryset = self.filter_queryset(self.get_queryset(), self.clean_params(params, user))
+        return self.annotate_expressions(queryset)
 
     # -- the declaration's check (reports.checks, run by `manage.py check`) -----------------------
     @classmethod

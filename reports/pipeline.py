@@ -23,7 +23,6 @@ from typing import BinaryIO
 from django.conf import settings
 from django.utils import timezone
 
-from . import fastpath
 from .assembly import store_pieces
 from .definitions import Report
 from .events import ProgressNotifier, job_ended
@@ -39,7 +38,7 @@ from .files import (
     store,
 )
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
-from .queries import row_chunks
+from .queries import report_frames
 from .registry import get_report
 from .writers import FORMATS, SegmentInfo, Writer, WriterOptions
 
@@ -66,20 +65,12 @@ def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
     return FORMATS[job.format].writer_class(fh, report.get_column_specs(), options)
 
 
-def written_rows(job: ReportJob, report: Report, writer: Writer, fh: BinaryIO, after, upper, chunk_size: int
-                 ) -> Iterator[int]:  # fmt: skip
-    """Write the rows `after < pk <= upper`: CSV by PostgreSQL's COPY where the report allows it (into fh),
-    otherwise a chunk at a time through the writer; yield the rows written after each chunk."""
+def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper, chunk_size: int) -> Iterator[int]:
+    """Write the rows `after < pk <= upper` a batch at a time; yield the rows written after each."""
     queryset = report.get_report_queryset(job.params, job.owner)
-    if fastpath.eligible(report, job.format, queryset.db):
-        yield from fastpath.copy_chunks(
-            fh, report, queryset, after, upper, chunk_size * settings.REPORTS_COPY_CHUNK_FACTOR
-        )
-        return
-    make_row = report.get_row_maker()
-    for rows in row_chunks(queryset, report.get_fetch_fields(), after, upper, chunk_size):
-        writer.write_rows(map(make_row, rows))
-        yield len(rows)
+    for frame in report_frames(report, queryset, after, upper, chunk_size):
+        writer.write_batch(frame)
+        yield frame.height
 
 
 def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = None,
@@ -111,10 +102,9 @@ def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = Non
             writer = writer_for(job, report, fh)
             writer.open_segment()
             done = 0
-            # Closed at once when progress() raises: a COPY in progress is cancelled then.
-            rows = written_rows(
-                job, report, writer, fh, segment.after, segment.upper, chunk_size or settings.REPORTS_CHUNK_SIZE
-            )
+            # Closed at once when progress() raises: the read in progress is cancelled then.
+            chunk_size = chunk_size or settings.REPORTS_CHUNK_SIZE
+            rows = written_batches(job, report, writer, segment.after, segment.upper, chunk_size)
             with contextlib.closing(rows):
                 for count in rows:
                     done += count
@@ -138,11 +128,13 @@ def join(job: ReportJob, *, lease) -> None:
     segments = list(job.segments.order_by("index"))
     if any(segment.status != SegmentStatus.DONE for segment in segments):
         raise Stopped
-    pieces = writer_for(job, report, io.BytesIO()).assemble(
-        [SegmentInfo(s.file, s.bytes, s.rows_done, s.meta) for s in segments]
-    )
-    checksums = {s.file: s.checksum for s in segments}
-    name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
+    infos = [SegmentInfo(s.file, s.bytes, s.rows_done, s.meta) for s in segments]
+    if FORMATS[job.format].writer_class.rewrites:
+        name, size = rewritten(job, report, infos)
+    else:
+        pieces = writer_for(job, report, io.BytesIO()).assemble(infos)
+        checksums = {s.file: s.checksum for s in segments}
+        name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
     rows = sum(segment.rows_done for segment in segments)
     if lease.lost or not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows,
                                         held_by=""):  # fmt: skip
@@ -151,6 +143,18 @@ def join(job: ReportJob, *, lease) -> None:
     discard_segment_files(job)
     delete_siblings(name)  # a file an earlier join stored before it died
     job_ended(job)
+
+
+def rewritten(job: ReportJob, report: Report, segments: list[SegmentInfo]) -> tuple[str, int]:
+    """The file of a format whose join rewrites the segments (Parquet), made in a spool file and stored."""
+    spool = join_spool(job)
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with spool.open("wb") as fh:
+            writer_for(job, report, fh).rewrite(segments, lambda name: reports_storage().open(name, "rb"))
+        return store(spool, storage_name(job))
+    finally:
+        spool.unlink(missing_ok=True)
 
 
 def discard_segment_files(job: ReportJob) -> int:

@@ -1,22 +1,24 @@
-"""Reading a report's rows: where its segments are cut, a key range of its queryset a chunk at a
-time, and connections of their own for long reads."""
+"""Reading a report's rows: where its segments are cut, and a key range of its queryset as batches
+of columns."""
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import itertools
-import uuid
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator
+from queue import Full, Queue
+from urllib.parse import quote, urlencode
 
-from django.conf import settings
+import adbc_driver_postgresql.dbapi as adbc_postgresql
+import polars as pl
 from django.db import connections
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, QuerySet, Window
-from django.db.models.functions import RowNumber
-from django.db.utils import load_backend
-from psycopg import adapters, pq
-from psycopg.adapt import Loader
+from django.db.models import F, QuerySet, TextField, Window
+from django.db.models.functions import Cast, RowNumber
+
+from .writers import ColumnSpec
+from .writers.base import DTYPES, frame_from_rows
+
+ADBC_BATCH_BYTES = 4 << 20  # read from PostgreSQL about this much at a time (32,000 orders of 12 columns)
 
 
 def key_range(queryset: QuerySet, after, upper) -> QuerySet:
@@ -36,25 +38,96 @@ def key_cuts(queryset: QuerySet, upper, positions: list[int]) -> list:
     return [found.get(position, upper) for position in positions]
 
 
-def row_chunks(queryset: QuerySet, fields: list[str], after, upper, chunk_size: int) -> Iterator[Sequence]:
-    """The rows `after < pk <= upper` as tuples of `fields`, `chunk_size` rows at a time.
+def report_frames(report, queryset: QuerySet, after, upper, chunk_size: int) -> Iterator[pl.DataFrame]:
+    """The report's rows `after < pk <= upper`, in key order, as batches of its columns (Polars frames,
+    typed as the writers take them: reports.writers.base.frame_from_rows).
 
-    On PostgreSQL, one query read through a server-side cursor on a connection of its own (in a
-    transaction there, which the cursor needs): one plan and one snapshot, and 30% faster than a
-    query per chunk. Elsewhere, and where server-side cursors are off (transaction pooling), one
-    query per keyset chunk `pk > last`, so no read holds a lock or a transaction between chunks.
+    On PostgreSQL, one query read as Arrow batches of about ADBC_BATCH_BYTES through the ADBC driver
+    (binary COPY on a connection of its own: one plan, one snapshot, no Python object per value),
+    cut to at most `chunk_size` rows. Elsewhere, `chunk_size` rows at a time by keyset queries, made
+    batches in Python.
     """
     if upper is None:
         return
     rows = key_range(queryset, after, upper)
-    connection = connections[queryset.db]
-    if connection.vendor == "postgresql" and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
-        with own_connection(queryset.db) as reader:
-            reader.set_autocommit(False)  # a server-side cursor without WITH HOLD, streamed
-            yield from itertools.batched(rows.using(reader.alias).values_list(*fields).iterator(chunk_size), chunk_size)
-        return
+    fetch = report.get_fetch_specs()
+    batches = adbc_frames(rows, fetch, chunk_size) if connections[queryset.db].vendor == "postgresql" else (
+        frame_from_rows(fetch, chunk) for chunk in row_chunks(rows, [s.name for s in fetch], chunk_size)
+    )  # fmt: skip
+    make_frame = report.get_frame_maker()
+    for frame in batches:
+        yield make_frame(frame)
+
+
+def adbc_frames(rows: QuerySet, fetch: list[ColumnSpec], chunk_size: int) -> Iterator[pl.DataFrame]:
+    """The rows' fields as frames, through ADBC. Text and decimals are cast to text in SQL: decimals
+    keep their exact digits, and any text-like type (varchar, uuid, json...) arrives as a string."""
+    columns = {f"_c{i}": Cast(F(s.name), TextField()) if s.kind in ("text", "decimal") else F(s.name)
+               for i, s in enumerate(fetch)}  # fmt: skip
+    sql, params = rows.annotate(**columns).values_list(*columns).query.sql_with_params()
+    connection = connections[rows.db]
+    connection.ensure_connection()
+    query = connection.ops.compose_sql(sql, params)
+    names = {alias: spec.name for alias, spec in zip(columns, fetch, strict=True)}
+    types = {spec.name: DTYPES[spec.kind] for spec in fetch}
+    with adbc_postgresql.connect(adbc_uri(connection.settings_dict)) as reader, reader.cursor() as cursor:
+        cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
+        cursor.execute(query)
+        batches = (pl.from_arrow(batch).rename(names).cast(types) for batch in cursor.fetch_record_batch())
+        for batch in read_ahead(batches):
+            yield from batch.iter_slices(chunk_size)
+
+
+def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """The items, read `depth` ahead by a thread: the next batch arrives from the database while the
+    writer formats this one (both release the GIL). Closing the iterator stops the reading."""
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def read() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    with contextlib.suppress(Full):
+                        queue.put(item, timeout=0.1)
+                        break
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(exc)
+
+    thread = threading.Thread(target=read, name="reports-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def adbc_uri(settings_dict: dict) -> str:
+    """A libpq URI for the database Django connects to (its host, port, name, user, password, options)."""
+    user = quote(settings_dict["USER"] or "", safe="")
+    password = f":{quote(settings_dict['PASSWORD'], safe='')}" if settings_dict.get("PASSWORD") else ""
+    host = quote(settings_dict.get("HOST") or "", safe="")
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    options = {k: v for k, v in (settings_dict.get("OPTIONS") or {}).items() if isinstance(v, str | int)}
+    query = f"?{urlencode(options)}" if options else ""
+    return (
+        f"postgresql://{user}{password}{'@' if user else ''}{host}{port}/{quote(settings_dict['NAME'], safe='')}{query}"
+    )
+
+
+def row_chunks(rows: QuerySet, fields: list[str], chunk_size: int) -> Iterator[list[tuple]]:
+    """The rows' fields, `chunk_size` rows at a time, by keyset queries `pk > last`: no read holds a
+    lock or a transaction between chunks."""
     keyed = rows.values_list("pk", *fields)
-    last = after
+    last = None
     while True:
         chunk = list((keyed if last is None else keyed.filter(pk__gt=last))[:chunk_size])
         if not chunk:
@@ -63,42 +136,3 @@ def row_chunks(queryset: QuerySet, fields: list[str], after, upper, chunk_size: 
         yield [row[1:] for row in chunk]
         if len(chunk) < chunk_size:
             return
-
-
-@contextlib.contextmanager
-def own_connection(alias: str) -> Iterator[BaseDatabaseWrapper]:
-    """A new connection to the database `alias`, under an alias of its own (`queryset.using(
-    connection.alias)`) until it is closed afterwards. One long read (a COPY, a server-side cursor)
-    runs there while the usual connection saves progress, which other processes see at once, and
-    stays free of the read's session settings and transaction."""
-    settings_dict = connections[alias].settings_dict
-    # Not from a pool (Django keeps one per alias and this alias is used once): a plain connection.
-    options = {k: v for k, v in settings_dict.get("OPTIONS", {}).items() if k != "pool"}
-    name = f"{alias}-read-{uuid.uuid4().hex}"
-    connection = load_backend(settings_dict["ENGINE"]).DatabaseWrapper({**settings_dict, "OPTIONS": options}, name)
-    connections[name] = connection
-    if connection.vendor == "postgresql" and settings.USE_TZ and connection.timezone_name == "UTC":
-        connection.ensure_connection()
-        connection.connection.adapters.register_loader("timestamptz", UtcTimestamptzLoader)
-    try:
-        yield connection
-    finally:
-        del connections[connection.alias]
-        connection.close()
-
-
-class UtcTimestamptzLoader(Loader):
-    """psycopg's own timestamptz loader, for a session in UTC, where it already returns datetimes in
-    `datetime.UTC`. Django wraps it to set the connection's zone on every value again (a Python call
-    and a `replace()` per value: a sixth of the Python path's time on a report with two datetime
-    columns). `timezone` tells Django's cursors that the zone is right."""
-
-    timezone = dt.UTC
-
-    def __init__(self, oid, context=None):
-        super().__init__(oid, context)
-        native = adapters.get_loader(adapters.types["timestamptz"].oid, pq.Format.TEXT)
-        self.load = native(oid, context).load  # the C function itself: no Python frame per value
-
-    def load(self, data):  # replaced per instance by psycopg's
-        raise NotImplementedError

@@ -44,7 +44,7 @@ def browser():
 def stack(daphne_server, start_worker):
     """daphne + one RQ worker; small chunks on the Python path so progress is visible."""
     demo.seed(ORDERS)
-    start_worker(REPORTS_CHUNK_SIZE=50, REPORTS_CSV_COPY="false", REPORTS_PROGRESS_INTERVAL=0,
+    start_worker(REPORTS_CHUNK_SIZE=50, REPORTS_PROGRESS_INTERVAL=0,
                  SLOW_REPORT_SECONDS_PER_ROW=0.01)  # fmt: skip
     SHOTS.mkdir(exist_ok=True)
     return daphne_server

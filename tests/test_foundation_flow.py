@@ -92,7 +92,7 @@ def test_request_answers_202_and_a_worker_writes_every_row(orders, alice, run_wo
     assert time.monotonic() - started < 2  # the request only records the job
     assert job["status"] == "queued" and job["download_url"] is None and job["report"] == "orders"
 
-    run_worker(REPORTS_CHUNK_SIZE=1000, REPORTS_COPY_CHUNK_FACTOR=1)
+    run_worker(REPORTS_CHUNK_SIZE=1000)
 
     job = client.get(f"/api/reports/jobs/{job['id']}/").json()
     assert job["status"] == "succeeded", job

@@ -68,7 +68,7 @@ def test_the_cleanup_never_removes_a_live_runs_file(alice, settings, start_worke
     demo.seed(20_000)
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "paced-orders", "format": "csv"})
-    start_worker(REPORTS_SEGMENT_ROWS=5000, PACED_SECONDS=0.05)
+    start_worker(REPORTS_SEGMENT_ROWS=5000, REPORTS_CHUNK_SIZE=500, PACED_SECONDS=0.05)
     writing = ReportSegment.objects.filter(job_id=job["id"], status="running", rows_done__gt=0, index__gt=0)
     segment = wait_for(writing.first, message="a segment being written")
     live = spool_file(segment)
@@ -116,7 +116,6 @@ def test_segment_objects_nobody_will_read_are_removed(alice, settings):
 def test_a_report_that_would_fill_the_spool_folder_fails_with_a_clear_message(alice, settings):
     demo.seed(20_000)
     settings.REPORTS_SPOOL_MAX_MB = 1
-    settings.REPORTS_CSV_COPY = False
     job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
     run_in_foreground(job)
     assert job.status == Status.FAILED and not job.file

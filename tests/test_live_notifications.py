@@ -41,7 +41,7 @@ def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, daphne_serve
         assert status == 202, body
         job_id = json.loads(body)["id"]
 
-        run_worker(REPORTS_CHUNK_SIZE=500, REPORTS_COPY_CHUNK_FACTOR=1, REPORTS_PROGRESS_INTERVAL=0)
+        run_worker(REPORTS_CHUNK_SIZE=500, REPORTS_PROGRESS_INTERVAL=0)
 
         messages = receive_until(alice_ws, "report.ready")
         progress = [m["job"]["rows_done"] for m in messages if m["type"] == "report.progress"]

@@ -1,77 +1,108 @@
-"""Long reads on a connection of their own return exactly what the ORM returns."""
+"""Reading a report's rows: ADBC batches (PostgreSQL) and keyset chunks (elsewhere) hold exactly what
+the ORM returns, typed as the writers take them; segment cuts are the keys at the given row numbers."""
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
-from django.db import connection, connections
-from django.db.utils import ConnectionDoesNotExist
+from django.db import connection
+from django.db.models import F, Value
+from django.db.models.functions import Concat, Upper
 
-from reports.queries import key_cuts, own_connection, row_chunks
+from reports import Column, Report
+from reports.queries import adbc_uri, key_cuts, key_range, report_frames, row_chunks
+from reports.registry import get_report
 from shop import demo
 from shop.models import Order
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-FIELDS = ["id", "number", "customer__name", "amount", "discount", "is_gift", "note", "created_at", "shipped_at"]
 
 
-def test_streamed_chunks_equal_the_orm_rows_datetimes_included():
+class ExpressionOrders(Report):
+    slug = "expression-orders"
+    model = Order
+    columns = [
+        "id", "amount",
+        Column("net", "Net", expression=F("amount") - F("quantity")),
+        Column("shout", "Shout", expression=Upper(Concat(F("country"), Value("!")))),
+        Column("checked", fields=["note"]),
+    ]  # fmt: skip
+
+    def value_checked(self, row):
+        return (row["note"] or "")[:3]
+
+
+def python_values(frame, specs):
+    """The frame's values as the ORM gives them (decimals as Decimal, datetimes aware)."""
+    rows = []
+    for row in frame.iter_rows():
+        rows.append(
+            tuple(Decimal(v) if s.kind == "decimal" and v is not None else v for v, s in zip(row, specs, strict=True))
+        )
+    return rows
+
+
+def test_batches_hold_what_the_orm_returns_datetimes_and_decimals_included():
     demo.seed(700)
-    Order.objects.filter(pk=Order.objects.order_by("pk").first().pk).update(
-        created_at=dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-3)))
-    )
+    first = Order.objects.order_by("pk").first()
+    moment = dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-3)))
+    Order.objects.filter(pk=first.pk).update(created_at=moment)
+    report = get_report("orders")
+    queryset = report.get_report_queryset({}, None)
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    chunks = list(row_chunks(Order.objects.all(), FIELDS, None, upper, 100))
-    assert [len(rows) for rows in chunks] == [100] * 7
-    streamed = [row for rows in chunks for row in rows]
-    expected = list(Order.objects.order_by("pk").values_list(*FIELDS))
-    assert streamed == expected
-    first = streamed[0][FIELDS.index("created_at")]
-    assert first == dt.datetime(2024, 3, 1, 2, 59, 59, 999999, tzinfo=dt.UTC) and first.tzinfo is dt.UTC
-    assert all(r[FIELDS.index("created_at")].tzinfo is dt.UTC for r in streamed)
+    frames = list(report_frames(report, queryset, None, upper, 100))
+    specs = report.get_column_specs()
+    assert all(list(f.columns) == [s.name for s in specs] for f in frames)
+    streamed = [row for frame in frames for row in python_values(frame, specs)]
+    assert streamed == list(Order.objects.order_by("pk").values_list(*report.get_fetch_fields()))
+    assert streamed[0][specs.index(next(s for s in specs if s.name == "created_at"))] == moment
 
 
-def test_the_reader_is_a_connection_of_its_own_and_goes_away():
-    with own_connection("default") as reader:
-        with reader.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            reader_pid = cursor.fetchone()[0]
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            assert cursor.fetchone()[0] != reader_pid
-            alias = reader.alias
-    with pytest.raises(ConnectionDoesNotExist):
-        connections[alias]
+def test_expression_columns_are_computed_by_the_database_and_python_ones_per_batch():
+    demo.seed(300)
+    report = ExpressionOrders()
+    assert [s.kind for s in report.get_column_specs()] == ["integer", "decimal", "decimal", "text", "text"]
+    upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
+    frames = list(report_frames(report, report.get_report_queryset({}, None), None, upper, 100))
+    got = [row for frame in frames for row in frame.iter_rows()]
+    expected = [(o.id, f"{o.amount:.2f}", f"{o.amount - o.quantity:.2f}", f"{o.country.upper()}!", (o.note or "")[:3])
+                for o in Order.objects.order_by("pk")]  # fmt: skip
+    assert got == expected
+
+
+def test_a_key_range_reads_exactly_its_rows_either_way():
+    demo.seed(500)
+    report = get_report("orders")
+    keys = list(Order.objects.filter(status="paid").order_by("pk").values_list("pk", flat=True))
+    queryset = report.get_report_queryset({"status": "paid"}, None)
+    by_adbc = [row[0] for frame in report_frames(report, queryset, keys[10], keys[-5], 7) for row in frame.iter_rows()]
+    chunks = list(row_chunks(key_range(queryset, keys[10], keys[-5]), ["id"], 7))
+    assert by_adbc == [row[0] for chunk in chunks for row in chunk] == keys[11:-4]
+    assert all(len(chunk) <= 7 for chunk in chunks)
+
+
+def test_closing_the_batches_early_ends_the_query():
+    demo.seed(3000)
+    report = get_report("orders")
+    upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
+    frames = report_frames(report, report.get_report_queryset({}, None), None, upper, 100)
+    next(frames)
+    frames.close()
 
     def gone():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [reader_pid])
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%shop_order%%' AND "
+                           "pid <> pg_backend_pid() AND state = 'active'")  # fmt: skip
             return cursor.fetchone()[0] == 0
 
-    wait_for(gone, timeout=5, message="the reader's backend to exit")
+    wait_for(gone, timeout=10, message="the read to end")
 
 
-def test_a_reader_is_a_plain_connection_even_where_the_database_uses_a_pool(monkeypatch):
-    connection.ensure_connection()
-    monkeypatch.setitem(connection.settings_dict, "OPTIONS", {**connection.settings_dict["OPTIONS"], "pool": True})
-    with own_connection("default") as reader:
-        assert "pool" not in reader.settings_dict["OPTIONS"] and reader.pool is None
-        with reader.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            assert cursor.fetchone() == (1,)
-
-
-@pytest.mark.parametrize("server_side", [True, False])
-def test_a_key_range_reads_exactly_its_rows_either_way(settings, server_side):
-    demo.seed(500)
-    keys = list(Order.objects.filter(status="paid").order_by("pk").values_list("pk", flat=True))
-    connections["default"].settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = not server_side
-    try:
-        chunks = list(row_chunks(Order.objects.filter(status="paid"), ["id"], keys[10], keys[-5], 7))
-    finally:
-        connections["default"].settings_dict["DISABLE_SERVER_SIDE_CURSORS"] = False
-    assert [row[0] for rows in chunks for row in rows] == keys[11:-4]
-    assert all(len(rows) <= 7 for rows in chunks)
+def test_the_adbc_uri_is_the_databases_own():
+    settings_dict = {"USER": "me@x", "PASSWORD": "p@ss:w/rd", "HOST": "db.example", "PORT": 5433, "NAME": "reports",
+                     "OPTIONS": {"sslmode": "require", "pool": {"min_size": 1}}}  # fmt: skip
+    assert adbc_uri(settings_dict) == "postgresql://me%40x:p%40ss%3Aw%2Frd@db.example:5433/reports?sslmode=require"
 
 
 def test_key_cuts_are_the_keys_at_the_given_row_numbers_of_the_filtered_rows():

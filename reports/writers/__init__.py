@@ -9,6 +9,7 @@ from typing import BinaryIO
 from .base import ColumnSpec, Piece, SegmentInfo, Slice, Writer, WriterOptions, cut_positions
 from .csv import CsvWriter, ExcelCsvWriter
 from .json import JsonWriter, NdjsonWriter
+from .parquet import ParquetWriter
 from .pdf import PdfWriter
 from .xlsx import XlsxWriter
 
@@ -36,6 +37,7 @@ FORMATS: dict[str, Format] = {
         Format("xlsx", "Excel (XLSX)", XlsxWriter),
         Format("json", "JSON", JsonWriter),
         Format("ndjson", "NDJSON", NdjsonWriter),
+        Format("parquet", "Parquet", ParquetWriter),
         Format("pdf", "PDF", PdfWriter),
     ]
 }
@@ -66,8 +68,17 @@ def write_file(
         name = f"segment-{len(segments)}"
         written[name] = buffer.getvalue()
         segments.append(SegmentInfo(name, len(written[name]), end - start, meta))
-    for piece in writer_class(io.BytesIO(), columns, options).assemble(segments):
-        fh.write(piece if isinstance(piece, bytes) else written[piece.name][piece.start : piece.end])
+    join_in_memory(writer_class(fh, columns, options), segments, written)
 
 
-__all__ = ["FORMATS", "ColumnSpec", "Format", "Piece", "SegmentInfo", "Slice", "Writer", "WriterOptions", "write_file"]
+def join_in_memory(joiner: Writer, segments: Sequence[SegmentInfo], written: dict[str, bytes]) -> None:
+    """Join segments whose bytes are in `written` (by name) into the joiner's file object."""
+    if joiner.rewrites:
+        joiner.rewrite(segments, lambda name: io.BytesIO(written[name]))
+        return
+    for piece in joiner.assemble(segments):
+        joiner.fh.write(piece if isinstance(piece, bytes) else written[piece.name][piece.start : piece.end])
+
+
+__all__ = ["FORMATS", "ColumnSpec", "Format", "Piece", "SegmentInfo", "Slice", "Writer", "WriterOptions",
+           "join_in_memory", "write_file"]  # fmt: skip

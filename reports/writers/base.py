@@ -1,20 +1,23 @@
-"""The one small interface every format writer implements. Nothing here knows Django."""
+"""The one small interface every format writer implements, and what they share. Nothing here knows
+Django. Writers take columnar batches (Polars frames) and format whole columns at once."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, ClassVar
+
+import polars as pl
 
 KINDS = ("text", "integer", "decimal", "float", "boolean", "date", "datetime", "time")
 # Formula injection (README, "Security"). OWASP: a cell starting with = + - @ TAB or CR may run as a
 # formula in Excel, LibreOffice or Google Sheets. Some applications skip leading whitespace, or read
 # full-width and small-form look-alikes (＝ ＋ － ＠ ﹦ ﹢ ﹣ ﹫) and the minus sign − as the signs, so text
 # is escaped when it starts with TAB or CR, or when its first character after any whitespace and
-# invisible format characters is one of those signs. The classes are shared with the CSV written by
-# PostgreSQL (reports.fastpath), whose regular expressions read them alike.
+# invisible format characters is one of those signs. (Python's re and Polars' Rust regex read the
+# pattern alike.)
 FORMULA_SIGNS = "=+\\-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b\u2212"
 SKIPPED_BEFORE_FORMULA = (
     "\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u180e\u2000-\u200f\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"
@@ -28,6 +31,8 @@ class ColumnSpec:
     name: str
     label: str
     kind: str = "text"
+    precision: int | None = None  # decimals: digits in all and after the point, where known (Parquet types them)
+    scale: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -43,48 +48,62 @@ class WriterOptions:
 
 
 # Every character a risky text can start with: text starting otherwise needs no regular expression.
-FORMULA_FIRST_CHARACTERS = frozenset(
-    re.findall(f"[{SKIPPED_BEFORE_FORMULA}{FORMULA_SIGNS}]", "".join(map(chr, range(0x10000))))
-)
-
-
 def formula_risk(text: str) -> bool:
-    return bool(text) and text[0] in FORMULA_FIRST_CHARACTERS and FORMULA_RISK.match(text) is not None
+    return bool(text) and FORMULA_RISK.match(text) is not None
 
 
-def row_formatter(columns: Sequence[ColumnSpec], options: WriterOptions, *, booleans: bool, decimals: bool,
-                  escape: bool) -> Callable[[Sequence], Sequence]:  # fmt: skip
-    """A function turning a row's values into text where the format needs it: datetimes in the
-    report's zone with offset, dates and times in ISO 8601, and optionally formula-escaped text,
-    booleans (true/false) and decimals (plain digits). Other values pass through untouched.
+# The frames writers take: one column per ColumnSpec, named after it, of the Polars type of its kind.
+# Decimals travel as the text of their exact digits ("-12.50"), datetimes as microseconds in UTC.
+DTYPES = {
+    "text": pl.String, "integer": pl.Int64, "decimal": pl.String, "float": pl.Float64, "boolean": pl.Boolean,
+    "date": pl.Date, "datetime": pl.Datetime("us", "UTC"), "time": pl.Time,
+}  # fmt: skip
 
-    It is generated once per column layout as one expression (`lambda r: (r[0], f1(r[1]), ...)`),
-    which is the cheapest per-row shape in CPython: this runs for every row of every report.
-    """
-    tz = options.time_zone
 
-    def datetime_text(v):
-        if v is None:
-            return None
-        return (v if v.tzinfo is tz else v.astimezone(tz)).isoformat()
+def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> pl.DataFrame:
+    """Python rows (values in column order) as the frame writers take: the slow way, for databases
+    without a columnar driver, computed columns and tests."""
+    values = list(zip(*rows, strict=True)) or [()] * len(columns)
+    series = []
+    for spec, column in zip(columns, values, strict=True):
+        if spec.kind == "decimal":
+            column = [None if v is None else format(v, "f") for v in column]
+        elif spec.kind == "datetime":
+            column = [None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None) for v in column]
+            series.append(pl.Series(spec.name, column, dtype=pl.Datetime("us")).dt.replace_time_zone("UTC"))
+            continue
+        series.append(pl.Series(spec.name, column, dtype=DTYPES[spec.kind]))
+    return pl.DataFrame(series)
 
-    by_kind: dict[str, Callable] = {
-        "datetime": datetime_text,
-        "date": lambda v: None if v is None else v.isoformat(),
-        "time": lambda v: None if v is None else v.isoformat(),
-    }
-    if booleans:
-        by_kind["boolean"] = lambda v: None if v is None else ("true" if v else "false")
-    if decimals:
-        by_kind["decimal"] = lambda v: None if v is None else format(v, "f")
-    if escape:
-        first, risky = FORMULA_FIRST_CHARACTERS, FORMULA_RISK.match
-        by_kind["text"] = lambda v: "'" + v if v.__class__ is str and v and v[0] in first and risky(v) else v
-    functions = {f"f{i}": by_kind[c.kind] for i, c in enumerate(columns) if c.kind in by_kind}
-    if not functions:
-        return lambda row: row
-    cells = ", ".join(f"f{i}(r[{i}])" if f"f{i}" in functions else f"r[{i}]" for i in range(len(columns)))
-    return eval(f"lambda r: ({cells},)", functions)  # noqa: S307 - built from column indexes only
+
+def zone_name(zone: dt.tzinfo) -> str:
+    """The IANA name of a zone (what Polars takes)."""
+    return "UTC" if zone is dt.UTC else str(getattr(zone, "key", zone))
+
+
+def iso_text(column: ColumnSpec, options: WriterOptions) -> pl.Expr:
+    """Dates, times and datetimes as Python's isoformat() writes them: datetimes in the report's zone
+    with offset, microseconds only when not zero. Other kinds as they are."""
+    value = pl.col(column.name)
+    if column.kind == "datetime":  # (".000000" can stand only where the microseconds are)
+        local = value.dt.convert_time_zone(zone_name(options.time_zone))
+        return local.dt.to_string("%Y-%m-%dT%H:%M:%S%.6f%:z").str.replace(".000000", "", literal=True)
+    if column.kind == "date":
+        return value.dt.to_string("%Y-%m-%d")
+    if column.kind == "time":
+        return value.dt.to_string("%H:%M:%S%.6f").str.replace(".000000", "", literal=True)
+    return value
+
+
+def escape_formulas(text: pl.Expr) -> pl.Expr:
+    """Text a spreadsheet may run as a formula gets a leading apostrophe (FORMULA_RISK)."""
+    return pl.when(text.str.contains(f"^(?:{FORMULA_RISK_PATTERN})")).then(pl.lit("'") + text).otherwise(text)
+
+
+def python_repr(value: pl.Expr) -> pl.Expr:
+    """Floats as Python's repr() writes them (shortest round-trip digits, exponents outside
+    1e-4..1e16): per value in Python, the one slow step, for the rare float columns."""
+    return value.map_elements(repr, return_dtype=pl.String)
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,7 @@ class Writer:
     """Writes rows (sequences in column order) in segments, and says how the segments make one file.
 
     A report's rows are cut into key-range segments that any worker writes on its own:
-    open_segment(), write_rows() a chunk at a time, close_segment() -> meta. Then assemble() lists
+    open_segment(), write_batch() a batch at a time, close_segment() -> meta. Then assemble() lists
     the final file's pieces: bytes the join writes (a header, a footer) and slices of the segments,
     in order, so that a storage may put the file together without the bytes passing through the
     worker (S3's UploadPartCopy). The file is the same however the rows were cut.
@@ -140,6 +159,8 @@ class Writer:
     laid_out_whole: ClassVar[bool] = False
     # Rows per sheet, where the format has sheets (XLSX): segments never straddle two.
     sheet_rows: ClassVar[int | None] = None
+    # The join rewrites the segments into one file (Parquet) instead of joining their bytes.
+    rewrites: ClassVar[bool] = False
     # About how many rows a second one worker writes in this format (12 columns, one core; measured
     # by the benchmark): segments are sized to take REPORTS_SEGMENT_SECONDS.
     rows_per_second: ClassVar[int] = 50_000
@@ -152,8 +173,13 @@ class Writer:
     def open_segment(self) -> None:
         """Get ready to write one segment's rows into fh."""
 
-    def write_rows(self, rows: Iterable[Sequence]) -> None:
+    def write_batch(self, frame: pl.DataFrame) -> None:
+        """Write a batch of rows: a frame with a column per ColumnSpec (frame_from_rows shows the types)."""
         raise NotImplementedError
+
+    def write_rows(self, rows: Iterable[Sequence]) -> None:
+        """Python rows, the slow way (tests, and whoever has rows rather than batches)."""
+        self.write_batch(frame_from_rows(self.columns, rows))
 
     def close_segment(self) -> dict:
         """Flush the segment; return what assemble() will need of it (JSON-able), if anything."""

@@ -2,35 +2,56 @@
 
 Datetimes are ISO 8601 with offset, in the report's time zone; dates and times ISO 8601; NULL is
 null. Decimals are written as strings of their exact digits ("12.50"): a JSON number would be read
-as a binary float by most parsers and lose cents on large amounts.
+as a binary float by most parsers and lose cents on large amounts. The objects are built a column
+at a time (Polars expressions), byte for byte what Python's json module writes (compact separators,
+ensure_ascii=False).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from .base import Piece, SegmentInfo, Writer, row_formatter, whole
+import polars as pl
+
+from .base import ColumnSpec, Piece, SegmentInfo, Writer, iso_text, whole
+
+# What json escapes in a string (ensure_ascii=False): the quote, the backslash and control characters.
+SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+ESCAPES = {chr(c): SHORT.get(chr(c), f"\\u{c:04x}") for c in range(0x20)} | SHORT
+
+
+def json_string(text: pl.Expr) -> pl.Expr:
+    return pl.lit('"') + text.str.replace_many(list(ESCAPES), list(ESCAPES.values())) + pl.lit('"')
 
 
 class NdjsonWriter(Writer):
     extension = "ndjson"
     content_type = "application/x-ndjson"
-    rows_per_second = 65_000
+    rows_per_second = 300_000
     row_start, row_end = "", "\n"
 
     def open_segment(self) -> None:
-        self.names = [c.name for c in self.columns]
-        self.encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
-        # JSON has no formulas: text stays exactly as it is in the database.
-        self.format_row = row_formatter(self.columns, self.options, booleans=False, decimals=True, escape=False)
+        members = []
+        for i, column in enumerate(self.columns):
+            key = ("{" if i == 0 else ",") + json.dumps(column.name, ensure_ascii=False) + ":"
+            members += [pl.lit(key), self.value(column).fill_null("null")]
+        self.line = pl.concat_str([pl.lit(self.row_start), *members, pl.lit("}")]).alias("line")
 
-    def write_rows(self, rows: Iterable[Sequence]) -> None:
-        names, encode, format_row = self.names, self.encode, self.format_row
-        lines = [encode(dict(zip(names, format_row(row), strict=True))) for row in rows]
-        if lines:
-            joint = self.row_end + self.row_start
-            self.fh.write((self.row_start + joint.join(lines) + self.row_end).encode())
+    def value(self, column: ColumnSpec) -> pl.Expr:
+        value = pl.col(column.name)
+        if column.kind == "integer":
+            return value.cast(pl.String)
+        if column.kind == "float":  # json's own float text (Infinity, NaN and exponents as Python writes them)
+            return value.map_elements(json.dumps, return_dtype=pl.String)
+        if column.kind == "boolean":
+            return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
+        return json_string(iso_text(column, self.options).cast(pl.String))  # text, decimals, dates, times
+
+    def write_batch(self, frame: pl.DataFrame) -> None:
+        if frame.height:
+            frame.select(self.line).write_csv(self.fh, include_header=False, quote_style="never",
+                                              line_terminator=self.row_end)  # fmt: skip
 
 
 class JsonWriter(NdjsonWriter):

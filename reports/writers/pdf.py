@@ -9,16 +9,16 @@ REPORTS_PDF_MAX_ROWS (when asked for, and again when it starts), so that stays b
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
 from xml.sax.saxutils import escape
 
+import polars as pl
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, TableStyle
 
-from .base import Writer, row_formatter
+from .base import ColumnSpec, Writer, iso_text, python_repr
 
 WEIGHTS = {"text": 3.0, "datetime": 3.3, "date": 1.4, "time": 1.2, "decimal": 1.4, "float": 1.4, "integer": 1.1,
            "boolean": 0.9}  # fmt: skip
@@ -28,25 +28,31 @@ CLIPPED = "… [clipped]"
 CELL_PADDING = 6  # reportlab's default left + right padding of a table cell, in points
 
 
-def cell_text(value) -> str:
-    text = "" if value is None else str(value)
-    return text[:MAX_CELL] + "…" if len(text) > MAX_CELL else text
-
-
 class PdfWriter(Writer):
     extension = "pdf"
     content_type = "application/pdf"
     laid_out_whole = True
 
     def open_segment(self) -> None:
-        # A PDF runs no formulas: text stays as it is.
-        self.format_row = row_formatter(self.columns, self.options, booleans=True, decimals=True, escape=False)
         self.styles = getSampleStyleSheet()
         self.cell_style = self.styles["BodyText"].clone("cell", fontSize=7, leading=8.5)
-        self.rows: list[list] = []
+        self.rows: list[tuple] = []
+        # A PDF runs no formulas: text stays as it is. Values as the CSV shows them; NULL empty.
+        self.texts = [self.text(c).cast(pl.String).fill_null("") for c in self.columns]
 
-    def write_rows(self, rows: Iterable[Sequence]) -> None:
-        self.rows.extend([cell_text(value) for value in self.format_row(row)] for row in rows)
+    def text(self, column: ColumnSpec) -> pl.Expr:
+        value = pl.col(column.name)
+        if column.kind == "boolean":
+            return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
+        if column.kind == "float":
+            return python_repr(value)
+        if column.kind == "text":
+            long = value.str.len_chars() > MAX_CELL
+            return pl.when(long).then(value.str.slice(0, MAX_CELL) + pl.lit("…")).otherwise(value)
+        return iso_text(column, self.options)
+
+    def write_batch(self, frame: pl.DataFrame) -> None:
+        self.rows.extend(frame.select(self.texts).rows())
 
     def paragraph(self, text: str, width: float):
         """A table cell: the text wrapped to the column, clipped with a marker to at most MAX_LINES

@@ -13,15 +13,18 @@ deflate call per chunk. Excel has no time zones: datetimes are written in the re
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
-import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-from .base import Piece, SegmentInfo, Writer, whole
-from .zipjoin import LEVEL, Entry, StreamJoin, zip_pieces
+import polars as pl
+
+from .base import Piece, SegmentInfo, Writer, whole, zone_name
+from .zipjoin import SYNC_FLUSH, Entry, StreamJoin, compressor, crc32, zip_pieces
 
 EXCEL_MAX_ROWS = 1_048_576  # including the header row
+DEFLATE_BLOCK = 1 << 20
 CELL_LIMIT = 32_767
 TRUNCATED = "…[truncated]"
 WIDTHS = {"datetime": 20, "date": 12, "time": 10, "boolean": 8, "integer": 12, "decimal": 14, "float": 14}
@@ -85,32 +88,62 @@ def text_cell(value, style: int = 0) -> str:
     return f'<c t="inlineStr"{style_attr}><is><t xml:space="preserve">{xml_text(str(value))}</t></is></c>'
 
 
-def cell_writer(kind: str, tz: dt.tzinfo) -> Callable[[object], str]:
-    """A function from one value of this column kind to its <c> element."""
-    if kind == "integer":
-        return lambda v: "<c/>" if v is None else f"<c><v>{v}</v></c>"
-    if kind == "float":
-        return lambda v: "<c/>" if v is None else f"<c><v>{v!r}</v></c>"
-    if kind == "decimal":
-        return lambda v: "<c/>" if v is None else f'<c s="{DECIMAL}"><v>{float(v)!r}</v></c>'
-    if kind == "boolean":
-        return lambda v: "<c/>" if v is None else f'<c t="b"><v>{int(v)}</v></c>'
-    if kind == "datetime":
+# The cells of a column, a batch at a time (Polars). Numbers are written as Python's repr() writes the
+# same double: Excel reads back exactly the value the row-at-a-time writer wrote.
+TO_1970_US = 25_569 * 86_400 * 1_000_000  # 1899-12-30 (Excel's day 0) to 1970-01-01, in microseconds
+# Text that xml_text() would change: long, or holding what XML escapes or cannot carry, or _xHHHH_.
+CHANGED_BY_XML = "[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9A-Fa-f]{4}_"
 
-        def datetime_cell(v):
-            if v is None:
-                return "<c/>"
-            local = (v if v.tzinfo is tz else v.astimezone(tz)).replace(tzinfo=None)
-            return f'<c s="{DATETIME}"><v>{(local - EPOCH).total_seconds() / DAY!r}</v></c>'
 
-        return datetime_cell
+def number_text(values: pl.Series) -> pl.Series:
+    """Doubles as repr() writes them: Polars' text where it is the same (shortest digits, no exponent),
+    repr() itself for the few outside 1e-4..1e16."""
+    text = values.cast(pl.String)
+    size = values.abs()
+    odd = ((size < 1e-4) & (size != 0)) | (size >= 1e16) | values.is_nan() | values.is_infinite()
+    if odd.any():
+        where = odd.fill_null(False).arg_true()
+        text = text.scatter(where, [repr(v) for v in values.gather(where).to_list()])
+    return text
+
+
+def serial_number(values: pl.Series, kind: str, zone: str) -> pl.Series:
+    """Dates, datetimes (in `zone`) and times as Excel's day numbers."""
     if kind == "date":
-        return lambda v: "<c/>" if v is None else f'<c s="{DATE}"><v>{(v - EPOCH.date()).days}</v></c>'
+        return (values.cast(pl.Int32) + 25_569).cast(pl.String)
     if kind == "time":
-        return lambda v: "<c/>" if v is None else (
-            f'<c s="{TIME}"><v>{(v.hour * 3600 + v.minute * 60 + v.second + v.microsecond / 1e6) / DAY!r}</v></c>'
-        )  # fmt: skip
-    return text_cell
+        nanoseconds = values.cast(pl.Int64)
+        seconds = (nanoseconds // 1_000_000_000).cast(pl.Float64)
+        return number_text((seconds + (nanoseconds // 1000 % 1_000_000).cast(pl.Float64) / 1e6) / DAY)
+    local = values.dt.convert_time_zone(zone).dt.replace_time_zone(None).dt.epoch("us")
+    return number_text((local + TO_1970_US).cast(pl.Float64) / 1e6 / DAY)
+
+
+def text_cells(values: pl.Series) -> pl.Series:
+    """xml_text() for a whole column: the few values it changes go through it, the rest stay."""
+    changed = ((values.str.len_bytes() > CELL_LIMIT) | values.str.contains(CHANGED_BY_XML)).fill_null(False)
+    if not changed.any():
+        return values
+    where = changed.arg_true()
+    return values.scatter(where, [xml_text(v) for v in values.gather(where).to_list()])
+
+
+def cells(values: pl.Series, kind: str, zone: str) -> pl.Series:
+    """The <c> element of each value of a column of this kind."""
+    if kind == "text":
+        inner, start, end = text_cells(values), '<c t="inlineStr"><is><t xml:space="preserve">', "</t></is></c>"
+    elif kind == "boolean":
+        inner, start, end = values.cast(pl.Int8).cast(pl.String), '<c t="b"><v>', "</v></c>"
+    elif kind == "integer":
+        inner, start, end = values.cast(pl.String), "<c><v>", "</v></c>"
+    elif kind in ("float", "decimal"):
+        style = f' s="{DECIMAL}"' if kind == "decimal" else ""
+        inner, start, end = number_text(values.cast(pl.Float64)), f"<c{style}><v>", "</v></c>"
+    else:
+        style = {"date": DATE, "datetime": DATETIME, "time": TIME}[kind]
+        inner, start, end = serial_number(values, kind, zone), f'<c s="{style}"><v>', "</v></c>"
+    return pl.select(pl.when(values.is_null()).then(pl.lit("<c/>"))
+                     .otherwise(pl.lit(start) + inner + pl.lit(end))).to_series()  # fmt: skip
 
 
 class XlsxWriter(Writer):
@@ -120,20 +153,28 @@ class XlsxWriter(Writer):
     rows_per_second = 45_000
 
     def open_segment(self) -> None:
-        self.cells = [cell_writer(c.kind, self.options.time_zone) for c in self.columns]
-        self.deflate = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+        self.zone = zone_name(self.options.time_zone)
+        self.deflate = compressor()
         self.crc = self.size = 0
+        self.pending = bytearray()  # deflated in blocks of the same size however the rows came: same bytes
 
-    def write_rows(self, rows: Iterable[Sequence]) -> None:
-        cells = self.cells
-        xml = "".join([f"<row>{''.join([cell(v) for cell, v in zip(cells, values, strict=True)])}</row>"
-                       for values in rows]).encode()  # fmt: skip
-        self.crc = zlib.crc32(xml, self.crc)
+    def write_batch(self, frame: pl.DataFrame) -> None:
+        if not frame.height:
+            return
+        columns = [cells(frame[c.name], c.kind, self.zone) for c in self.columns]
+        rows = pl.select(pl.concat_str([pl.lit("<row>"), *columns, pl.lit("</row>")]))
+        buffer = io.BytesIO()
+        rows.write_csv(buffer, include_header=False, quote_style="never", line_terminator="")
+        xml = buffer.getvalue()
+        self.crc = crc32(xml, self.crc)
         self.size += len(xml)
-        self.fh.write(self.deflate.compress(xml))
+        self.pending += xml
+        while len(self.pending) >= DEFLATE_BLOCK:
+            self.fh.write(self.deflate.compress(self.pending[:DEFLATE_BLOCK]))
+            del self.pending[:DEFLATE_BLOCK]
 
     def close_segment(self) -> dict:
-        self.fh.write(self.deflate.flush(zlib.Z_SYNC_FLUSH))
+        self.fh.write(self.deflate.compress(self.pending) + self.deflate.flush(SYNC_FLUSH))
         return {"crc32": self.crc, "size": self.size}
 
     def assemble(self, segments: Sequence[SegmentInfo]) -> list[Piece]:

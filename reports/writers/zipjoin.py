@@ -14,18 +14,29 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from isal import isal_zlib
+
 from .base import Piece, Slice
 
-LEVEL = 1  # deflate level: level 1 already makes sheet XML ~8x smaller; higher levels cost far more CPU
+# Deflate by ISA-L (python-isal): the same format as zlib's, about five times faster at level 1 on
+# sheet XML (measured: see the README), which already makes it ~8x smaller.
+LEVEL = 1
 DOS_DATE, DOS_TIME = (2020 - 1980) << 9 | 1 << 5 | 1, 0  # 2020-01-01 00:00
+SYNC_FLUSH, FINISH = isal_zlib.Z_SYNC_FLUSH, isal_zlib.Z_FINISH
+crc32 = isal_zlib.crc32
 ZIP32_LIMIT = 0xFFFFFFFF  # sizes and offsets from here on need ZIP64 (tests lower it)
 MARK = 0xFFFFFFFF  # "see the ZIP64 record"
 
 
+def compressor():
+    """A raw deflate stream's compressor (flush with SYNC_FLUSH to end a piece, FINISH the last)."""
+    return isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -15)
+
+
 def deflate(data: bytes, *, last: bool) -> bytes:
     """A raw deflate stream of `data`, ended with a sync flush (to be continued) or finished."""
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    deflating = compressor()
+    return deflating.compress(data) + deflating.flush(FINISH if last else SYNC_FLUSH)
 
 
 # -- CRC-32 of joined data -------------------------------------------------------------------------
@@ -84,7 +95,7 @@ class Entry:
     def of(cls, name: str, data: bytes) -> Entry:
         """A small entry compressed here and now."""
         compressed = deflate(data, last=True)
-        return cls(name, [compressed], zlib.crc32(data), len(data), len(compressed))
+        return cls(name, [compressed], crc32(data), len(data), len(compressed))
 
 
 class StreamJoin:
@@ -103,7 +114,7 @@ class StreamJoin:
         self.compressed_size += len(piece) if isinstance(piece, bytes) else piece.end - piece.start
 
     def add_data(self, data: bytes, *, last: bool = False) -> None:
-        self.add(deflate(data, last=last), crc=zlib.crc32(data), size=len(data))
+        self.add(deflate(data, last=last), crc=crc32(data), size=len(data))
 
     def entry(self, name: str) -> Entry:
         return Entry(name, self.pieces, self.crc, self.size, self.compressed_size)
