@@ -24,8 +24,8 @@ run: install  ## the whole stack with demo data: Redis, migrations, seed, daphne
 	scripts/services.sh redis
 	$(BIN)/python scripts/run.py
 
-test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne, S3 and Chromium
-	scripts/services.sh postgres redis chromium
+test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne, S3, Chromium and LibreOffice
+	scripts/services.sh postgres redis chromium libreoffice
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the tests that need no worker process, browser or slow run (PostgreSQL and Redis all the same)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the named services (redis, postgres, chromium) are there and running on this machine.
+# Make sure the named services (redis, postgres, chromium, libreoffice) are there and running on this machine.
 # Starts them when they are installed but down; installs them from Debian's packages when missing
 # (as root). A REDIS_URL or DATABASE_URL that points at another host is left alone.
 set -euo pipefail
@@ -63,11 +63,16 @@ ensure_chromium() {
   command -v chromium >/dev/null || apt_install chromium
 }
 
+ensure_libreoffice() {  # a second XLSX reader for the tests, and pdftoppm for the PDF pages
+  command -v soffice >/dev/null && command -v pdftoppm >/dev/null || apt_install libreoffice-calc-nogui poppler-utils
+}
+
 for service in "$@"; do
   case $service in
     redis) ensure_redis ;;
     postgres) ensure_postgres ;;
     chromium) ensure_chromium ;;
-    *) log "unknown service $service (redis, postgres, chromium)"; exit 2 ;;
+    libreoffice) ensure_libreoffice ;;
+    *) log "unknown service $service (redis, postgres, chromium, libreoffice)"; exit 2 ;;
   esac
 done

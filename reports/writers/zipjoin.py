@@ -121,24 +121,28 @@ class StreamJoin:
 
 
 def zip_pieces(entries: Sequence[Entry]) -> list[Piece]:
-    """The whole zip file: each entry's local header and data, then the central directory."""
+    """The whole zip file: each entry's local header and data, then the central directory. ZIP64
+    fields (APPNOTE 4.5.3) are written only for what passes 32 bits: a local header then carries
+    both sizes; a central header each value that passes, in the order the format gives."""
     pieces: list[Piece] = []
     central: list[bytes] = []
     offset = 0
     for entry in entries:
         name = entry.name.encode()
-        zip64 = max(entry.size, entry.compressed_size, offset) >= ZIP32_LIMIT
-        local_extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.compressed_size) if zip64 else b""
-        sizes = (MARK, MARK) if zip64 else (entry.compressed_size, entry.size)
-        version = 45 if zip64 else 20
-        common = struct.pack("<HHHHHL", version, 0, zlib.DEFLATED, DOS_TIME, DOS_DATE, entry.crc)
-        common += struct.pack("<LLH", *sizes, len(name))
-        header = struct.pack("<L", 0x04034B50) + common + struct.pack("<H", len(local_extra)) + name + local_extra
+        big_sizes = max(entry.size, entry.compressed_size) >= ZIP32_LIMIT
+        version = 45 if big_sizes or offset >= ZIP32_LIMIT else 20
+        start = struct.pack("<HHHHHL", version, 0, zlib.DEFLATED, DOS_TIME, DOS_DATE, entry.crc)
+        local_extra = struct.pack("<HHQQ", 1, 16, entry.size, entry.compressed_size) if big_sizes else b""
+        sizes = struct.pack("<LL", *((MARK, MARK) if big_sizes else (entry.compressed_size, entry.size)))
+        header = (struct.pack("<L", 0x04034B50) + start + sizes + struct.pack("<HH", len(name), len(local_extra))
+                  + name + local_extra)  # fmt: skip
         pieces += [header, *entry.pieces]
-        central_extra = struct.pack("<HHQQQ", 1, 24, entry.size, entry.compressed_size, offset) if zip64 else b""
+        passing = [v for v in (entry.size, entry.compressed_size, offset) if v >= ZIP32_LIMIT]
+        central_extra = struct.pack(f"<HH{len(passing)}Q", 1, 8 * len(passing), *passing) if passing else b""
+        central_sizes = [MARK if v >= ZIP32_LIMIT else v for v in (entry.compressed_size, entry.size)]
         central.append(
-            struct.pack("<LH", 0x02014B50, version) + common
-            + struct.pack("<HHHHLL", len(central_extra), 0, 0, 0, 0, MARK if zip64 else offset)
+            struct.pack("<LH", 0x02014B50, version) + start + struct.pack("<LLH", *central_sizes, len(name))
+            + struct.pack("<HHHHLL", len(central_extra), 0, 0, 0, 0, MARK if offset >= ZIP32_LIMIT else offset)
             + name + central_extra
         )  # fmt: skip
         offset += len(header) + entry.compressed_size
