@@ -1,6 +1,6 @@
 """One export approach per process, so each one's peak memory is its own. Run by bench/run.py:
 
-    python bench/approaches.py NAME OUTPUT_FILE      -> prints {"rows": n, "seconds": s}
+    python bench/approaches.py NAME OUTPUT_FILE      -> prints {"rows": n, "seconds": s, "cpu": s}
 
 The pipeline itself is measured through a real RQ worker by run.py, not here.
 """
@@ -136,6 +136,6 @@ if __name__ == "__main__":
     if name in ("enqueue", "show"):
         globals()[name](*args)
     else:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         rows = APPROACHES[name](args[0])
-        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
+        print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}))

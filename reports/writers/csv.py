@@ -13,49 +13,54 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from .base import ColumnSpec, Piece, SegmentInfo, Writer, escape_formulas, iso_text, python_repr, whole
+from .base import ColumnSpec, Piece, SegmentInfo, Writer, changed_where, escape_formulas, iso_text, python_repr, whole
 
 BOM = "\ufeff"
+
+
+def quoted(text: pl.Series) -> pl.Series:
+    return '"' + text.str.replace_all('"', '""', literal=True) + '"'
 
 
 class CsvWriter(Writer):
     extension = "csv"
     content_type = "text/csv; charset=utf-8"
-    rows_per_second = 400_000
+    rows_per_second = 450_000
     bom = False
 
     def open_segment(self) -> None:
         self.delimiter = self.options.extra.get("delimiter", ",")
+        self.special = f'[{re.escape(self.delimiter)}"\r\n]'
         self.line = pl.concat_str([self.cell(c) for c in self.columns], separator=self.delimiter).alias("line")
 
     def cell(self, column: ColumnSpec) -> pl.Expr:
         """A column's cells as text: integers and decimals as digits, booleans true/false, datetimes
-        ISO 8601 with offset, NULL empty; text quoted where it must be, escaped if it could run."""
+        ISO 8601 with offset, NULL empty. Text (and floats) come as text_cells() made them."""
         value = pl.col(column.name)
         if column.kind == "boolean":
             return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false")).otherwise(pl.lit(""))
-        if column.kind == "text":
-            text = escape_formulas(value) if self.options.escape_formulas else value
-            return self.quoted(text).fill_null("")
-        if column.kind == "float":
-            return self.quoted(python_repr(value)).fill_null("")
+        if column.kind in ("text", "float"):
+            return value.fill_null("")
         return iso_text(column, self.options).cast(pl.String).fill_null("")
 
-    def quoted(self, text: pl.Expr) -> pl.Expr:
-        """Quoted (quotes doubled) when it holds the delimiter, a quote or a line break, as csv does."""
-        special = text.str.contains(f'[{re.escape(self.delimiter)}"\r\n]')
-        return (
-            pl.when(special)
-            .then(pl.lit('"') + text.str.replace_all('"', '""', literal=True) + pl.lit('"'))
-            .otherwise(text)
-        )
+    def text_cells(self, values: pl.Series, kind: str) -> pl.Series:
+        """Text escaped if it could run, floats as repr() writes them; quoted (quotes doubled) where
+        they hold the delimiter, a quote or a line break, as Python's csv module does."""
+        if kind == "float":
+            text = python_repr(values)
+        else:
+            text = escape_formulas(values) if self.options.escape_formulas else values
+        return changed_where(text, text.str.contains(self.special), quoted)
 
     def write_batch(self, frame: pl.DataFrame) -> None:
-        if frame.height:
-            lines = frame.select(self.line)
-            if len(self.columns) == 1:  # csv quotes a lone empty field, or the row would vanish
-                lines = lines.select(pl.when(pl.col("line") == "").then(pl.lit('""')).otherwise(pl.col("line")))
-            lines.write_csv(self.fh, include_header=False, quote_style="never", line_terminator="\r\n")
+        if not frame.height:
+            return
+        frame = frame.with_columns(self.text_cells(frame[c.name], c.kind) for c in self.columns
+                                   if c.kind in ("text", "float"))  # fmt: skip
+        lines = frame.select(self.line)
+        if len(self.columns) == 1:  # csv quotes a lone empty field, or the row would vanish
+            lines = lines.select(pl.when(pl.col("line") == "").then(pl.lit('""')).otherwise(pl.col("line")))
+        lines.write_csv(self.fh, include_header=False, quote_style="never", line_terminator="\r\n")
 
     def header(self) -> bytes:
         text = io.StringIO(newline="")

@@ -14,21 +14,25 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from .base import ColumnSpec, Piece, SegmentInfo, Writer, iso_text, whole
+from .base import ColumnSpec, Piece, SegmentInfo, Writer, changed_where, iso_text, whole
 
 # What json escapes in a string (ensure_ascii=False): the quote, the backslash and control characters.
 SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 ESCAPES = {chr(c): SHORT.get(chr(c), f"\\u{c:04x}") for c in range(0x20)} | SHORT
 
 
-def json_string(text: pl.Expr) -> pl.Expr:
-    return pl.lit('"') + text.str.replace_many(list(ESCAPES), list(ESCAPES.values())) + pl.lit('"')
+NEEDS_ESCAPE = '["\\\\\x00-\x1f]'
+
+
+def json_escaped(text: pl.Series) -> pl.Series:
+    """Text as it stands inside a JSON string: the few values holding what json escapes are changed."""
+    return changed_where(text, text.str.contains(NEEDS_ESCAPE), lambda t: t.str.replace_many(ESCAPES))
 
 
 class NdjsonWriter(Writer):
     extension = "ndjson"
     content_type = "application/x-ndjson"
-    rows_per_second = 300_000
+    rows_per_second = 400_000
     row_start, row_end = "", "\n"
 
     def open_segment(self) -> None:
@@ -46,10 +50,12 @@ class NdjsonWriter(Writer):
             return value.map_elements(json.dumps, return_dtype=pl.String)
         if column.kind == "boolean":
             return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
-        return json_string(iso_text(column, self.options).cast(pl.String))  # text, decimals, dates, times
+        # Text as json_escaped() made it; decimals, dates and times hold nothing json escapes.
+        return pl.lit('"') + iso_text(column, self.options).cast(pl.String) + pl.lit('"')
 
     def write_batch(self, frame: pl.DataFrame) -> None:
         if frame.height:
+            frame = frame.with_columns(json_escaped(frame[c.name]) for c in self.columns if c.kind == "text")
             frame.select(self.line).write_csv(self.fh, include_header=False, quote_style="never",
                                               line_terminator=self.row_end)  # fmt: skip
 

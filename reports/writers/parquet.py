@@ -2,8 +2,8 @@
 zstd-compressed, for pandas, Spark, DuckDB and friends. Nothing is escaped: no formulas run there.
 
 A segment is a Parquet file of its rows. Parquet files do not concatenate, so the join rewrites the
-segments' row groups into one file, a batch at a time (reading compressed columns back is cheap next
-to building them from the database rows; memory stays one batch).
+segments' row groups into one file, a row group at a time (reading compressed columns back is cheap
+next to building them from the database rows).
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ ARROW_TYPES = {
     "date": pa.date32(), "datetime": pa.timestamp("us", tz="UTC"), "time": pa.time64("ns"),
 }  # fmt: skip
 COMPRESSION = "zstd"
+# Rows per row group of the final file (readers skip and read in row groups; a segment writes one per
+# batch). The join holds one while it builds it: ~25 MB at 12 columns (65,536 rows: ~45 MB).
+ROW_GROUP_ROWS = 32_768
 
 
 def arrow_type(column: ColumnSpec) -> pa.DataType:
@@ -33,7 +36,7 @@ def arrow_type(column: ColumnSpec) -> pa.DataType:
 class ParquetWriter(Writer):
     extension = "parquet"
     content_type = "application/vnd.apache.parquet"
-    rows_per_second = 600_000
+    rows_per_second = 450_000
     rewrites = True
 
     @property
@@ -52,9 +55,17 @@ class ParquetWriter(Writer):
         return {}
 
     def rewrite(self, segments: Sequence[SegmentInfo], open_segment: Callable[[str], BinaryIO]) -> None:
-        """Write the segments' rows, in order, as one Parquet file into fh."""
+        """Write the segments' rows, in order, as one Parquet file into fh: their row groups (one per
+        batch) read one at a time and written again in row groups of about ROW_GROUP_ROWS rows."""
         with pq.ParquetWriter(self.fh, self.schema, compression=COMPRESSION) as file:
+            pending: list[pa.Table] = []
             for segment in segments:
                 with open_segment(segment.name) as fh:
-                    for batch in pq.ParquetFile(fh).iter_batches():
-                        file.write_batch(batch)
+                    source = pq.ParquetFile(fh, pre_buffer=False)
+                    for group in range(source.num_row_groups):
+                        pending.append(source.read_row_group(group, use_threads=False))
+                        if sum(table.num_rows for table in pending) >= ROW_GROUP_ROWS:
+                            file.write_table(pa.concat_tables(pending))
+                            pending = []
+            if pending:
+                file.write_table(pa.concat_tables(pending))
