@@ -1,17 +1,23 @@
 """The websocket: authenticate, join the user's own group, replay what they have not seen, forward."""
 
+import asyncio
 import json
 import time
+from importlib import import_module
+from types import SimpleNamespace
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import get_user
 
 from .models import Notification
-from .services import MAX_IDS, user_group, valid_ids
+from .services import MAX_IDS, socket_opened, user_group, valid_ids
 
 REPLAY_LIMIT = 50
 MAX_CLIENT_MESSAGE = 4096
-NOT_AUTHENTICATED = 4401
+NOT_AUTHENTICATED = SESSION_ENDED = 4401  # the page does not reconnect: the user must log in again
+SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 CLIENT_MESSAGES_PER_SECOND = 5
 CLIENT_MESSAGES_BURST = 20
 
@@ -43,15 +49,46 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.user_id = user.pk
         self.bucket = TokenBucket(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_BURST)
         self.warned_at = float("-inf")
+        self.session_key = self.scope["session"].session_key
         self.group = user_group(user.pk)  # from the session, never from anything the client sends
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        socket_opened(+1)
+        self.counted = True
+        self.expiry = None
+        await self.watch_session_expiry()
         for message in await self.unseen_messages():
             await self.send_json({**message, "replay": True})
 
     async def disconnect(self, code):
+        if getattr(self, "counted", False):
+            socket_opened(-1)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+        if getattr(self, "expiry", None):
+            self.expiry.cancel()
+
+    # The socket lives as long as its session: it closes when the user logs out (that session), when
+    # the user changes their password, is deactivated or deleted (notifications.signals), and when the
+    # session expires (a timer set at its expiry date, checked again then).
+    async def session_ended(self, event):
+        if event.get("session_key") == self.session_key:
+            await self.close(code=SESSION_ENDED)
+
+    async def session_check(self, event):
+        if not await self.session_valid():
+            await self.close(code=SESSION_ENDED)
+
+    async def watch_session_expiry(self) -> None:
+        seconds = await self.seconds_to_expiry()
+        if seconds is None:
+            await self.close(code=SESSION_ENDED)
+            return
+        loop = asyncio.get_running_loop()
+        self.expiry = loop.call_later(seconds + 0.5, lambda: loop.create_task(self.expiry_reached()))
+
+    async def expiry_reached(self) -> None:
+        await self.watch_session_expiry()  # extended meanwhile: a new timer; ended: closed
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         if not self.bucket.take():  # dropped; said at most once a second, so flooding gets little back
@@ -83,6 +120,23 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
 
     async def notification_message(self, event):
         await self.send_json(event["message"])
+
+    @database_sync_to_async
+    def seconds_to_expiry(self) -> float | None:
+        """Seconds until this socket's session expires; None when it is no longer valid."""
+        if not self.session_is_valid():
+            return None
+        return max(0.0, SessionStore(self.session_key).get_expiry_age())
+
+    @database_sync_to_async
+    def session_valid(self) -> bool:
+        return self.session_is_valid()
+
+    def session_is_valid(self) -> bool:
+        """What the AuthenticationMiddleware would decide for a request with this session: it exists
+        and has not expired, and its user is the same, still active, with the same password."""
+        user = get_user(SimpleNamespace(session=SessionStore(self.session_key)))
+        return user.is_authenticated and user.pk == self.user_id
 
     @database_sync_to_async
     def unseen_messages(self) -> list[dict]:

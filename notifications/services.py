@@ -12,6 +12,19 @@ from django.http import JsonResponse
 from .models import Notification
 
 logger = logging.getLogger(__name__)
+_open_sockets = 0  # in this process (the consumer counts them)
+
+
+def socket_opened(delta: int) -> None:
+    global _open_sockets
+    _open_sockets += delta
+
+
+def open_sockets() -> int:
+    """Websockets open in this process now (for metrics)."""
+    return _open_sockets
+
+
 MAX_IDS = 500  # notification ids a client may mark seen at once
 
 
@@ -59,12 +72,17 @@ def notify(user, *, type: str, title: str = "", body: str = "", link: str = "", 
 
 def push(user_id: int, message: dict) -> bool:
     """Send to every socket the user has open. Delivery may fail (Redis away): the row remains."""
+    return push_to_sockets(user_id, {"type": "notification.message", "message": message})
+
+
+def push_to_sockets(user_id: int, event: dict) -> bool:
+    """Hand an event to every socket of the user (its `type` names the consumer's handler)."""
     layer = get_channel_layer()
     if layer is None:
         return False
     try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "notification.message", "message": message})
+        async_to_sync(layer.group_send)(user_group(user_id), event)
     except Exception:
-        logger.warning("Could not push %s to user %s; it stays stored.", message.get("type"), user_id, exc_info=True)
+        logger.warning("Could not push %s to user %s.", event.get("type"), user_id, exc_info=True)
         return False
     return True

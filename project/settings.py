@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import environ
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 environ.Env.read_env(BASE_DIR / ".env")  # the process's own environment wins over the file
@@ -48,6 +49,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -167,6 +169,7 @@ REPORTS_STALE_AFTER_SECONDS = env.int("REPORTS_STALE_AFTER_SECONDS", default=20)
 REPORTS_MAX_ATTEMPTS = env.int("REPORTS_MAX_ATTEMPTS", default=3)
 REPORTS_SPOOL_MAX_MB = env.int("REPORTS_SPOOL_MAX_MB", default=10_240)  # a worker's spool folder; 0: no cap
 REPORTS_PDF_MAX_ROWS = env.int("REPORTS_PDF_MAX_ROWS", default=5000)
+REPORTS_AUDIT_RETENTION_DAYS = env.int("REPORTS_AUDIT_RETENTION_DAYS", default=365)  # download records
 REPORTS_RETENTION_HOURS = env.int("REPORTS_RETENTION_HOURS", default=7 * 24)
 
 LOGGING = {
@@ -177,16 +180,46 @@ LOGGING = {
     "loggers": {"rq.worker": {"level": env.str("RQ_LOG_LEVEL", default="INFO")}},
 }
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
+# HTTPS. With DEBUG off every default is the strict one (`manage.py check --deploy` is clean); each can
+# be relaxed from the environment. Behind a proxy that terminates TLS, name the header it sets
+# (DJANGO_SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto), or the SSL redirect would loop.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=not DEBUG)
+if _proxy_header := env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (Django's own): scripts, styles, images and fonts from this site only, no
+# inline script or style; the websocket to this site. No page here needs more (the admin included).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "base-uri": [CSP.NONE],
+    "object-src": [CSP.NONE],
+}
 CSRF_FAILURE_VIEW = "reports.api.csrf_failure"
 REPORTS_PROGRESS_INTERVAL = env.float("REPORTS_PROGRESS_INTERVAL", default=1.0)
 # E-mail the owner when a report that ran longer than this many seconds ends (unset: never).
 REPORTS_EMAIL_AFTER_SECONDS = env.int("REPORTS_EMAIL_AFTER_SECONDS", default=None)
 REPORTS_SITE_URL = env.str("REPORTS_SITE_URL", default="http://127.0.0.1:8000")  # for links in e-mails
 
-MAILERS = {"default": {"BACKEND": env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")}}
+# E-mail is sent only when REPORTS_EMAIL_AFTER_SECONDS turns it on; the console prints it while debugging.
+DEV_MAIL = "django.core.mail.backends.console.EmailBackend"
+MAILERS = {
+    "default": {
+        "BACKEND": env.str(
+            "EMAIL_BACKEND", default=DEV_MAIL if DEBUG else "django.core.mail.backends.smtp.EmailBackend"
+        )
+    }
+}
 if MAILERS["default"]["BACKEND"].endswith("smtp.EmailBackend"):
     MAILERS["default"]["OPTIONS"] = {
         "host": env.str("EMAIL_HOST", default="localhost"),

@@ -2,7 +2,7 @@ from functools import wraps
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import BooleanField, ExpressionWrapper, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
@@ -10,7 +10,7 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
-from .models import RETRYABLE, ReportJob, ReportSegment, Status
+from .models import RETRYABLE, ReportDownload, ReportJob, ReportSegment, Status
 from .registry import NotRegistered
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 
@@ -31,10 +31,42 @@ class ReportSegmentInline(admin.TabularInline):
         return request.user.has_perm("reports.view_reportjob")  # they are part of the job
 
 
+class ReportDownloadInline(admin.TabularInline):
+    """Who downloaded the job's file, and when (the audit; see also Report downloads)."""
+
+    model = ReportDownload
+    fields = ["at", "username", "client_address", "bytes"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("reports.view_reportjob")
+
+
+@admin.register(ReportDownload)
+class ReportDownloadAdmin(admin.ModelAdmin):
+    list_display = ["at", "username", "report", "format", "job_ref", "client_address", "bytes"]
+    list_filter = ["report", "format", "at"]
+    search_fields = ["username", "=job_ref", "client_address"]
+    date_hierarchy = "at"
+    readonly_fields = ["job", "job_ref", "report", "format", "user", "username", "at", "client_address", "bytes"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(ReportJob)
 class ReportJobAdmin(admin.ModelAdmin):
-    inlines = [ReportSegmentInline]
-    list_display = ["short_id", "report", "format", "status", "owner", "rows", "size", "created_at", "download"]
+    inlines = [ReportSegmentInline, ReportDownloadInline]
+    list_display = ["short_id", "report", "format", "status", "owner", "rows", "size", "created_at", "download",
+                    "downloads"]  # fmt: skip
     list_filter = ["status", "report", "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["=id", "report", "owner__username", "error"]
     date_hierarchy = "created_at"
@@ -58,7 +90,7 @@ class ReportJobAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         # Whether each job is the viewer's own, per request: only the owner may download.
         mine = ExpressionWrapper(Q(owner=request.user), output_field=BooleanField())
-        return super().get_queryset(request).annotate(viewer_is_owner=mine)
+        return super().get_queryset(request).annotate(viewer_is_owner=mine, download_count=Count("downloads"))
 
     @admin.display(description="Job", ordering="id")
     def short_id(self, job):
@@ -79,6 +111,10 @@ class ReportJobAdmin(admin.ModelAdmin):
         if not job.viewer_is_owner:
             return "owner only"
         return format_html('<a href="{}">Download</a>', job.get_download_url())
+
+    @admin.display(description="Downloads", ordering="download_count")
+    def downloads(self, job):
+        return job.download_count
 
     @admin.display(description="Duration")
     def duration(self, job):

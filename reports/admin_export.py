@@ -42,11 +42,13 @@ def make_export_action(fmt: str):
             modeladmin.message_user(request, f"The export could not start: {detail}", messages.ERROR)
             return
         link = reverse("admin:reports_reportjob_change", args=[job.pk])
+        doing = "Already exporting" if getattr(job, "reused", False) else "Exporting"
         modeladmin.message_user(
             request,
             format_html(
-                'Exporting {} to {} in the background: <a href="{}">follow the job</a>. '
+                '{} {} to {} in the background: <a href="{}">follow the job</a>. '
                 "A notification brings the download link when the file is ready.",
+                doing,
                 "all matching rows" if "query" in params else f"{len(params['ids']):,} selected rows",
                 FORMATS[fmt].label,
                 link,

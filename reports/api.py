@@ -127,7 +127,7 @@ def job_create(request):
 
 
 def answer_new_job(make_job) -> JsonResponse:
-    """202 with the new job, or the 4xx that says why not."""
+    """202 with the new job (200 with the job already asked for the same), or the 4xx that says why not."""
     try:
         job = make_job()
     except NotRegistered as exc:
@@ -140,7 +140,7 @@ def answer_new_job(make_job) -> JsonResponse:
         return error(429, str(exc))
     except JobConflict as exc:
         return error(409, str(exc))
-    return JsonResponse(job.as_dict(), status=202)
+    return JsonResponse(job.as_dict(), status=200 if getattr(job, "reused", False) else 202)
 
 
 def own_job(view):

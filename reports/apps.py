@@ -1,5 +1,9 @@
 from django.apps import AppConfig
+from django.conf import settings
+from django.contrib import admin
 from django.utils.module_loading import autodiscover_modules
+
+from .conf import fill_in_defaults
 
 
 class ReportsConfig(AppConfig):
@@ -7,10 +11,9 @@ class ReportsConfig(AppConfig):
     verbose_name = "Reports"
 
     def ready(self):
+        fill_in_defaults(settings)
         # Every installed app's reports.py registers its reports, as admin.py modules do.
         autodiscover_modules("reports")
-        from django.contrib import admin
-
         from . import checks, signals  # noqa: F401  (they register themselves)
         from .admin_reports import register_admin_exports
 

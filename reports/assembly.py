@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -67,11 +68,8 @@ def read_piece(storage: Storage, piece: Piece, checksums: Mapping[str, str] | No
 
 
 def is_s3(storage: Storage) -> bool:
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:  # django-storages without boto3: no S3 here
-        return False
-    return isinstance(storage, S3Storage)
+    s3 = sys.modules.get("storages.backends.s3")  # imported already by an S3 storage; else none is
+    return s3 is not None and isinstance(storage, s3.S3Storage)
 
 
 class S3Assembly:

@@ -23,7 +23,8 @@ SPOOL_NAME = re.compile(r"^(?P<job>[0-9a-f-]{36})-(?:s(?P<segment>\d+)|join)-a(?
 
 
 def reports_storage() -> Storage:
-    return storages["reports"]
+    """STORAGES["reports"] where the project names one (README, "Settings"), else the default storage."""
+    return storages["reports" if "reports" in storages.backends else "default"]
 
 
 def delete_file(name: str) -> None:

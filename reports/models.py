@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import uuid
 
 from django.conf import settings
@@ -233,6 +235,33 @@ class ReportSegment(models.Model):
     def rq_job_id(self) -> str:
         """The RQ job of this segment's next run (a new id per run: a dead run's entry never clashes)."""
         return f"report-{self.job_id}-s{self.index}-a{self.attempts + 1}"
+
+
+class ReportDownload(models.Model):
+    """Who downloaded which report file, when, from where: kept (REPORTS_AUDIT_RETENTION_DAYS) after the
+    file and the job are gone."""
+
+    job = models.ForeignKey(ReportJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="downloads")
+    job_ref = models.UUIDField(help_text="The job's id (kept when the job is deleted).")
+    report = models.SlugField(max_length=100)
+    format = models.CharField(max_length=20)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    bytes = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.username} downloaded {self.report} ({self.format}) at {self.at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def record(cls, job: ReportJob, request) -> ReportDownload:
+        return cls.objects.create(job=job, job_ref=job.pk, report=job.report, format=job.format, user=request.user,
+                                  username=request.user.get_username(), client_address=request.META.get("REMOTE_ADDR"),
+                                  bytes=job.file_size)  # fmt: skip
 
 
 def _iso(value):

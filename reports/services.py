@@ -34,8 +34,9 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
 
     Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format or params)
     and TooManyJobs (the user has the maximum of queued and running jobs, or asked for too many in
-    the last minute). With enqueue=False the job is only recorded, for a caller that runs it in the
-    foreground.
+    the last minute). The same request while its job is still queued or running gets that job
+    (`job.reused` is then True). With enqueue=False the job is only recorded, for a caller that runs
+    it in the foreground.
     """
     report = get_report(slug)
     if not report.has_permission(user):
@@ -47,11 +48,17 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
     report.check_request(cleaned, user)
     check_row_cap(report, format, cleaned, user)
 
+    params = report.serialize_params(cleaned)
     with transaction.atomic():
-        # Serialise this user's requests so two at once cannot both slip under the limits.
+        # Serialise this user's requests: two at once cannot both slip under the limits, and the
+        # second of two identical ones finds the first.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        if enqueue and (same := ReportJob.objects.for_user(user).active().filter(report=slug, format=format,
+                                                                                params=params).first()):  # fmt: skip
+            same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
+            return same
         check_limits(user, active=enqueue)
-        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=report.serialize_params(cleaned))
+        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=params)
         if enqueue:
             transaction.on_commit(functools.partial(enqueue_job, job))  # Redis away: the sweeper enqueues it
     return job

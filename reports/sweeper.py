@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import batches, queues
 from .files import SPOOL_NAME, delete_file, reports_storage, spool_dir
-from .models import ReportJob, ReportSegment, SegmentStatus, Status
+from .models import ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
 
 logger = logging.getLogger(__name__)
 SEGMENTS = "segments"
@@ -73,6 +73,12 @@ def expire_files(now: dt.datetime | None = None) -> int:
             delete_file(name)
             expired += 1
     return expired
+
+
+def prune_audit(now: dt.datetime) -> int:
+    """Delete download records older than REPORTS_AUDIT_RETENTION_DAYS."""
+    cutoff = now - dt.timedelta(days=settings.REPORTS_AUDIT_RETENTION_DAYS)
+    return ReportDownload.objects.filter(at__lt=cutoff).delete()[0]
 
 
 def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None) -> tuple[int, int]:
@@ -145,6 +151,7 @@ def sweep(now: dt.datetime | None = None) -> dict[str, int]:
         "taken_over": take_over_dead_runs,
         "requeued": requeue_lost,
         "expired": expire_files,
+        "downloads_pruned": prune_audit,
         "segment_objects_removed": clean_storage,
         "spool_files_removed": lambda now: clean_spool(now)[0],
     }

@@ -55,7 +55,7 @@ def run_in_foreground(job: ReportJob, *, chunk_size: int | None = None, on_progr
         if not write(segment, chunk_size=chunk_size, on_progress=on_progress, again=False):
             break
     if batches.claim_join(job):
-        join(job)
+        join(job, again=False)
     job.refresh_from_db()
     return True
 
@@ -100,7 +100,9 @@ def finish(job: ReportJob) -> None:
         batches.dispatch(job)
 
 
-def join(job: ReportJob) -> None:
+def join(job: ReportJob, *, again: bool = True) -> None:
+    """Join the job's segments. A join that raises is run again (with `again`, up to
+    REPORTS_MAX_ATTEMPTS runs of the job), or fails the job."""
     try:
         with Lease.of_job(job) as lease:
             pipeline.join(job, lease=lease)
@@ -108,4 +110,7 @@ def join(job: ReportJob) -> None:
         return
     except Exception as exc:
         logger.exception("Joining report job %s failed.", job.pk)
-        batches.job_run_failed(job, died=False, error=describe_error(exc))
+        if again:
+            batches.job_run_failed(job, died=False, error=describe_error(exc))
+        else:
+            batches.fail_job(job, describe_error(exc))

@@ -6,6 +6,7 @@ app_name = "reports"
 
 urlpatterns = [
     path("reports/", views.report_page, name="page"),
+    path("metrics/", views.metrics, name="metrics"),
     path("reports/jobs/<uuid:job_id>/download/", views.download, name="download"),
     path("api/reports/", api.report_list, name="api-reports"),
     path("api/reports/jobs/", api.job_list, name="api-jobs"),

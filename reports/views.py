@@ -1,16 +1,20 @@
 import uuid
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.storage import FileSystemStorage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .api import runnable_reports
 from .files import download_filename, reports_storage
-from .models import ACTIVE, RETRYABLE, ReportJob, Status
+from .metrics import registry
+from .models import ACTIVE, RETRYABLE, ReportDownload, ReportJob, Status
 from .writers import FORMATS
 
 
@@ -34,6 +38,7 @@ def download(request, job_id):
         )
     filename = download_filename(job)
     storage = reports_storage()
+    ReportDownload.record(job, request)
     if isinstance(storage, FileSystemStorage):
         response = FileResponse(storage.open(job.file.name, "rb"), as_attachment=True, filename=filename)
         response["Content-Type"] = FORMATS[job.format].content_type
@@ -50,6 +55,19 @@ def signed_url(storage, job: ReportJob, filename: str) -> str:
             "ResponseContentType": FORMATS[job.format].content_type,
         },
     )
+
+
+@require_GET
+def metrics(request):
+    """Prometheus metrics (reports.metrics), for a scraper sending `Authorization: Bearer <RQ_API_TOKEN>`."""
+    token = settings.RQ_API_TOKEN
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not token or not constant_time_compare(given, token):
+        refusal = HttpResponse("Send the metrics token (RQ_API_TOKEN) as a bearer token.", status=401,
+                               content_type="text/plain; charset=utf-8")  # fmt: skip
+        refusal["WWW-Authenticate"] = "Bearer"
+        return refusal
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 @require_GET

@@ -1,5 +1,6 @@
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +21,20 @@ WORKER_COMMAND = [
     "--serializer",
     "rq.serializers.JSONSerializer",
 ]  # fmt: skip (the worker class is reports.worker.ReportsWorker, from settings.RQ)
+
+
+def pytest_configure(config):
+    """Pytest's own temporary folders go inside the run's folder, which goes at the end: a test run
+    leaves nothing in the system's temporary folder."""
+    if not config.option.basetemp:
+        config.option.basetemp = str(Path(os.environ["VAR_DIR"]) / "pytest")
+
+
+def pytest_sessionfinish(session):
+    from tests import settings
+
+    if settings.CREATED_VAR_DIR:
+        shutil.rmtree(settings.CREATED_VAR_DIR, ignore_errors=True)
 
 
 def database_url() -> str:
@@ -61,14 +76,16 @@ def run_worker(redis_queue, transactional_db):
 
 @pytest.fixture
 def start_worker(redis_queue, transactional_db):
-    """Start a long-running RQ worker process; it is stopped after the test."""
+    """Start a long-running RQ worker process; it is stopped after the test. Its output goes to a file
+    in VAR_DIR/worker-logs (a pipe nobody reads would stop the worker once full)."""
     processes = []
+    logs = Path(os.environ["VAR_DIR"]) / "worker-logs"
+    logs.mkdir(exist_ok=True)
 
     def start(**env) -> subprocess.Popen:
-        process = subprocess.Popen(
-            WORKER_COMMAND, cwd=ROOT, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        with open(logs / f"{time.time_ns()}.log", "w") as log:
+            process = subprocess.Popen(WORKER_COMMAND, cwd=ROOT, env=child_env(**env), stdout=log,
+                                       stderr=subprocess.STDOUT)  # fmt: skip
         processes.append(process)
         return process
 

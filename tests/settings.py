@@ -8,12 +8,15 @@ import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/reports")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
-os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="reports-tests-"))
+# The test run's own folder (its worker processes inherit it), removed when the run ends (conftest).
+CREATED_VAR_DIR = None if "VAR_DIR" in os.environ else tempfile.mkdtemp(prefix="reports-tests-")
+os.environ.setdefault("VAR_DIR", CREATED_VAR_DIR or "")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # As in production (DEBUG off), with a key of the tests' own and cookies that plain HTTP carries.
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "k" * 40)
 os.environ.setdefault("DJANGO_SECURE_COOKIES", "false")
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")  # the tests' servers speak plain HTTP
 
 from project.settings import *  # noqa: E402,F403
 from project.settings import INSTALLED_APPS  # noqa: E402

@@ -1,0 +1,32 @@
+"""The reports app's settings and their defaults (README, "Settings"). A project sets any of them in
+its settings module; ReportsConfig.ready() fills in the rest, so the app runs with none set."""
+
+from pathlib import Path
+
+DEFAULTS = {
+    "REPORTS_CHUNK_SIZE": 25_000,
+    "REPORTS_JOB_TIMEOUT": 6 * 3600,
+    "REPORTS_MAX_ACTIVE_JOBS_PER_USER": 5,
+    "REPORTS_MAX_JOBS_PER_MINUTE": 30,
+    "REPORTS_SPOOL_DIR": str(Path.cwd() / "var" / "spool"),
+    "REPORTS_SEGMENT_SECONDS": 2.0,
+    "REPORTS_SEGMENT_ROWS": 0,
+    "REPORTS_SEGMENTS_IN_FLIGHT": 0,
+    "REPORTS_HEARTBEAT_SECONDS": 5.0,
+    "REPORTS_STALE_AFTER_SECONDS": 20,
+    "REPORTS_MAX_ATTEMPTS": 3,
+    "REPORTS_SPOOL_MAX_MB": 10_240,
+    "REPORTS_PDF_MAX_ROWS": 5000,
+    "REPORTS_AUDIT_RETENTION_DAYS": 365,
+    "REPORTS_RETENTION_HOURS": 7 * 24,
+    "REPORTS_PROGRESS_INTERVAL": 1.0,
+    "REPORTS_EMAIL_AFTER_SECONDS": None,
+    "REPORTS_SITE_URL": "http://127.0.0.1:8000",
+    "RQ_API_TOKEN": "",
+}
+
+
+def fill_in_defaults(settings) -> None:
+    for name, value in DEFAULTS.items():
+        if not hasattr(settings, name):
+            setattr(settings, name, value)
