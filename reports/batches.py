@@ -149,8 +149,10 @@ def enqueue_segment(segment: ReportSegment) -> bool:
 
 
 def enqueue_job(job: ReportJob) -> bool:
-    """Queue the job's own run (it plans, writes what it can and joins); remember if Redis was away."""
-    enqueued = queues.enqueue("run_report", str(job.pk), rq_job_id=job.rq_job_id)
+    """Queue the job's own run (it plans, writes what it can and joins); remember if Redis was away.
+    It goes first in line, before the queued segments of jobs already running: a newcomer waits for one
+    segment to end, however many big reports are under way."""
+    enqueued = queues.enqueue("run_report", str(job.pk), rq_job_id=job.rq_job_id, at_front=True)
     ReportJob.objects.filter(pk=job.pk, waiting_for_queue=enqueued).update(waiting_for_queue=not enqueued)
     job.waiting_for_queue = not enqueued
     return enqueued

@@ -38,13 +38,15 @@ def _forget_queue(setting, **kwargs) -> None:
         reports_queue.cache_clear()
 
 
-def enqueue(task: str, *args, rq_job_id: str) -> bool:
-    """Put `reports.tasks.<task>(*args)` on the queue under `rq_job_id`; False if Redis is unreachable."""
+def enqueue(task: str, *args, rq_job_id: str, at_front: bool = False) -> bool:
+    """Put `reports.tasks.<task>(*args)` on the queue under `rq_job_id` (first in line with `at_front`);
+    False if Redis is unreachable."""
     try:
         reports_queue().enqueue_call(
             f"{TASKS}.{task}",
             args=args,
             job_id=rq_job_id,
+            at_front=at_front,
             timeout=settings.REPORTS_JOB_TIMEOUT,
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,

@@ -2,6 +2,7 @@
 Django project of its own (its own model and report) to run a report end to end."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -99,7 +100,15 @@ def run(*command, cwd: Path) -> str:
 
 
 def test_the_wheel_installs_and_runs_a_report_in_a_project_of_its_own(tmp_path):
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT), cwd=tmp_path)
+    source = tmp_path / "source"  # setuptools writes build/ and *.egg-info beside the sources: not into ours
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source)
+    for name in ("reports", "notifications"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source), cwd=tmp_path
+    )
     wheel = next((tmp_path / "dist").glob("django_background_reports-*.whl"))
     run(sys.executable, "-m", "venv", str(tmp_path / "venv"), cwd=tmp_path)
     python = str(tmp_path / "venv" / "bin" / "python")
