@@ -5,20 +5,23 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
 from .models import RETRYABLE, ReportDownload, ReportJob, ReportSegment, Status
-from .registry import NotRegistered
+from .registry import NotRegistered, all_reports
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
+from .writers import FORMATS
 
 
 class ReportSegmentInline(admin.TabularInline):
     """The segments of a report (reports.batches), read-only."""
 
     model = ReportSegment
+    verbose_name_plural = "Segments (the report's parts, each written by any worker)"
     fields = ["index", "after", "upper", "status", "rows_done", "rows_planned", "bytes", "attempts", "worker", "error"]
     readonly_fields = fields
     extra = 0
@@ -62,17 +65,33 @@ class ReportDownloadAdmin(admin.ModelAdmin):
         return False
 
 
+class ReportFilter(admin.SimpleListFilter):
+    """Reports by title (admin exports included), not by slug."""
+
+    title = "report"
+    parameter_name = "report"
+
+    def lookups(self, request, model_admin):
+        used = set(model_admin.get_queryset(request).values_list("report", flat=True).distinct())
+        titles = {r.slug: r.get_title() for r in all_reports() if r.slug in used}
+        return sorted(((slug, titles.get(slug, slug)) for slug in used), key=lambda item: item[1].lower())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(report=self.value()) if self.value() else queryset
+
+
 @admin.register(ReportJob)
 class ReportJobAdmin(admin.ModelAdmin):
     inlines = [ReportSegmentInline, ReportDownloadInline]
-    list_display = ["short_id", "report", "format", "status", "owner", "rows", "size", "created_at", "download",
-                    "downloads"]  # fmt: skip
-    list_filter = ["status", "report", "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
+    # One line per job at 1280 px, the admin's menu open: the title is the link, times to the minute.
+    list_display = ["title", "status", "owner", "rows", "size", "created", "download"]
+    list_display_links = ["title"]
+    list_filter = ["status", ReportFilter, "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["=id", "report", "owner__username", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
-    fields = ["id", "owner", "report", "format", "params", "status", "rows_done", "rows_total", "upper_key",
+    fields = ["id", "owner", "title", "format_label", "params", "status", "rows_done", "rows_total", "upper_key",
               "size", "download", "error", "attempts", "created_at", "started_at", "finished_at", "duration",
               "queue_dashboard"]  # fmt: skip
     readonly_fields = fields
@@ -92,29 +111,37 @@ class ReportJobAdmin(admin.ModelAdmin):
         mine = ExpressionWrapper(Q(owner=request.user), output_field=BooleanField())
         return super().get_queryset(request).annotate(viewer_is_owner=mine, download_count=Count("downloads"))
 
-    @admin.display(description="Job", ordering="id")
-    def short_id(self, job):
-        return str(job.pk)[:8]
+    @admin.display(description="Format", ordering="format")
+    def format_label(self, job):
+        return FORMATS[job.format].label if job.format in FORMATS else job.format
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, job):
+        return timezone.localtime(job.created_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="Report", ordering="report")
+    def title(self, job):
+        return f"{job.report_title} · {self.format_label(job)}"
 
     @admin.display(description="Rows")
     def rows(self, job):
-        return f"{job.rows_done:,}" + (f" / {job.rows_total:,}" if job.rows_total is not None else "")
+        """While it runs, of how many; once it ended, how many."""
+        if job.status in (Status.QUEUED, Status.RUNNING) and job.rows_total is not None:
+            return f"{job.rows_done:,} / {job.rows_total:,}"
+        return f"{job.rows_done:,}"
 
     @admin.display(description="Size", ordering="file_size")
     def size(self, job):
         return filesizeformat(job.file_size) if job.file_size is not None else "—"
 
-    @admin.display(description="File")
+    @admin.display(description="File (downloads)", ordering="download_count")
     def download(self, job):
+        """The link (the owner's only), and how many times the file was downloaded (the audit)."""
         if job.status != Status.SUCCEEDED:
-            return "—"
+            return f"— ({job.download_count})" if job.download_count else "—"
         if not job.viewer_is_owner:
-            return "owner only"
-        return format_html('<a href="{}">Download</a>', job.get_download_url())
-
-    @admin.display(description="Downloads", ordering="download_count")
-    def downloads(self, job):
-        return job.download_count
+            return f"owner only ({job.download_count})"
+        return format_html('<a href="{}">Download</a> ({})', job.get_download_url(), job.download_count)
 
     @admin.display(description="Duration")
     def duration(self, job):
@@ -137,16 +164,35 @@ class ReportJobAdmin(admin.ModelAdmin):
             extra_context = {**(extra_context or {}), "rq_dashboard_url": reverse("admin:django_rq_home")}
         return super().changelist_view(request, extra_context)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """Cancel and Retry as buttons on the job's own page (they post the list's actions for this job)."""
+        job = self.get_object(request, object_id)
+        if job is not None and self.has_manage_permission(request):
+            buttons = [("cancel_jobs", "Cancel")] if job.status in (Status.QUEUED, Status.RUNNING) else []
+            buttons += [("retry_jobs", "Retry")] if job.status in RETRYABLE else []
+            extra_context = {**(extra_context or {}), "job_actions": buttons,
+                             "changelist_url": reverse("admin:reports_reportjob_changelist")}  # fmt: skip
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    class Media:
+        css = {"all": ["reports/admin.css"]}
+
     @admin.action(description="Cancel selected jobs", permissions=["manage"])
     def cancel_jobs(self, request, queryset):
-        cancelled = 0
-        for job in queryset.filter(status__in=[Status.QUEUED, Status.RUNNING]):
+        cancelled, ended = 0, 0
+        for job in queryset:
             try:
+                if job.status not in (Status.QUEUED, Status.RUNNING):
+                    raise JobConflict
                 cancel_report(job, by=request.user)
                 cancelled += 1
             except JobConflict:
-                pass  # it ended meanwhile
-        self.message_user(request, f"Cancelled {cancelled} job(s).", messages.SUCCESS)
+                ended += 1  # it had ended (or ended meanwhile)
+        if cancelled:
+            self.message_user(request, f"Cancelled {cancelled} job(s).", messages.SUCCESS)
+        if ended:
+            self.message_user(request, f"{ended} job(s) not cancelled: they had already ended (only queued or "
+                              "running jobs can be cancelled).", messages.WARNING)  # fmt: skip
 
     @admin.action(description="Retry selected jobs (as new jobs for their owners)", permissions=["manage"])
     def retry_jobs(self, request, queryset):
@@ -157,7 +203,11 @@ class ReportJobAdmin(admin.ModelAdmin):
                 retried += 1
             except (JobConflict, TooManyJobs, PermissionDenied, ParamsInvalid, NotRegistered) as exc:
                 self.message_user(request, f"Job {str(job.pk)[:8]} was not retried: {exc}", messages.WARNING)
-        self.message_user(request, f"Retried {retried} job(s).", messages.SUCCESS)
+        if retried:
+            self.message_user(request, f"Retried {retried} job(s).", messages.SUCCESS)
+        if not_retryable := queryset.exclude(status__in=RETRYABLE).count():
+            self.message_user(request, f"{not_retryable} job(s) not retried: only failed, cancelled or expired "
+                              "jobs can be retried.", messages.WARNING)  # fmt: skip
 
 
 # django-rq's dashboard lets whoever opens it empty queues and delete, stop or requeue jobs, and its

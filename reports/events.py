@@ -17,6 +17,7 @@ from .models import ReportJob, Status
 from .writers import FORMATS
 
 logger = logging.getLogger(__name__)
+NOTHING_MATCHED = "0 rows — nothing matched the filters"
 ENDINGS = {
     Status.SUCCEEDED: ("report.ready", "Your report is ready"),
     Status.FAILED: ("report.failed", "Your report failed"),
@@ -57,6 +58,8 @@ def job_ended(job: ReportJob, *, stored: bool = True) -> None:
 
 def describe(job: ReportJob) -> str:
     name = f"{job.report_title} · {FORMATS[job.format].label}" if job.format in FORMATS else job.report_title
+    if job.status == Status.SUCCEEDED and not job.rows_done:
+        return f"{name}: {NOTHING_MATCHED}."
     if job.status == Status.SUCCEEDED:
         return f"{name}: {job.rows_done:,} rows, {filesizeformat(job.file_size or 0)}."
     if job.status == Status.FAILED:

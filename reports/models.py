@@ -74,8 +74,9 @@ class ReportJob(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
 
-    def __str__(self) -> str:
-        return f"{self.report} ({self.format}) {self.status} {self.id}"
+    def __str__(self) -> str:  # the admin's page title: what a person recognises the job by
+        created = timezone.localtime(self.created_at).strftime("%Y-%m-%d %H:%M") if self.created_at else ""
+        return f"{self.report_title} · {self.format} · {self.get_status_display()} · {created}".rstrip(" ·")
 
     @property
     def rq_job_id(self) -> str:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the named services (redis, postgres, chromium, libreoffice) are there and running on this machine.
+# Make sure the named services (redis, postgres, chromium, libreoffice, fonts) are there and running on this machine.
 # Starts them when they are installed but down; installs them from Debian's packages when missing
 # (as root). A REDIS_URL or DATABASE_URL that points at another host is left alone.
 set -euo pipefail
@@ -67,12 +67,19 @@ ensure_libreoffice() {  # a second XLSX reader for the tests, and pdftoppm for t
   command -v soffice >/dev/null && command -v pdftoppm >/dev/null || apt_install libreoffice-calc-nogui poppler-utils
 }
 
+ensure_fonts() {  # what PDFs are set in (reports/writers/pdf.py): Latin and more, CJK, Korean, emoji
+  local root=/usr/share/fonts/truetype
+  [ -f $root/dejavu/DejaVuSans.ttf ] && [ -f $root/droid/DroidSansFallbackFull.ttf ] && [ -f $root/nanum/NanumGothic.ttf ] \
+    && [ -f $root/ancient-scripts/Symbola_hint.ttf ] || apt_install fonts-dejavu-core fonts-droid-fallback fonts-nanum fonts-symbola
+}
+
 for service in "$@"; do
   case $service in
     redis) ensure_redis ;;
     postgres) ensure_postgres ;;
     chromium) ensure_chromium ;;
     libreoffice) ensure_libreoffice ;;
-    *) log "unknown service $service (redis, postgres, chromium, libreoffice)"; exit 2 ;;
+    fonts) ensure_fonts ;;
+    *) log "unknown service $service (redis, postgres, chromium, libreoffice, fonts)"; exit 2 ;;
   esac
 done

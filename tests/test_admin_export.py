@@ -191,5 +191,5 @@ def test_job_admin_shows_the_segments_of_a_job(client, make_user):
                                  status="failed", attempts=3, error="RuntimeError: <b>disk full</b>")  # fmt: skip
     client.force_login(staff)
     page = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
-    assert "Report segments" in page and "RuntimeError: &lt;b&gt;disk full&lt;/b&gt;" in page
+    assert "Segments (the report" in page and "RuntimeError: &lt;b&gt;disk full&lt;/b&gt;" in page
     assert "<b>disk full</b>" not in page

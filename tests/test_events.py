@@ -45,6 +45,13 @@ def test_ready_is_stored_with_the_job_and_a_download_link(alice):
     assert notification.payload["job"]["status"] == "succeeded"
 
 
+def test_an_empty_result_is_said_plainly(alice):
+    job = running_job(alice, rows_done=0, rows_total=0)
+    job.transition(Status.SUCCEEDED, file_size=67)
+    events.job_ended(job)
+    assert Notification.objects.get(user=alice).body == "Orders · CSV: 0 rows — nothing matched the filters."
+
+
 def test_long_reports_are_also_emailed_when_configured(alice, settings):
     settings.REPORTS_EMAIL_AFTER_SECONDS = 60
     alice.email = "alice@example.com"

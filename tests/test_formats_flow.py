@@ -3,6 +3,7 @@
 import datetime as dt
 import io
 import json
+import subprocess
 
 import openpyxl
 import pytest
@@ -12,10 +13,12 @@ from reports.models import ReportJob, Status
 from reports.tasks import run_in_foreground
 from shop import demo
 from shop.models import Order
-from tests.conftest import ooxml_text
+from tests.conftest import ROOT, ooxml_text
+from tests.test_segments import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ORDERS = 3000
+SHOTS = ROOT / "test-output"
 
 
 def request(client, fmt, params=None):
@@ -102,3 +105,27 @@ def test_pdf_is_refused_above_its_cap_at_request_time_and_made_below_it(alice_cl
     assert "Filters: Status: paid, Country: BR" in text
     for order in few:
         assert order.number in text
+
+
+def test_a_pdf_of_two_thousand_orders_is_dense_and_readable(alice):
+    """The demo's awkward orders as a PDF near its usual size: pages counted, the first one rendered to
+    PNG (poppler's pdftoppm) into test-output/ to be looked at."""
+    demo.seed(20_000)
+    params = {"created_from": "2024-01-01", "created_to": "2024-03-14"}
+    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf", params=params)
+    assert run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
+    with job.file.open("rb") as fh:
+        data = fh.read()
+    pages = PdfReader(io.BytesIO(data)).pages
+    assert 1500 <= job.rows_done <= 2500 and len(pages) <= job.rows_done / 38  # 96 pages for 1,996 before
+    first = pages[0]
+    assert first.mediabox.width > first.mediabox.height  # twelve columns: landscape
+    words = " ".join(p.extract_text() for p in pages[:3]).split()
+    assert "Discount" in words and "false" not in words and "no" in words  # headers whole; booleans short
+    SHOTS.mkdir(exist_ok=True)
+    out = SHOTS / "pdf-first-page.pdf"
+    out.write_bytes(data)
+    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(out),
+                    str(SHOTS / "pdf-first-page")], check=True)  # fmt: skip
+    out.unlink()
+    record(case="pdf", rows=job.rows_done, pages=len(pages))

@@ -138,7 +138,7 @@ def test_every_download_is_recorded_and_listed_in_the_job_admin(alice, alice_cli
     staff = make_user("auditor", perms=["reports.view_reportjob", "reports.view_reportdownload"], is_staff=True)
     client.force_login(staff)
     listing = client.get("/admin/reports/reportjob/").content.decode()
-    assert 'class="field-downloads">2<' in listing
+    assert 'class="field-download">owner only (2)<' in listing  # the file's downloads, counted
     detail = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
     assert "Report downloads" in detail and "203.0.113.7" in detail
     job_id = job.pk

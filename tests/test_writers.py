@@ -168,7 +168,29 @@ class TestPdf:
         text = "\n".join(pages)
         for i in range(120):
             assert f"Note {i} Zoë" in text
-        assert "2025-03-04T05:06:07+00:00" in text
+        assert "2025-03-04 05:06" in text and "times in UTC" in pages[0]  # to the minute, the zone said once
+        assert "yes" in text and "1.50" in text
+
+    def test_the_layout_follows_the_content(self):
+        narrow = [ColumnSpec("id", "Id", "integer"), ColumnSpec("amount", "Amount", "decimal")]
+        wide = [*COLUMNS, *[ColumnSpec(f"extra{i}", f"Extra column {i}", "text") for i in range(6)]]
+        rows = [(i, Decimal("35325.68")) for i in range(50)]
+        page = PdfReader(io.BytesIO(write("pdf", rows, columns=narrow))).pages[0]
+        assert page.mediabox.width < page.mediabox.height  # two columns: portrait
+        assert "35325.68" in page.extract_text()  # never broken over two lines
+        wide_rows = [(1, "word " * 40, Decimal("1"), False, AT, dt.date(2025, 1, 2), 0.5, *["text"] * 6)]
+        page = PdfReader(io.BytesIO(write("pdf", wide_rows, columns=wide))).pages[0]
+        assert page.mediabox.width > page.mediabox.height  # thirteen columns: landscape
+        words = page.extract_text().split()
+        assert all(word in words for word in ("Extra", "column", "Amount", "2025-03-04", "05:06"))  # none broken
+
+    def test_accents_chinese_japanese_korean_and_emoji_have_a_font(self):
+        rows = [(1, "Zoë Ærøskøbing · 中文 日本語 한국어 · 🙂🎉", Decimal("1"), True, AT, dt.date(2025, 1, 2), 0.5)]
+        page = PdfReader(io.BytesIO(write("pdf", rows))).pages[0]
+        fonts = {str(f["/BaseFont"]).split("+")[-1] for f in page["/Resources"]["/Font"].values()}
+        assert {"DejaVuSans", "DroidSansFallback", "NanumGothic", "Symbola"} <= fonts, fonts
+        text = page.extract_text()  # (pypdf does not read back characters past U+FFFF: the emoji are seen on the PNG)
+        assert "Zoë Ærøskøbing · 中文 日本語 한국어 ·" in " ".join(text.split()) and "\x00" not in text
 
     @pytest.mark.parametrize("tall", ["line\n" * 250, "x" * 500, "wide " * 100, "\n".join(["🎉"] * 400)])
     def test_a_cell_taller_than_a_page_is_clipped_with_a_marker_not_a_failure(self, tall):

@@ -4,6 +4,12 @@
  * message, whose `type` is "<app>.<kind>", e.g. "report.ready"); the socket's state as a
  * "notifications:connection" event. Notifications.connected says whether the socket is up (pages
  * poll when it is not). The URLs come from the server, on the #notifications element.
+ *
+ * Before a toast is shown, a cancelable "notifications:toast" event asks the page: a page that already
+ * shows what the notification says (the report page, its job's row in view) cancels it. One toast at
+ * a time (a newer one takes its place; the bell keeps them all); a notification shown, as a toast or
+ * by the page, counts as seen, so it does not follow the user to the next page. The page keeps room
+ * below its content for the toast, so that nothing of it stays hidden underneath.
  */
 (function () {
   "use strict";
@@ -79,6 +85,10 @@
     const n = message.notification;
     if (shown.has(n.id)) return;
     shown.add(n.id);
+    const wanted = window.dispatchEvent(new CustomEvent("notifications:toast", { detail: message, cancelable: true }));
+    if (document.visibilityState === "visible") Notifications.markSeen([n.id]);
+    else document.addEventListener("visibilitychange", () => Notifications.markSeen([n.id]), { once: true });
+    if (!wanted) return;
     const kind = kindOf(message.type);
     const toast = el("div", { class: "toast toast-" + kind, role: kind === "failed" ? "alert" : "status",
                               "data-type": message.type, "data-notification": n.id });
@@ -95,10 +105,13 @@
     close.addEventListener("click", dismiss);
     actions.appendChild(close);
     toast.appendChild(actions);
-    toasts.appendChild(toast);
-    // Never more than three at once: the oldest make room (they stay in the list under the bell).
-    while (toasts.children.length > 3) toasts.firstElementChild.remove();
+    toasts.replaceChildren(toast);
   }
+
+  // Room below the page's content as tall as the toast: whatever it covers can be scrolled above it.
+  new ResizeObserver(() => {
+    document.body.style.paddingBottom = toasts.offsetHeight ? toasts.offsetHeight + 24 + "px" : "";
+  }).observe(toasts);
 
   function refreshList() {
     fetch(root.dataset.recentUrl, { credentials: "same-origin" })

@@ -49,7 +49,9 @@
       const filter = filters[name];
       if (!filter) return name + ": " + (Array.isArray(value) ? value.length + " selected" : value);
       const choice = (filter.choices || []).find(([v]) => v === String(value));
-      return filter.label + ": " + (choice ? choice[1] : value);
+      const shown = choice ? choice[1] : value === true || value === "true" ? "Yes"
+                  : value === false || value === "false" ? "No" : value;
+      return filter.label + ": " + shown;
     }).join(", ");
   }
 
@@ -83,16 +85,23 @@
     const filled = bar.appendChild(el("span"));
     filled.style.width = percent + "%";  // (through the CSSOM: the Content-Security-Policy allows no style attributes)
     progress.appendChild(bar);
-    const detail = fmtNumber(job.rows_done) + (job.rows_total !== null ? " / " + fmtNumber(job.rows_total) : "") +
-                   " · " + percent + "%" + (job.started_at ? " · " + elapsed(job) : "");
+    // While it runs: rows so far of how many, and for how long; once it ended, how long it took (the
+    // rows have their own column).
+    const detail = ACTIVE.has(job.status)
+      ? fmtNumber(job.rows_done) + (job.rows_total !== null ? " / " + fmtNumber(job.rows_total) : "") +
+        " · " + percent + "%" + (job.started_at ? " · " + elapsed(job) : "")
+      : job.started_at ? "took " + elapsed(job) : "";
     progress.appendChild(el("small", { class: "muted", "data-progress-text": "" }, detail));
     if (job.error) progress.appendChild(el("small", { class: "error" }, job.error));
     row.appendChild(progress);
 
-    row.appendChild(el("td", {}, job.status === "succeeded" ? fmtNumber(job.rows_done) : "—"));
-    row.appendChild(el("td", {}, fmtSize(job.file_size)));
-    row.appendChild(el("td", {}, new Date(job.created_at).toLocaleString()));
-    const actions = el("td", { class: "actions" });
+    const nothing = job.status === "succeeded" && job.rows_done === 0;
+    row.appendChild(el("td", nothing ? { class: "empty-result" } : {}, nothing ? "0 — nothing matched the filters"
+                       : job.status === "succeeded" ? fmtNumber(job.rows_done) : "—"));
+    row.appendChild(el("td", { class: "nowrap" }, fmtSize(job.file_size)));
+    row.appendChild(el("td", { class: "nowrap" }, new Date(job.created_at).toLocaleString(undefined,
+      { dateStyle: "short", timeStyle: "short" })));
+    const actions = el("div", { class: "actions" });
     if (job.status === "succeeded" && job.download_url) {
       actions.appendChild(el("a", { class: "button", href: job.download_url, "data-action": "download" }, "Download"));
     }
@@ -108,7 +117,7 @@
         .then(({ status, data }) => { if (status === 202) render(data); else alert(data.error || "Retry failed."); }));
       actions.appendChild(retry);
     }
-    row.appendChild(actions);
+    row.appendChild(el("td")).appendChild(actions);
     empty.hidden = jobs.size > 0;
   }
 
@@ -123,17 +132,28 @@
     });
   }
 
-  document.querySelectorAll(".report-form").forEach((form) => {
+  const forms = document.querySelectorAll(".report-form");
+  forms.forEach((form) => {
     form.addEventListener("submit", (event) => {
       event.preventDefault();
+      // The browser's own check first: a half-typed date has no value but is not empty either.
+      const invalid = [...form.querySelectorAll(".filters [name]")].filter((input) => !input.checkValidity());
+      if (invalid.length) {
+        showErrors(form, Object.fromEntries(invalid.map((input) => [input.name,
+          input.validity.badInput && input.type === "date" ? "Enter a complete date, or clear the field."
+                                                           : input.validationMessage])));
+        invalid[0].focus();
+        return;
+      }
       const params = {};
       form.querySelectorAll(".filters [name]").forEach((input) => { if (input.value !== "") params[input.name] = input.value; });
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
       api("POST", config.urls.jobs, { report: form.dataset.report, format: form.elements.format.value, params })
         .then(({ status, data }) => {
-          if (status === 202) { showErrors(form, {}); render(data); }
+          if (status === 202 || status === 200) { showErrors(form, {}); render(data); }
           else if (status === 400) showErrors(form, data.fields || { __all__: data.error });
+          else if (status === 429) { form.dataset.limited = "true"; showErrors(form, { __all__: data.error }); }
           else showErrors(form, { __all__: data.error || "Something went wrong (" + status + ")." });
         })
         .catch(() => showErrors(form, { __all__: "The server could not be reached. Try again." }))
@@ -141,7 +161,23 @@
     });
   });
 
-  window.addEventListener("notifications:message", (e) => { if (e.detail.job) render(e.detail.job); });
+  window.addEventListener("notifications:message", (e) => {
+    if (!e.detail.job) return;
+    render(e.detail.job);
+    if (!ACTIVE.has(e.detail.job.status)) forms.forEach((form) => {
+      if (form.dataset.limited) { delete form.dataset.limited; showErrors(form, {}); }  // a 429 said "wait": done
+    });
+  });
+  // The job's row in view says what its toast would: no toast over the page, the row flashes instead.
+  window.addEventListener("notifications:toast", (e) => {
+    const row = e.detail.job && tbody.querySelector('tr[data-job="' + e.detail.job.id + '"]');
+    if (!row) return;
+    const box = row.getBoundingClientRect();
+    if (box.bottom <= 0 || box.top >= window.innerHeight) return;
+    e.preventDefault();
+    row.classList.add("just-ended");
+    setTimeout(() => row.classList.remove("just-ended"), 4000);
+  });
   window.addEventListener("notifications:connection", (e) => {
     liveState.textContent = e.detail.connected ? "· live" : "· reconnecting, checking every few seconds";
   });
