@@ -17,15 +17,14 @@ from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 from .writers import FORMATS
 
 
-class ReportSegmentInline(admin.TabularInline):
-    """The segments of a report (reports.batches), read-only."""
+class JobPartInline(admin.TabularInline):
+    """Rows that belong to a job, shown read-only on its page to whoever may see the job."""
 
-    model = ReportSegment
-    verbose_name_plural = "Segments (the report's parts, each written by any worker)"
-    fields = ["index", "after", "upper", "status", "rows_done", "rows_planned", "bytes", "attempts", "worker", "error"]
-    readonly_fields = fields
     extra = 0
     can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -34,20 +33,19 @@ class ReportSegmentInline(admin.TabularInline):
         return request.user.has_perm("reports.view_reportjob")  # they are part of the job
 
 
-class ReportDownloadInline(admin.TabularInline):
+class ReportSegmentInline(JobPartInline):
+    """The segments of a report (reports.batches)."""
+
+    model = ReportSegment
+    verbose_name_plural = "Segments (the report's parts, each written by any worker)"
+    fields = ["index", "after", "upper", "status", "rows_done", "rows_planned", "bytes", "attempts", "worker", "error"]
+
+
+class ReportDownloadInline(JobPartInline):
     """Who downloaded the job's file, and when (the audit; see also Report downloads)."""
 
     model = ReportDownload
     fields = ["at", "username", "client_address", "bytes"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("reports.view_reportjob")
 
 
 @admin.register(ReportDownload)
