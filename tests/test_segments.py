@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from django.db.models import F
 
 from notifications.models import Notification
 from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
@@ -227,7 +228,10 @@ def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alic
 
 # -- The kill matrix -------------------------------------------------------------------------------
 
-KILL_ENV = {**QUICK, "REPORTS_SEGMENT_ROWS": 4000, "REPORTS_CHUNK_SIZE": 500, "PACED_SECONDS": 0.03}
+# Progress saved at every chunk of 500 rows, so that the test sees how far a segment is (and kills one
+# with half of it still to write: never one that ends before the signal lands).
+KILL_ENV = {**QUICK, "REPORTS_SEGMENT_ROWS": 4000, "REPORTS_CHUNK_SIZE": 500, "PACED_SECONDS": 0.04,
+            "REPORTS_PROGRESS_INTERVAL": 0}  # fmt: skip
 GRACE = 5  # seconds between SIGTERM and SIGKILL, as an orchestrator gives (30 s in production)
 
 
@@ -287,13 +291,14 @@ def test_kill_matrix(alice, settings, start_worker, start_sweeper, fault, fmt):
 
 
 def victim_segment(job_id, worker_name: str, after_rows: float) -> ReportSegment:
-    """Once the job has written `after_rows` rows, a segment the worker `worker_name` is writing."""
+    """Once the job has written `after_rows` rows, a segment the worker `worker_name` is writing, with
+    at least half of it still to write (four chunks: 0.16 s at the pace of KILL_ENV)."""
 
     def writing():
         if ReportJob.objects.get(pk=job_id).rows_done < after_rows:
             return None
         running = ReportSegment.objects.filter(job_id=job_id, worker=worker_name, status="running")
-        return running.filter(rows_done__gt=0).first()
+        return running.filter(rows_done__gt=0, rows_done__lte=F("rows_planned") / 2).first()
 
     return wait_for(writing, timeout=60, message="the victim writing a segment")
 
