@@ -170,6 +170,9 @@ REPORTS_STALE_AFTER_SECONDS = env.int("REPORTS_STALE_AFTER_SECONDS", default=20)
 REPORTS_MAX_ATTEMPTS = env.int("REPORTS_MAX_ATTEMPTS", default=3)
 REPORTS_SPOOL_MAX_MB = env.int("REPORTS_SPOOL_MAX_MB", default=10_240)  # a worker's spool folder; 0: no cap
 REPORTS_PDF_MAX_ROWS = env.int("REPORTS_PDF_MAX_ROWS", default=5000)
+# On PostgreSQL a request whose filters match nothing is refused at once (400) when an EXISTS query
+# answers within this many milliseconds; 0: never asked (the run then says it found nothing).
+REPORTS_EMPTY_CHECK_MS = env.int("REPORTS_EMPTY_CHECK_MS", default=200)
 REPORTS_AUDIT_RETENTION_DAYS = env.int("REPORTS_AUDIT_RETENTION_DAYS", default=365)  # download records
 REPORTS_RETENTION_HOURS = env.int("REPORTS_RETENTION_HOURS", default=7 * 24)
 

@@ -12,7 +12,7 @@ from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
 from .models import RETRYABLE, ReportDownload, ReportJob, ReportSegment, Status
-from .registry import NotRegistered, all_reports
+from .registry import NotRegistered, get_report
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 from .writers import FORMATS
 
@@ -63,19 +63,37 @@ class ReportDownloadAdmin(admin.ModelAdmin):
         return False
 
 
-class ReportFilter(admin.SimpleListFilter):
-    """Reports by title (admin exports included), not by slug."""
+class LabelledFilter(admin.SimpleListFilter):
+    """The values of a job field in use, listed by what people call them."""
 
+    def label(self, value: str) -> str:
+        raise NotImplementedError
+
+    def lookups(self, request, model_admin):
+        used = set(model_admin.get_queryset(request).order_by().values_list(self.parameter_name, flat=True))
+        return sorted(((value, self.label(value)) for value in used), key=lambda item: item[1].lower())
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.parameter_name: self.value()}) if self.value() else queryset
+
+
+class ReportFilter(LabelledFilter):
     title = "report"
     parameter_name = "report"
 
-    def lookups(self, request, model_admin):
-        used = set(model_admin.get_queryset(request).values_list("report", flat=True).distinct())
-        titles = {r.slug: r.get_title() for r in all_reports() if r.slug in used}
-        return sorted(((slug, titles.get(slug, slug)) for slug in used), key=lambda item: item[1].lower())
+    def label(self, slug: str) -> str:
+        try:
+            return get_report(slug).get_title()
+        except NotRegistered:
+            return slug
 
-    def queryset(self, request, queryset):
-        return queryset.filter(report=self.value()) if self.value() else queryset
+
+class FormatFilter(LabelledFilter):
+    title = "format"
+    parameter_name = "format"
+
+    def label(self, name: str) -> str:
+        return FORMATS[name].label if name in FORMATS else name
 
 
 @admin.register(ReportJob)
@@ -84,7 +102,7 @@ class ReportJobAdmin(admin.ModelAdmin):
     # One line per job at 1280 px, the admin's menu open: the title is the link, times to the minute.
     list_display = ["title", "status", "owner", "rows", "size", "created", "download"]
     list_display_links = ["title"]
-    list_filter = ["status", ReportFilter, "format", ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = ["status", ReportFilter, FormatFilter, ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["=id", "report", "owner__username", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]

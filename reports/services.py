@@ -9,13 +9,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from . import queues
 from .batches import enqueue_job
 from .definitions import ParamsInvalid, check_rows, row_cap
-from .events import job_ended
+from .events import NOTHING_MATCHES, job_ended
 from .models import RETRYABLE, ReportJob, Status
 from .pipeline import discard_segment_files
 from .registry import get_report
@@ -47,6 +47,8 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
     cleaned = report.clean_params(params, user)
     report.check_request(cleaned, user)
     check_row_cap(report, format, cleaned, user)
+    if enqueue and nothing_matches(report.get_report_queryset(report.serialize_params(cleaned), user)):
+        raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
 
     params = report.serialize_params(cleaned)
     with transaction.atomic():
@@ -74,6 +76,25 @@ def check_limits(user, *, active: bool) -> None:
     since = timezone.now() - dt.timedelta(minutes=1)
     if ReportJob.objects.for_user(user).filter(created_at__gte=since).count() >= rate:
         raise TooManyJobs(f"You asked for {rate} reports in the last minute; wait a moment before asking again.")
+
+
+def nothing_matches(queryset) -> bool:
+    """Whether the filters match no row, when the database can tell at once: on PostgreSQL an EXISTS
+    given REPORTS_EMPTY_CHECK_MS to answer (a slower one is given up: the run will say it found
+    nothing); elsewhere, or with the setting at 0, it is not asked."""
+    limit = settings.REPORTS_EMPTY_CHECK_MS
+    if not limit or connection.vendor != "postgresql":
+        return False
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)",
+                           [f"{limit}ms"])  # fmt: skip
+            before = cursor.fetchone()[0]
+            empty = not queryset.exists()
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+            return empty
+    except DatabaseError:  # the time ran out (the savepoint's rollback restores the timeout)
+        return False
 
 
 def check_row_cap(report, format: str, cleaned: dict, user) -> None:

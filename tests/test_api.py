@@ -1,12 +1,15 @@
 """The JSON API's answers to right, wrong, missing, hostile and huge input."""
 
 import json
+import time
 
 import pytest
 from django.test import Client, override_settings
 
 from reports.models import ReportJob, Status
 from reports.sweeper import sweep
+from shop import demo
+from shop.models import Order
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +201,38 @@ def test_notifications_api_lists_and_marks_only_own(alice_client, alice, make_us
     bad = alice_client.post("/api/notifications/seen/", data='{"ids": "all"}', content_type="application/json")
     assert bad.status_code == 400
     assert Client().get("/api/notifications/").status_code == 401
+
+
+def test_filters_that_match_nothing_are_refused_at_once(alice_client, settings):
+    settings.REPORTS_EMPTY_CHECK_MS = 200
+    demo.seed(50)
+    nothing = {"report": "orders", "format": "csv", "params": {"country": "ZZ"}}
+    response = alice_client.post("/api/reports/jobs/", data=json.dumps(nothing), content_type="application/json")
+    assert response.status_code == 400 and not ReportJob.objects.exists()
+    assert response.json()["fields"] == {
+        "__all__": ["Nothing matches these filters: there is nothing to export. Widen or clear them and try again."]
+    }
+    some = {"report": "orders", "format": "csv", "params": {"country": Order.objects.first().country}}
+    assert (
+        alice_client.post("/api/reports/jobs/", data=json.dumps(some), content_type="application/json").status_code
+        == 202
+    )
+
+
+def test_a_slow_emptiness_check_is_given_up_and_leaves_the_connection_as_it_was(settings):
+    from django.db import connection
+
+    from reports.services import nothing_matches
+
+    settings.REPORTS_EMPTY_CHECK_MS = 50
+    demo.seed(5)
+    slow = Order.objects.extra(where=["pg_sleep(0.2)::text = 'never'"])  # empty, but 0.2 s a row to say so
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        before = cursor.fetchone()[0]
+        started = time.monotonic()
+        assert nothing_matches(slow) is False  # not known in time: the run will say it
+        assert time.monotonic() - started < 0.4
+        assert nothing_matches(Order.objects.filter(country="ZZ")) is True
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == before

@@ -112,7 +112,8 @@ def manager(client, make_user):
 def test_the_job_admin_speaks_of_titles_and_says_why_nothing_was_cancelled(client, manager, alice):
     ended = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
     listing = client.get("/admin/reports/reportjob/").content.decode()
-    assert ">Orders</a>" in listing and "?report=orders" in listing  # the filter by title
+    assert ">Orders</a>" in listing and "?report=orders" in listing  # the filters by title and label
+    assert ">CSV</a>" in listing and "?format=csv" in listing
     response = client.post("/admin/reports/reportjob/", {"action": "cancel_jobs", "_selected_action": [ended.pk]},
                            follow=True)  # fmt: skip
     said = [str(m) for m in response.context["messages"]]

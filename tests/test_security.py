@@ -133,7 +133,9 @@ def test_the_queue_permission_opens_the_dashboard_and_the_job_admins_link(client
     assert "Queue dashboard" not in client.get("/admin/reports/reportjob/").content.decode()
     user.user_permissions.add(Permission.objects.get(content_type__app_label="django_rq", codename="admin"))
     client.force_login(type(user).objects.get(pk=user.pk))
-    assert client.get("/admin/django_rq/dashboard/").status_code == 200
+    dashboard = client.get("/admin/django_rq/dashboard/")
+    assert dashboard.status_code == 200
+    assert 'class="breadcrumbs"' in dashboard.content.decode() and "reports/admin.css" in dashboard.content.decode()
     assert "Queue dashboard" in client.get("/admin/reports/reportjob/").content.decode()
 
 

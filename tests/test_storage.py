@@ -20,9 +20,11 @@ from project.settings import reports_storage_config
 from reports.files import reports_storage
 from reports.models import ReportJob, Status
 from reports.sweeper import expire_files
+from reports.tasks import run_in_foreground
 from shop import demo
 from shop.models import Order
 from tests.conftest import wait_for
+from tests.test_segments import ended
 
 ORDERS = 3000
 
@@ -195,7 +197,6 @@ def test_big_segments_are_copied_into_the_file_by_s3_itself(s3_env, alice, setti
     from django.db import connection
 
     from reports import assembly
-    from reports.tasks import run_in_foreground
 
     demo.seed(60_000)
     with connection.cursor() as cursor:  # notes of 384 hex characters: 30 MB of CSV, 14 MB of XLSX
@@ -218,3 +219,34 @@ def test_big_segments_are_copied_into_the_file_by_s3_itself(s3_env, alice, setti
     assert run_in_foreground(again) and again.status == Status.SUCCEEDED
     with again.file.open("rb") as fh:
         assert on_s3["Body"].read() == fh.read()
+
+
+SCALE_ROWS = 120_000
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_three_workers_sharing_no_disk_write_what_one_process_writes(s3_env, alice, alice_client, settings,
+                                                                      start_worker, tmp_path, fmt):  # fmt: skip
+    """Scale-out: three worker processes, each with a VAR_DIR of its own (nothing shared but PostgreSQL,
+    Redis and the bucket), all take segments of one report, and the file is byte for byte what one
+    process writes with the same segments."""
+    s3_env.pop("client")
+    segment_rows = SCALE_ROWS // 12
+    demo.seed(SCALE_ROWS)
+    settings.REPORTS_SEGMENT_ROWS = segment_rows
+    one = ReportJob.objects.create(owner=alice, report="orders", format=fmt)
+    assert run_in_foreground(one) and one.status == Status.SUCCEEDED, one.error
+    with reports_storage().open(one.file.name, "rb") as fh:  # (from the bucket)
+        expected = fh.read()
+    for n in range(3):
+        start_worker(**s3_env, VAR_DIR=tmp_path / f"worker{n}", REPORTS_SEGMENT_ROWS=segment_rows)
+    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": fmt}),
+                                 content_type="application/json")  # fmt: skip
+    job = ended(response.json()["id"], timeout=120)
+    assert job.status == Status.SUCCEEDED, job.error
+    assert job.segments.count() == 12 and len({s.worker for s in job.segments.all()}) == 3  # all three wrote
+    status, data, _ = fetch(alice_client.get(f"/reports/jobs/{job.pk}/download/")["Location"])
+    assert status == 200 and data == expected
