@@ -63,6 +63,10 @@ class ReportDownloadAdmin(admin.ModelAdmin):
         return False
 
 
+def format_label(name: str) -> str:
+    return FORMATS[name].label if name in FORMATS else name
+
+
 class LabelledFilter(admin.SimpleListFilter):
     """The values of a job field in use, listed by what people call them."""
 
@@ -93,7 +97,7 @@ class FormatFilter(LabelledFilter):
     parameter_name = "format"
 
     def label(self, name: str) -> str:
-        return FORMATS[name].label if name in FORMATS else name
+        return format_label(name)
 
 
 @admin.register(ReportJob)
@@ -107,7 +111,7 @@ class ReportJobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
-    fields = ["id", "owner", "title", "format_label", "params", "status", "rows_done", "rows_total", "upper_key",
+    fields = ["id", "owner", "title", "format_name", "params", "status", "rows_done", "rows_total", "upper_key",
               "size", "download", "error", "attempts", "created_at", "started_at", "finished_at", "duration",
               "queue_dashboard"]  # fmt: skip
     readonly_fields = fields
@@ -128,8 +132,8 @@ class ReportJobAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(viewer_is_owner=mine, download_count=Count("downloads"))
 
     @admin.display(description="Format", ordering="format")
-    def format_label(self, job):
-        return FORMATS[job.format].label if job.format in FORMATS else job.format
+    def format_name(self, job):
+        return format_label(job.format)
 
     @admin.display(description="Created", ordering="created_at")
     def created(self, job):
@@ -137,7 +141,7 @@ class ReportJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="Report", ordering="report")
     def title(self, job):
-        return f"{job.report_title} · {self.format_label(job)}"
+        return f"{job.report_title} · {format_label(job.format)}"
 
     @admin.display(description="Rows")
     def rows(self, job):
