@@ -9,11 +9,20 @@ from pathlib import Path
 import environ
 from django.utils.csp import CSP
 
+from reports.conf import DEFAULTS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 environ.Env.read_env(BASE_DIR / ".env")  # the process's own environment wins over the file
 env = environ.Env()
 # An empty value counts as unset: `DATABASE_URL=` in a copied .env.example means "the default".
 env.ENVIRON = {name: value for name, value in os.environ.items() if value.strip()}
+
+
+def app_env(cast, name: str):
+    """A setting of the reports app from the environment; unset, the app's own default (reports.conf)."""
+    return cast(name, default=DEFAULTS[name])
+
+
 # Runtime files (SQLite database, report files, spool files) live here unless told otherwise.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -135,11 +144,11 @@ STORAGES = {
 RQ_QUEUES = {
     "reports": {
         "URL": REDIS_URL,
-        "DEFAULT_TIMEOUT": env.int("REPORTS_JOB_TIMEOUT", default=6 * 3600),
+        "DEFAULT_TIMEOUT": app_env(env.int, "REPORTS_JOB_TIMEOUT"),
         "SERIALIZER": "rq.serializers.JSONSerializer",
     },
 }
-RQ_API_TOKEN = env.str("RQ_API_TOKEN", default="")
+RQ_API_TOKEN = app_env(env.str, "RQ_API_TOKEN")
 RQ = {"WORKER_CLASS": "reports.worker.ReportsWorker"}  # `manage.py rqworker` uses it unless told otherwise
 
 CHANNEL_LAYERS = {
@@ -150,10 +159,10 @@ CHANNEL_LAYERS = {
 }
 
 # The reports app. Each is documented in README.md ("Settings").
-REPORTS_CHUNK_SIZE = env.int("REPORTS_CHUNK_SIZE", default=25_000)  # rows formatted (and in memory) at a time
-REPORTS_JOB_TIMEOUT = env.int("REPORTS_JOB_TIMEOUT", default=6 * 3600)
-REPORTS_MAX_ACTIVE_JOBS_PER_USER = env.int("REPORTS_MAX_ACTIVE_JOBS_PER_USER", default=5)
-REPORTS_MAX_JOBS_PER_MINUTE = env.int("REPORTS_MAX_JOBS_PER_MINUTE", default=30)
+REPORTS_CHUNK_SIZE = app_env(env.int, "REPORTS_CHUNK_SIZE")  # rows formatted (and in memory) at a time
+REPORTS_JOB_TIMEOUT = app_env(env.int, "REPORTS_JOB_TIMEOUT")
+REPORTS_MAX_ACTIVE_JOBS_PER_USER = app_env(env.int, "REPORTS_MAX_ACTIVE_JOBS_PER_USER")
+REPORTS_MAX_JOBS_PER_MINUTE = app_env(env.int, "REPORTS_MAX_JOBS_PER_MINUTE")
 REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
 # Segments (reports.batches): every report is cut into key ranges that one worker writes in about
 # REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows, when set), written by any worker; a job
@@ -162,19 +171,19 @@ REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
 # REPORTS_STALE_AFTER_SECONDS is taken for dead, and its segment given to another run, up to
 # REPORTS_MAX_ATTEMPTS runs of one segment (or of the job's plan or join). 1.5 s, measured (bench/,
 # --segment-sizes): segments cost under 3% of a 1M-row report, and a newcomer waits at most about one.
-REPORTS_SEGMENT_SECONDS = env.float("REPORTS_SEGMENT_SECONDS", default=1.5)
-REPORTS_SEGMENT_ROWS = env.int("REPORTS_SEGMENT_ROWS", default=0)  # set: every segment this many rows
-REPORTS_SEGMENTS_IN_FLIGHT = env.int("REPORTS_SEGMENTS_IN_FLIGHT", default=0)
-REPORTS_HEARTBEAT_SECONDS = env.float("REPORTS_HEARTBEAT_SECONDS", default=5.0)
-REPORTS_STALE_AFTER_SECONDS = env.int("REPORTS_STALE_AFTER_SECONDS", default=20)
-REPORTS_MAX_ATTEMPTS = env.int("REPORTS_MAX_ATTEMPTS", default=3)
-REPORTS_SPOOL_MAX_MB = env.int("REPORTS_SPOOL_MAX_MB", default=10_240)  # a worker's spool folder; 0: no cap
-REPORTS_PDF_MAX_ROWS = env.int("REPORTS_PDF_MAX_ROWS", default=5000)
+REPORTS_SEGMENT_SECONDS = app_env(env.float, "REPORTS_SEGMENT_SECONDS")
+REPORTS_SEGMENT_ROWS = app_env(env.int, "REPORTS_SEGMENT_ROWS")  # set: every segment this many rows
+REPORTS_SEGMENTS_IN_FLIGHT = app_env(env.int, "REPORTS_SEGMENTS_IN_FLIGHT")
+REPORTS_HEARTBEAT_SECONDS = app_env(env.float, "REPORTS_HEARTBEAT_SECONDS")
+REPORTS_STALE_AFTER_SECONDS = app_env(env.int, "REPORTS_STALE_AFTER_SECONDS")
+REPORTS_MAX_ATTEMPTS = app_env(env.int, "REPORTS_MAX_ATTEMPTS")
+REPORTS_SPOOL_MAX_MB = app_env(env.int, "REPORTS_SPOOL_MAX_MB")  # a worker's spool folder; 0: no cap
+REPORTS_PDF_MAX_ROWS = app_env(env.int, "REPORTS_PDF_MAX_ROWS")
 # On PostgreSQL a request whose filters match nothing is refused at once (400) when an EXISTS query
 # answers within this many milliseconds; 0: never asked (the run then says it found nothing).
-REPORTS_EMPTY_CHECK_MS = env.int("REPORTS_EMPTY_CHECK_MS", default=200)
-REPORTS_AUDIT_RETENTION_DAYS = env.int("REPORTS_AUDIT_RETENTION_DAYS", default=365)  # download records
-REPORTS_RETENTION_HOURS = env.int("REPORTS_RETENTION_HOURS", default=7 * 24)
+REPORTS_EMPTY_CHECK_MS = app_env(env.int, "REPORTS_EMPTY_CHECK_MS")
+REPORTS_AUDIT_RETENTION_DAYS = app_env(env.int, "REPORTS_AUDIT_RETENTION_DAYS")  # download records
+REPORTS_RETENTION_HOURS = app_env(env.int, "REPORTS_RETENTION_HOURS")
 
 LOGGING = {
     "version": 1,
@@ -210,10 +219,10 @@ SECURE_CSP = {
     "object-src": [CSP.NONE],
 }
 CSRF_FAILURE_VIEW = "reports.api.csrf_failure"
-REPORTS_PROGRESS_INTERVAL = env.float("REPORTS_PROGRESS_INTERVAL", default=1.0)
+REPORTS_PROGRESS_INTERVAL = app_env(env.float, "REPORTS_PROGRESS_INTERVAL")
 # E-mail the owner when a report that ran longer than this many seconds ends (unset: never).
-REPORTS_EMAIL_AFTER_SECONDS = env.int("REPORTS_EMAIL_AFTER_SECONDS", default=None)
-REPORTS_SITE_URL = env.str("REPORTS_SITE_URL", default="http://127.0.0.1:8000")  # for links in e-mails
+REPORTS_EMAIL_AFTER_SECONDS = app_env(env.int, "REPORTS_EMAIL_AFTER_SECONDS")
+REPORTS_SITE_URL = app_env(env.str, "REPORTS_SITE_URL")  # for links in e-mails
 
 # E-mail is sent only when REPORTS_EMAIL_AFTER_SECONDS turns it on; the console prints it while debugging.
 DEV_MAIL = "django.core.mail.backends.console.EmailBackend"

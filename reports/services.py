@@ -46,11 +46,13 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
         raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
     cleaned = report.clean_params(params, user)
     report.check_request(cleaned, user)
-    check_row_cap(report, format, cleaned, user)
-    if enqueue and nothing_matches(report.get_report_queryset(report.serialize_params(cleaned), user)):
+    params = report.serialize_params(cleaned)
+    rows = report.get_report_queryset(params, user)  # (a query only if a check below asks)
+    if row_cap(format) is not None:
+        check_rows(format, rows.count())
+    if enqueue and nothing_matches(rows):
         raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
 
-    params = report.serialize_params(cleaned)
     with transaction.atomic():
         # Serialise this user's requests: two at once cannot both slip under the limits, and the
         # second of two identical ones finds the first.
@@ -95,11 +97,6 @@ def nothing_matches(queryset) -> bool:
             return empty
     except DatabaseError:  # the time ran out (the savepoint's rollback restores the timeout)
         return False
-
-
-def check_row_cap(report, format: str, cleaned: dict, user) -> None:
-    if row_cap(format) is not None:
-        check_rows(format, report.get_report_queryset(report.serialize_params(cleaned), user).count())
 
 
 def retry_report(job: ReportJob) -> ReportJob:
