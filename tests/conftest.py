@@ -74,18 +74,22 @@ def run_worker(redis_queue, transactional_db):
     return run
 
 
+def spawn(command: list[str], **env) -> subprocess.Popen:
+    """A process of the stack (worker, sweeper, daphne) with the tests' environment. Its output goes to
+    a file in VAR_DIR/logs: a pipe nobody reads would stop the process once full."""
+    logs = Path(os.environ["VAR_DIR"]) / "logs"
+    logs.mkdir(exist_ok=True)
+    with open(logs / f"{command[2]}-{time.time_ns()}.log", "w") as log:  # rqworker, sweep_reports, daphne
+        return subprocess.Popen(command, cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT)
+
+
 @pytest.fixture
 def start_worker(redis_queue, transactional_db):
-    """Start a long-running RQ worker process; it is stopped after the test. Its output goes to a file
-    in VAR_DIR/worker-logs (a pipe nobody reads would stop the worker once full)."""
+    """Start a long-running RQ worker process; it is stopped after the test."""
     processes = []
-    logs = Path(os.environ["VAR_DIR"]) / "worker-logs"
-    logs.mkdir(exist_ok=True)
 
     def start(**env) -> subprocess.Popen:
-        with open(logs / f"{time.time_ns()}.log", "w") as log:
-            process = subprocess.Popen(WORKER_COMMAND, cwd=ROOT, env=child_env(**env), stdout=log,
-                                       stderr=subprocess.STDOUT)  # fmt: skip
+        process = spawn(WORKER_COMMAND, **env)
         processes.append(process)
         return process
 
@@ -104,10 +108,7 @@ def start_sweeper(redis_queue, transactional_db):
     processes = []
 
     def start(every: float = 1, **env) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "sweep_reports", "--every", str(every)], cwd=ROOT, env=child_env(**env),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        process = spawn([sys.executable, "manage.py", "sweep_reports", "--every", str(every)], **env)
         processes.append(process)
         return process
 
@@ -187,10 +188,7 @@ def daphne_server(transactional_db, redis_queue):
     import socket
 
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-        cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"])
 
     def listening():
         with socket.socket() as s:
