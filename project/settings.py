@@ -182,6 +182,9 @@ REPORTS_PDF_MAX_ROWS = app_env(env.int, "REPORTS_PDF_MAX_ROWS")
 # On PostgreSQL a request whose filters match nothing is refused at once (400) when an EXISTS query
 # answers within this many milliseconds; 0: never asked (the run then says it found nothing).
 REPORTS_EMPTY_CHECK_MS = app_env(env.int, "REPORTS_EMPTY_CHECK_MS")
+# A report of at most this many rows is written straight into its download, without the queue
+# (unset: what a worker writes in about a second in the format; 0: never).
+REPORTS_INSTANT_MAX_ROWS = app_env(env.int, "REPORTS_INSTANT_MAX_ROWS")
 REPORTS_AUDIT_RETENTION_DAYS = app_env(env.int, "REPORTS_AUDIT_RETENTION_DAYS")  # download records
 REPORTS_RETENTION_HOURS = app_env(env.int, "REPORTS_RETENTION_HOURS")
 

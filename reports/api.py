@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from notifications.services import login_required_json
 
 from .definitions import ParamsInvalid
-from .models import ReportJob
+from .models import Delivery, ReportJob
 from .registry import NotRegistered, all_reports
 from .services import JobConflict, TooManyJobs, cancel_report, request_report, retry_report
 from .writers import FORMATS
@@ -73,6 +73,7 @@ def report_as_dict(report) -> dict:
         "description": report.description,
         "formats": [{"name": name, "label": FORMATS[name].label} for name in report.get_formats()],
         "filters": [filter_as_dict(name, field) for name, field in form.fields.items()],
+        "columns": [{"name": spec.name, "label": spec.label} for spec in report.get_column_specs()],
     }
 
 
@@ -95,7 +96,8 @@ def job_list(request):
     return JsonResponse({"jobs": [job.as_dict() for job in jobs]})
 
 
-BODY_SHAPE = '{"report": slug, "format": name, "params": {...}}'
+BODY_SHAPE = '{"report": slug, "format": name, "params": {...}, "columns": [...], "delivery": "auto"}'
+DELIVERIES = ("auto", "background")
 
 
 def read_json(request):
@@ -118,16 +120,20 @@ def job_create(request):
         return error(400, f"The body must be a JSON object: {BODY_SHAPE}.")
     missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
     wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
-    unknown = [k for k in body if k not in ("report", "format", "params")]
+    unknown = [k for k in body if k not in ("report", "format", "params", "columns", "delivery")]
+    if body.get("delivery", "auto") not in DELIVERIES:
+        wrong["delivery"] = ['Must be "auto" (small reports download at once) or "background" (always queued).']
     if missing or wrong or unknown:
         fields = {**missing, **wrong, **ParamsInvalid.for_fields(unknown, "Unknown field.").errors}
         return error(400, "Invalid request.", fields=fields)
     return answer_new_job(lambda: request_report(user=request.user, slug=body["report"], format=body["format"],
-                                            params=body.get("params")))  # fmt: skip
+                                                 params=body.get("params"), columns=body.get("columns"),
+                                                 delivery=body.get("delivery", "auto")))  # fmt: skip
 
 
 def answer_new_job(make_job) -> JsonResponse:
-    """202 with the new job (200 with the job already asked for the same), or the 4xx that says why not."""
+    """202 with the new job (201 when it is small enough to download at once from its download_url; 200
+    with the job already asked for the same), or the 4xx that says why not."""
     try:
         job = make_job()
     except NotRegistered as exc:
@@ -140,7 +146,9 @@ def answer_new_job(make_job) -> JsonResponse:
         return error(429, str(exc))
     except JobConflict as exc:
         return error(409, str(exc))
-    return JsonResponse(job.as_dict(), status=200 if getattr(job, "reused", False) else 202)
+    if getattr(job, "reused", False):
+        return JsonResponse(job.as_dict(), status=200)
+    return JsonResponse(job.as_dict(), status=201 if job.delivery == Delivery.INSTANT else 202)
 
 
 def own_job(view):

@@ -33,7 +33,6 @@ from .events import job_ended
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
 from .pipeline import discard_segment_files
 from .queries import key_cuts
-from .registry import get_report
 from .writers import FORMATS
 from .writers.base import cut_positions
 
@@ -68,7 +67,7 @@ def start(job: ReportJob) -> bool:
 def plan(job: ReportJob) -> None:
     """Cut the job's rows into segments (rows_total, upper_key); raises ParamsInvalid (over a format's
     cap) or PermissionDenied (the owner may no longer run the report)."""
-    report = get_report(job.report)
+    report = job.bound_report()
     if not report.has_permission(job.owner):
         raise PermissionDenied(f"{job.owner} may no longer run the {report.get_title()!r} report: it needs "
                                f"{report.describe_permission()}.")  # fmt: skip

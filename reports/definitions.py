@@ -193,6 +193,7 @@ class Report:
     escape_formulas: ClassVar[bool] = True  # the report's author may switch it off; never the requester
     csv_delimiter: ClassVar[str] = ","
     listed: ClassVar[bool] = True  # shown on the report page and in GET /api/reports/
+    chosen: list[str] | None = None  # the columns a run asked for, in its order (None: all, as declared)
 
     # -- hooks -------------------------------------------------------------------------------
     def get_model(self) -> type[models.Model]:
@@ -233,13 +234,46 @@ class Report:
         return list(self.filters)
 
     # -- columns -----------------------------------------------------------------------------
+    def clean_columns(self, columns: Any) -> list[str]:
+        """The columns a request asks for: some of the declared ones, in the order given. [] means all
+        of them as declared (also when they are asked for in that order). Raises ParamsInvalid."""
+        if columns is None:
+            return []
+        declared = [c.name for c in self.get_columns()]
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
+        unknown = [c for c in columns if c not in declared]
+        if unknown:
+            shown = ", ".join(repr(c[:60]) for c in unknown[:5]) + (
+                f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
+            )
+            raise ParamsInvalid({"columns": [f"Unknown column{'s' if len(unknown) > 1 else ''} {shown}. "
+                                             f"This report's columns: {', '.join(declared)}."]})  # fmt: skip
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise ParamsInvalid({"columns": [f"Each column at most once: {', '.join(twice)} given more than once."]})
+        return [] if columns == declared else list(columns)
+
+    def choose_columns(self, names: list[str]) -> Report:
+        """This report narrowed to the columns `names` (checked by clean_columns; [] for all)."""
+        self.chosen = self.clean_columns(names or None) or None
+        return self
+
+    def output_columns(self) -> list[Column]:
+        """The columns a run writes: the chosen ones in their order, or all as declared."""
+        columns = self.get_columns()
+        if not self.chosen:
+            return columns
+        by_name = {c.name: c for c in columns}
+        return [by_name[name] for name in self.chosen]
+
     def is_computed(self, column: Column) -> bool:
         return callable(getattr(self, f"value_{column.name}", None))
 
     def get_column_specs(self) -> list[ColumnSpec]:
         model = self.get_model()
         specs = []
-        for column in self.get_columns():
+        for column in self.output_columns():
             if self.is_computed(column):
                 specs.append(ColumnSpec(column.name, column.label or _humanize(column.name), column.kind or "text"))
                 continue
@@ -258,7 +292,7 @@ class Report:
 
     def get_fetch_specs(self) -> list[ColumnSpec]:
         """What is read from the database, in get_fetch_fields() order, typed as writers take it."""
-        by_name = {c.name: c for c in self.get_columns() if not self.is_computed(c)}
+        by_name = {c.name: c for c in self.output_columns() if not self.is_computed(c)}
         model = self.get_model()
         return [
             field_spec(path, path, self.output_field(by_name[path]) if path in by_name else resolve_field(model, path),
@@ -267,26 +301,26 @@ class Report:
         ]  # fmt: skip
 
     def annotate_expressions(self, queryset: models.QuerySet) -> models.QuerySet:
-        expressions = {c.name: c.expression for c in self.get_columns() if c.expression is not None}
+        expressions = {c.name: c.expression for c in self.output_columns() if c.expression is not None}
         return queryset.annotate(**expressions) if expressions else queryset
 
     def get_fetch_fields(self) -> list[str]:
         """The field paths read from the database, in order, without repeats."""
         fields: list[str] = []
-        for column in self.get_columns():
+        for column in self.output_columns():
             for path in column.fields if self.is_computed(column) else (column.name,):
                 if path not in fields:
                     fields.append(path)
         return fields
 
     def has_computed_columns(self) -> bool:
-        return any(self.is_computed(c) for c in self.get_columns())
+        return any(self.is_computed(c) for c in self.output_columns())
 
     def get_frame_maker(self) -> Callable[[pl.DataFrame], pl.DataFrame]:
         """A function from a fetched batch (a column per fetch field) to the report's columns. With
         Python-computed columns, the batch is made rows of Python values (decimals as Decimal) for
         their value_<name>(row) methods: the slow way."""
-        columns = self.get_columns()
+        columns = self.output_columns()
         if not self.has_computed_columns():
             return lambda frame: frame.select([c.name for c in columns])
         getters = [getattr(self, f"value_{c.name}") if self.is_computed(c) else _item_getter(c.name) for c in columns]

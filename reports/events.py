@@ -45,7 +45,12 @@ class ProgressNotifier:
         return False
 
     def push(self, job: ReportJob) -> None:
-        notify(job.owner, type="report.progress", payload={"job": job.as_dict()}, store=False)
+        job_changed(job)
+
+
+def job_changed(job: ReportJob) -> None:
+    """Tell the owner's open pages how the job stands now, without a notification to keep (no toast)."""
+    notify(job.owner, type="report.progress", payload={"job": job.as_dict()}, store=False)
 
 
 def job_ended(job: ReportJob, *, stored: bool = True) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import models
@@ -10,6 +11,9 @@ from django.utils import timezone
 
 from .files import reports_storage
 from .registry import NotRegistered, get_report
+
+if TYPE_CHECKING:
+    from .definitions import Report
 
 
 class Status(models.TextChoices):
@@ -46,12 +50,22 @@ class ReportJobQuerySet(models.QuerySet):
         return self.filter(status__in=ACTIVE)
 
 
+class Delivery(models.TextChoices):
+    BACKGROUND = "background", "In the background"  # queued, written by workers, stored, then downloaded
+    INSTANT = "instant", "At once"  # small: written by the web process into the download itself, not stored
+
+
 class ReportJob(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="report_jobs")
     report = models.SlugField(max_length=100)
     format = models.CharField(max_length=20)
     params = models.JSONField(default=dict, blank=True)
+    columns = models.JSONField(default=list, blank=True, help_text="The chosen columns in order (empty: all).")
+    delivery = models.CharField(max_length=10, choices=Delivery.choices, default=Delivery.BACKGROUND)
+    schedule = models.ForeignKey("ReportSchedule", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="runs", help_text="The schedule this run is of, if any.")  # fmt: skip
+    slot = models.DateTimeField(null=True, blank=True, help_text="The schedule's slot this run is for.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(null=True, blank=True)
@@ -73,6 +87,10 @@ class ReportJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
+        constraints = [  # a schedule's slot runs once, however many schedulers saw it come
+            models.UniqueConstraint(fields=["schedule", "slot"], condition=models.Q(schedule__isnull=False),
+                                    name="reports_job_once_per_slot"),
+        ]  # fmt: skip
 
     def __str__(self) -> str:  # the admin's page title: what a person recognises the job by
         created = timezone.localtime(self.created_at).strftime("%Y-%m-%d %H:%M") if self.created_at else ""
@@ -95,12 +113,21 @@ class ReportJob(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE
 
+    def bound_report(self) -> Report:
+        """The report as this job runs it: its columns narrowed to the job's choice (ParamsInvalid if
+        a chosen column is no longer declared)."""
+        return get_report(self.report).choose_columns(self.columns)
+
     def get_download_url(self) -> str:
         return reverse("reports:download", args=[self.id])
 
     @property
     def download_url(self) -> str | None:
         """Where the file is, while there is one."""
+        if self.status == Status.SUCCEEDED and self.delivery == Delivery.INSTANT:
+            return None  # written into the download itself, not kept
+        if self.status == Status.QUEUED and self.delivery == Delivery.INSTANT:
+            return self.get_download_url()  # the download writes it
         return self.get_download_url() if self.status == Status.SUCCEEDED else None
 
     @property
@@ -119,6 +146,9 @@ class ReportJob(models.Model):
             "report_title": self.report_title,
             "format": self.format,
             "params": self.params,
+            "columns": self.columns or None,
+            "delivery": self.delivery,
+            "schedule": self.schedule_id,
             "status": self.status,
             "rows_done": self.rows_done,
             "rows_total": self.rows_total,
@@ -267,3 +297,86 @@ class ReportDownload(models.Model):
 
 def _iso(value):
     return value.isoformat() if value else None
+
+
+class Frequency(models.TextChoices):
+    DAILY = "daily", "Every day"
+    WEEKLY = "weekly", "Every week"
+    MONTHLY = "monthly", "Every month"
+
+
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+class ReportSchedule(models.Model):
+    """A saved request (report, format, columns, filters) run at the slots of a schedule in its owner's
+    time zone: every day, on chosen weekdays, or on a day of the month, at a time. Each run is an
+    ordinary job of the owner (reports.schedules)."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="report_schedules")
+    report = models.SlugField(max_length=100)
+    format = models.CharField(max_length=20)
+    params = models.JSONField(default=dict, blank=True, help_text="Filters; dates may be relative ('last month').")
+    columns = models.JSONField(default=list, blank=True, help_text="The chosen columns in order (empty: all).")
+    frequency = models.CharField(max_length=10, choices=Frequency.choices)
+    weekdays = models.JSONField(default=list, blank=True, help_text="Weekly: the days, 0 = Monday ... 6 = Sunday.")
+    day_of_month = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Monthly: 1-31 (or the last day).")
+    time = models.TimeField(help_text="The time of day of each run, in the schedule's time zone.")
+    time_zone = models.CharField(max_length=64, help_text="An IANA time zone name, e.g. Europe/Berlin.")
+    paused = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True, help_text="The next slot (none: paused).")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["owner", "next_run_at"]
+
+    def __str__(self) -> str:
+        return f"{self.report_title} · {self.format} · {self.describe_when()}"
+
+    @property
+    def report_title(self) -> str:
+        try:
+            return get_report(self.report).get_title()
+        except NotRegistered:
+            return self.report
+
+    def describe_when(self) -> str:
+        """The schedule in words: "Mondays and Thursdays at 08:00 (Europe/Berlin)"."""
+        at = f"at {self.time:%H:%M} ({self.time_zone})"
+        if self.frequency == Frequency.WEEKLY:
+            days = [WEEKDAYS[d] + "s" for d in sorted(self.weekdays)]
+            return f"{', '.join(days[:-1]) + ' and ' if len(days) > 1 else ''}{days[-1]} {at}"
+        if self.frequency == Frequency.MONTHLY:
+            return f"Monthly on day {self.day_of_month} {at}"
+        return f"Daily {at}"
+
+    def last_run(self) -> ReportJob | None:
+        return self.runs.order_by("-slot").first()
+
+    def as_dict(self) -> dict:
+        last = self.last_run()
+        return {
+            "id": self.pk,
+            "report": self.report,
+            "report_title": self.report_title,
+            "format": self.format,
+            "params": self.params,
+            "columns": self.columns or None,
+            "frequency": self.frequency,
+            "weekdays": self.weekdays,
+            "day_of_month": self.day_of_month,
+            "time": self.time.strftime("%H:%M"),
+            "time_zone": self.time_zone,
+            "description": self.describe_when(),
+            "paused": self.paused,
+            "next_run_at": _iso(self.next_run_at),
+            "last_run": None
+            if last is None
+            else {
+                "job": str(last.pk),
+                "slot": _iso(last.slot),
+                "status": last.status,
+                "error": last.error or None,
+            },  # fmt: skip
+            "created_at": _iso(self.created_at),
+        }

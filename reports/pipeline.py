@@ -16,14 +16,19 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import tempfile
 import zoneinfo
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import BinaryIO
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import FileSystemStorage
+from django.db.models import Max
 from django.utils import timezone
 
-from .assembly import store_pieces
+from .assembly import read_piece, store_pieces
 from .definitions import Report
 from .events import ProgressNotifier, job_ended
 from .files import (
@@ -39,7 +44,6 @@ from .files import (
 )
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
 from .queries import report_frames
-from .registry import get_report
 from .writers import FORMATS, SegmentInfo, Writer, WriterOptions
 
 logger = logging.getLogger(__name__)
@@ -77,7 +81,7 @@ def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = Non
                   on_progress: ProgressCallback | None = None) -> None:  # fmt: skip
     """Write the segment's rows into its segment object and record it done. Raises Stopped."""
     job = segment.job
-    report = get_report(job.report)
+    report = job.bound_report()
     spool = segment_spool(segment)
     spool.parent.mkdir(parents=True, exist_ok=True)
     notifier = ProgressNotifier()
@@ -124,7 +128,7 @@ def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = Non
 
 def join(job: ReportJob, *, lease) -> None:
     """Put the job's done segments together into its file, store it and end the job. Raises Stopped."""
-    report = get_report(job.report)
+    report = job.bound_report()
     segments = list(job.segments.order_by("index"))
     if any(segment.status != SegmentStatus.DONE for segment in segments):
         raise Stopped
@@ -155,6 +159,41 @@ def rewritten(job: ReportJob, report: Report, segments: list[SegmentInfo]) -> tu
         return store(spool, storage_name(job))
     finally:
         spool.unlink(missing_ok=True)
+
+
+def write_instant(job: ReportJob) -> BinaryIO:
+    """A small job's whole file, written by this process into a temporary file (returned at its end)
+    and the job ended: one segment and the join of a background run, so the same bytes, never stored.
+    Raises PermissionDenied (the owner may no longer run it) and ParamsInvalid."""
+    report = job.bound_report()
+    if not report.has_permission(job.owner):
+        raise PermissionDenied(f"You may no longer run the {report.get_title()!r} report: it needs "
+                               f"{report.describe_permission()}.")  # fmt: skip
+    queryset = report.get_report_queryset(job.params, job.owner)
+    upper = queryset.aggregate(upper=Max("pk"))["upper"]
+    output = tempfile.TemporaryFile()  # noqa: SIM115 (returned open: the response streams it and closes it)
+    with tempfile.TemporaryDirectory() as folder:
+        segment = Path(folder) / "segment"
+        with segment.open("wb") as fh:
+            writer = writer_for(job, report, fh)
+            writer.open_segment()
+            rows = sum(written_batches(job, report, writer, None, upper, settings.REPORTS_CHUNK_SIZE))
+            meta = writer.close_segment()
+        info = SegmentInfo(segment.name, segment.stat().st_size, rows, meta)
+        writer = writer_for(job, report, output)
+        if writer.rewrites:
+            writer.rewrite([info], lambda name: segment.open("rb"))
+        else:
+            storage = FileSystemStorage(location=folder)
+            for piece in writer.assemble([info]):
+                for block in read_piece(storage, piece):
+                    output.write(block)
+    size = output.tell()
+    output.seek(0)
+    if not job.transition(Status.SUCCEEDED, rows_done=rows, rows_total=rows, file_size=size):
+        output.close()
+        raise Stopped
+    return output
 
 
 def discard_segment_files(job: ReportJob) -> int:

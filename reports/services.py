@@ -16,9 +16,10 @@ from . import queues
 from .batches import enqueue_job
 from .definitions import ParamsInvalid, check_rows, row_cap
 from .events import NOTHING_MATCHES, job_ended
-from .models import RETRYABLE, ReportJob, Status
+from .models import RETRYABLE, Delivery, ReportJob, Status
 from .pipeline import discard_segment_files
 from .registry import get_report
+from .writers import FORMATS
 
 
 class TooManyJobs(Exception):
@@ -29,14 +30,17 @@ class JobConflict(Exception):
     """The job is in a state that does not allow this (409)."""
 
 
-def request_report(*, user, slug: str, format: str, params: Any = None, enqueue: bool = True) -> ReportJob:
+def request_report(*, user, slug: str, format: str, params: Any = None, columns: Any = None,
+                   delivery: str = "auto", enqueue: bool = True, **fields) -> ReportJob:  # fmt: skip
     """Validate a request, record the job and enqueue it once the row is committed.
 
-    Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format or params)
-    and TooManyJobs (the user has the maximum of queued and running jobs, or asked for too many in
-    the last minute). The same request while its job is still queued or running gets that job
-    (`job.reused` is then True). With enqueue=False the job is only recorded, for a caller that runs
-    it in the foreground.
+    Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format, params or
+    columns) and TooManyJobs (the user has the maximum of queued and running jobs, or asked for too
+    many in the last minute). The same request while its job is still queued or running gets that job
+    (`job.reused` is then True). With `delivery` "auto", a small report (instant_max_rows) is not
+    queued: the job is recorded for its download to write (Delivery.INSTANT); "background" queues
+    it whatever its size. With enqueue=False the job is only recorded, for a caller that runs it in
+    the foreground. `fields` are saved on the job (a schedule's run: schedule, slot).
     """
     report = get_report(slug)
     if not report.has_permission(user):
@@ -44,6 +48,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
         raise PermissionDenied(f"You may not run the {report.get_title()!r} report: it needs {needs}.")
     if format not in report.get_formats():
         raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
+    columns = report.clean_columns(columns)
     cleaned = report.clean_params(params, user)
     report.check_request(cleaned, user)
     params = report.serialize_params(cleaned)
@@ -52,27 +57,50 @@ def request_report(*, user, slug: str, format: str, params: Any = None, enqueue:
         check_rows(format, rows.count())
     if enqueue and nothing_matches(rows):
         raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
+    instant = enqueue and delivery == "auto" and is_small(rows, format)
 
     with transaction.atomic():
         # Serialise this user's requests: two at once cannot both slip under the limits, and the
         # second of two identical ones finds the first.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        if enqueue and (same := ReportJob.objects.for_user(user).active().filter(report=slug, format=format,
-                                                                                params=params).first()):  # fmt: skip
+        same = (
+            ReportJob.objects.for_user(user)
+            .active()
+            .filter(delivery=Delivery.BACKGROUND, report=slug, format=format, params=params, columns=columns)
+        )
+        if enqueue and not instant and (same := same.first()):
             same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
             return same
-        check_limits(user, active=enqueue)
-        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=params)
-        if enqueue:
+        check_limits(user, active=enqueue and not instant)
+        delivery = Delivery.INSTANT if instant else Delivery.BACKGROUND
+        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=params, columns=columns,
+                                       delivery=delivery, **fields)  # fmt: skip
+        if enqueue and not instant:
             transaction.on_commit(functools.partial(enqueue_job, job))  # Redis away: the sweeper enqueues it
     return job
+
+
+def instant_max_rows(format: str) -> int:
+    """The most rows of a report in `format` that its download writes at once: REPORTS_INSTANT_MAX_ROWS
+    if set (0: never), else what one worker writes in about a second in that format (its measured
+    speed), and never above the format's cap."""
+    limit = settings.REPORTS_INSTANT_MAX_ROWS
+    if limit is None:
+        limit = FORMATS[format].writer_class.rows_per_second
+    return min(limit, row_cap(format) or limit)
+
+
+def is_small(rows, format: str) -> bool:
+    """Whether the rows are few enough to be written at once (a count that stops past the limit)."""
+    limit = instant_max_rows(format)
+    return bool(limit) and rows.order_by()[: limit + 1].count() <= limit
 
 
 def check_limits(user, *, active: bool) -> None:
     """At most REPORTS_MAX_ACTIVE_JOBS_PER_USER queued or running jobs (when `active`), and at most
     REPORTS_MAX_JOBS_PER_MINUTE new jobs a minute, cancelled ones included."""
     limit = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER
-    if active and ReportJob.objects.for_user(user).active().count() >= limit:
+    if active and ReportJob.objects.for_user(user).active().filter(delivery=Delivery.BACKGROUND).count() >= limit:
         raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
     rate = settings.REPORTS_MAX_JOBS_PER_MINUTE
     since = timezone.now() - dt.timedelta(minutes=1)
@@ -103,7 +131,8 @@ def retry_report(job: ReportJob) -> ReportJob:
     """A new job with the same report, format and parameters (the old one stays as it ended)."""
     if job.status not in RETRYABLE:
         raise JobConflict(f"The job is {job.status}; only failed, cancelled or expired jobs are retried.")
-    return request_report(user=job.owner, slug=job.report, format=job.format, params=job.params)
+    return request_report(user=job.owner, slug=job.report, format=job.format, params=job.params,
+                          columns=job.columns or None, delivery="background")  # fmt: skip
 
 
 def cancel_report(job: ReportJob, *, by=None) -> ReportJob:

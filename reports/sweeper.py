@@ -18,11 +18,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import batches, queues
+from .events import job_changed
 from .files import SPOOL_NAME, delete_file, reports_storage, spool_dir
-from .models import ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
+from .models import ACTIVE, Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
 
 logger = logging.getLogger(__name__)
 SEGMENTS = "segments"
+INSTANT_WAIT = dt.timedelta(minutes=15)
 
 
 def stale_before(now: dt.datetime) -> dt.datetime:
@@ -51,16 +53,31 @@ def requeue_lost(now: dt.datetime) -> int:
     them): queued again. Running jobs get their next segments or their join queued. Needs Redis."""
     grace = stale_before(now)
     requeued = 0
-    for job in ReportJob.objects.filter(status=Status.QUEUED, created_at__lt=grace):
+    background = ReportJob.objects.filter(delivery=Delivery.BACKGROUND)
+    for job in background.filter(status=Status.QUEUED, created_at__lt=grace):
         if not queues.is_live(job.rq_job_id) and batches.enqueue_job(job):
             requeued += 1
     queued = ReportSegment.objects.filter(status=SegmentStatus.QUEUED, queued_at__lt=grace, job__status=Status.RUNNING)
     for segment in queued:
         if not queues.is_live(segment.rq_job_id) and batches.enqueue_segment(segment):
             requeued += 1
-    for job in ReportJob.objects.filter(status=Status.RUNNING, held_by="", updated_at__lt=grace):
+    for job in background.filter(status=Status.RUNNING, held_by="", updated_at__lt=grace):
         batches.dispatch(job)
     return requeued
+
+
+def end_unfetched(now: dt.datetime) -> int:
+    """Small reports are written by their download: one not fetched within INSTANT_WAIT (a client that
+    never came for it), or whose web process died while writing it, ends failed."""
+    cutoff = now - INSTANT_WAIT
+    ended = 0
+    instant = ReportJob.objects.filter(delivery=Delivery.INSTANT, status__in=ACTIVE, updated_at__lt=cutoff)
+    for job in instant.select_related("owner"):
+        minutes = INSTANT_WAIT.seconds // 60
+        if job.transition(Status.FAILED, error=f"Not downloaded within {minutes} minutes. Ask for it again."):
+            job_changed(job)
+            ended += 1
+    return ended
 
 
 def expire_files(now: dt.datetime | None = None) -> int:
@@ -151,6 +168,7 @@ def sweep(now: dt.datetime | None = None) -> dict[str, int]:
         "taken_over": take_over_dead_runs,
         "requeued": requeue_lost,
         "expired": expire_files,
+        "instant_unfetched": end_unfetched,
         "downloads_pruned": prune_audit,
         "segment_objects_removed": clean_storage,
         "spool_files_removed": lambda now: clean_spool(now)[0],

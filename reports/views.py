@@ -1,9 +1,12 @@
 import uuid
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.files.storage import FileSystemStorage
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
@@ -11,10 +14,14 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import batches
 from .api import runnable_reports
+from .definitions import ParamsInvalid
+from .events import describe_error, job_changed
 from .files import download_filename, reports_storage
 from .metrics import registry
-from .models import ACTIVE, RETRYABLE, ReportDownload, ReportJob, Status
+from .models import ACTIVE, RETRYABLE, Delivery, ReportDownload, ReportJob, Status
+from .pipeline import Stopped, write_instant
 from .writers import FORMATS
 
 
@@ -25,17 +32,11 @@ def download(request, job_id):
     if job is None:
         raise Http404("No such report file.")
     if job.status == Status.EXPIRED:
-        return HttpResponse(
-            "This report file has expired and was deleted. Ask for the report again.",
-            status=410,
-            content_type="text/plain; charset=utf-8",
-        )
+        return text(410, "This report file has expired and was deleted. Ask for the report again.")
+    if job.delivery == Delivery.INSTANT:
+        return instant_download(request, job)
     if job.status != Status.SUCCEEDED or not job.file:
-        return HttpResponse(
-            f"This report is {job.status}; there is no file to download.",
-            status=409,
-            content_type="text/plain; charset=utf-8",
-        )
+        return text(409, f"This report is {job.status}; there is no file to download.")
     filename = download_filename(job)
     storage = reports_storage()
     ReportDownload.record(job, request)
@@ -44,6 +45,51 @@ def download(request, job_id):
         response["Content-Type"] = FORMATS[job.format].content_type
         return response
     return HttpResponseRedirect(signed_url(storage, job, filename))
+
+
+def instant_download(request, job: ReportJob):
+    """A small report written now, by this process, into the response: once (it is not kept)."""
+    if job.status == Status.SUCCEEDED:
+        return text(410, "This report was written straight into its download and not kept. Ask for it again.")
+    if not job.transition(Status.RUNNING):
+        job.refresh_from_db()
+        return text(409, f"This report is {job.status}; there is no file to download.")
+    job_changed(job)
+    try:
+        output = write_instant(job)
+    except Stopped:
+        return text(409, "This report was cancelled.")
+    except Exception as exc:  # refused (permission, a column gone) or broken: the job says why
+        batches.fail_job(job, describe_error(exc))
+        if not isinstance(exc, PermissionDenied | ParamsInvalid):
+            raise
+        return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))
+    ReportDownload.record(job, request)
+    job_changed(job)
+    blocks = async_blocks(output) if isinstance(request, ASGIRequest) else iter_blocks(output)
+    response = StreamingHttpResponse(blocks, content_type=FORMATS[job.format].content_type)
+    response["Content-Length"] = str(job.file_size)
+    response["Content-Disposition"] = content_disposition_header(True, download_filename(job))
+    return response
+
+
+def iter_blocks(fh, size: int = 1 << 16):
+    with fh:
+        while block := fh.read(size):
+            yield block
+
+
+async def async_blocks(fh, size: int = 1 << 16):
+    """The file a block at a time, read off the event loop (daphne serves this response)."""
+    try:
+        while block := await sync_to_async(fh.read, thread_sensitive=False)(size):
+            yield block
+    finally:
+        fh.close()
+
+
+def text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
 
 
 def signed_url(storage, job: ReportJob, filename: str) -> str:

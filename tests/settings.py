@@ -20,6 +20,8 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")  # the tests' serve
 # Most tests ask for reports of empty or unrelated tables: the request-time "nothing matches" check is
 # on only where a test turns it on (tests/test_api.py), so that the runs' own empty results are seen.
 os.environ.setdefault("REPORTS_EMPTY_CHECK_MS", "0")
+# Likewise small reports go through the queue unless a test asks for the instant download (tests/test_instant.py).
+os.environ.setdefault("REPORTS_INSTANT_MAX_ROWS", "0")
 
 from project.settings import *  # noqa: E402,F403
 from project.settings import INSTALLED_APPS  # noqa: E402

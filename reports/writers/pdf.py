@@ -102,6 +102,7 @@ class PdfWriter(Writer):
     extension = "pdf"
     content_type = "application/pdf"
     laid_out_whole = True
+    rows_per_second = 1_500  # measured (bench/run.py --only PDF): the instant limit for PDF
 
     def open_segment(self) -> None:
         self.fonts = faces()
