@@ -163,6 +163,7 @@ REPORTS_CHUNK_SIZE = app_env(env.int, "REPORTS_CHUNK_SIZE")  # rows formatted (a
 REPORTS_JOB_TIMEOUT = app_env(env.int, "REPORTS_JOB_TIMEOUT")
 REPORTS_MAX_ACTIVE_JOBS_PER_USER = app_env(env.int, "REPORTS_MAX_ACTIVE_JOBS_PER_USER")
 REPORTS_MAX_JOBS_PER_MINUTE = app_env(env.int, "REPORTS_MAX_JOBS_PER_MINUTE")
+REPORTS_MAX_SCHEDULES_PER_USER = app_env(env.int, "REPORTS_MAX_SCHEDULES_PER_USER")
 REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
 # Segments (reports.batches): every report is cut into key ranges that one worker writes in about
 # REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows, when set), written by any worker; a job

@@ -13,8 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from notifications.services import login_required_json
 
 from .definitions import ParamsInvalid
-from .models import Delivery, ReportJob
+from .models import Delivery, ReportJob, ReportSchedule
 from .registry import NotRegistered, all_reports
+from .schedules import SCHEDULE_FIELDS, save_schedule, set_paused
 from .services import JobConflict, TooManyJobs, cancel_report, request_report, retry_report
 from .writers import FORMATS
 
@@ -112,23 +113,47 @@ def read_json(request):
         return None, error(400, f"The body must be JSON: {BODY_SHAPE}.")
 
 
-def job_create(request):
+def read_body(request, allowed: tuple[str, ...], shape: str):
+    """The request's JSON object with `report` and `format` as text and no field but `allowed`, or the
+    400 answer that names what is wrong."""
     body, refusal = read_json(request)
     if refusal:
-        return refusal
+        return None, refusal
     if not isinstance(body, dict):
-        return error(400, f"The body must be a JSON object: {BODY_SHAPE}.")
+        return None, error(400, f"The body must be a JSON object: {shape}.")
     missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
     wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
-    unknown = [k for k in body if k not in ("report", "format", "params", "columns", "delivery")]
     if body.get("delivery", "auto") not in DELIVERIES:
         wrong["delivery"] = ['Must be "auto" (small reports download at once) or "background" (always queued).']
+    unknown = [k for k in body if k not in allowed]
     if missing or wrong or unknown:
         fields = {**missing, **wrong, **ParamsInvalid.for_fields(unknown, "Unknown field.").errors}
-        return error(400, "Invalid request.", fields=fields)
+        return None, error(400, "Invalid request.", fields=fields)
+    return body, None
+
+
+def job_create(request):
+    body, refusal = read_body(request, ("report", "format", "params", "columns", "delivery"), BODY_SHAPE)
+    if refusal:
+        return refusal
     return answer_new_job(lambda: request_report(user=request.user, slug=body["report"], format=body["format"],
                                                  params=body.get("params"), columns=body.get("columns"),
                                                  delivery=body.get("delivery", "auto")))  # fmt: skip
+
+
+def refusal_of(exc: Exception) -> JsonResponse | None:
+    """The 4xx answer to a refused request, or None for anything else."""
+    if isinstance(exc, NotRegistered):
+        return error(404, f"No report called {str(exc)[:100]!r}.")
+    if isinstance(exc, PermissionDenied):
+        return error(403, str(exc) or "Permission denied.")
+    if isinstance(exc, ParamsInvalid):
+        return error(400, "Invalid parameters.", fields=exc.errors)
+    if isinstance(exc, TooManyJobs):
+        return error(429, str(exc))
+    if isinstance(exc, JobConflict):
+        return error(409, str(exc))
+    return None
 
 
 def answer_new_job(make_job) -> JsonResponse:
@@ -136,16 +161,8 @@ def answer_new_job(make_job) -> JsonResponse:
     with the job already asked for the same), or the 4xx that says why not."""
     try:
         job = make_job()
-    except NotRegistered as exc:
-        return error(404, f"No report called {str(exc)[:100]!r}.")
-    except PermissionDenied as exc:
-        return error(403, str(exc) or "Permission denied.")
-    except ParamsInvalid as exc:
-        return error(400, "Invalid parameters.", fields=exc.errors)
-    except TooManyJobs as exc:
-        return error(429, str(exc))
-    except JobConflict as exc:
-        return error(409, str(exc))
+    except (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs, JobConflict) as exc:
+        return refusal_of(exc)
     if getattr(job, "reused", False):
         return JsonResponse(job.as_dict(), status=200)
     return JsonResponse(job.as_dict(), status=201 if job.delivery == Delivery.INSTANT else 202)
@@ -188,3 +205,65 @@ def job_cancel(request, job):
 def job_retry(request, job):
     """A new job with the same report, format and parameters."""
     return answer_new_job(lambda: retry_report(job))
+
+
+# -- Schedules ------------------------------------------------------------------------------------
+
+SCHEDULE_SHAPE = ('{"report": slug, "format": name, "params": {...}, "columns": [...], "frequency": "weekly", '
+                  '"weekdays": [0], "day_of_month": null, "time": "08:00", "time_zone": "Europe/Berlin"}')  # fmt: skip
+MAX_SCHEDULES_LISTED = 100
+
+
+@require_http_methods(["GET", "POST"])
+@login_required_json
+def schedule_list(request):
+    if request.method == "GET":
+        schedules = ReportSchedule.objects.filter(owner=request.user).order_by("created_at")[:MAX_SCHEDULES_LISTED]
+        return JsonResponse({"schedules": [schedule.as_dict() for schedule in schedules]})
+    body, refusal = read_body(request, SCHEDULE_FIELDS, SCHEDULE_SHAPE)
+    if refusal:
+        return refusal
+    try:
+        schedule = save_schedule(request.user, body)
+    except (NotRegistered, PermissionDenied, ParamsInvalid) as exc:
+        return refusal_of(exc)
+    return JsonResponse(schedule.as_dict(), status=201)
+
+
+def own_schedule(view):
+    """Pass the user's own schedule; another user's is a 404."""
+
+    @wraps(view)
+    def wrapper(request, schedule_id):
+        schedule = ReportSchedule.objects.filter(owner=request.user, pk=schedule_id).first()
+        if schedule is None:
+            return error(404, "No such schedule.")
+        return view(request, schedule)
+
+    return wrapper
+
+
+@require_http_methods(["GET", "DELETE"])
+@login_required_json
+@own_schedule
+def schedule_detail(request, schedule):
+    """The schedule; DELETE removes it (its past runs stay, as jobs)."""
+    if request.method == "DELETE":
+        schedule.delete()
+        return JsonResponse({"deleted": True})
+    return JsonResponse(schedule.as_dict())
+
+
+@require_POST
+@login_required_json
+@own_schedule
+def schedule_pause(request, schedule):
+    return JsonResponse(set_paused(schedule, True).as_dict())
+
+
+@require_POST
+@login_required_json
+@own_schedule
+def schedule_resume(request, schedule):
+    """Runs again from its next slot on (those passed while paused do not run)."""
+    return JsonResponse(set_paused(schedule, False).as_dict())

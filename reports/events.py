@@ -84,11 +84,13 @@ def describe_error(exc: BaseException) -> str:
 
 
 def maybe_email(job: ReportJob, title: str) -> None:
-    """Also e-mail the owner when a job ran longer than REPORTS_EMAIL_AFTER_SECONDS (off when unset)."""
+    """Also e-mail the owner when a job ran longer than REPORTS_EMAIL_AFTER_SECONDS, or was a
+    schedule's run (nobody waits for it on a page); off when the setting is unset."""
     threshold = settings.REPORTS_EMAIL_AFTER_SECONDS
-    if threshold is None or not job.owner.email or not job.started_at or not job.finished_at:
+    if threshold is None or not job.owner.email:
         return
-    if (job.finished_at - job.started_at).total_seconds() < threshold:
+    took = (job.finished_at - job.started_at).total_seconds() if job.started_at and job.finished_at else None
+    if not job.schedule_id and (took is None or took < threshold):
         return
     link = job.download_url
     body = describe(job) + (f"\n\nDownload: {settings.REPORTS_SITE_URL.rstrip('/')}{link}" if link else "")

@@ -17,6 +17,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.cron import CronJob, CronScheduler
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
@@ -82,3 +83,21 @@ def cancel(rq_job_id: str) -> None:
             rq_job.cancel()
     except RedisError:
         pass
+
+
+class QueuedCronJob(CronJob):
+    """An RQ cron job put on the reports queue the way every task here is: by dotted path, with the
+    queue's serializer (JSON; RQ's own CronJob would pickle it for a worker that reads no pickle)."""
+
+    def enqueue(self, connection) -> Job:
+        return reports_queue().enqueue_call(self.func_name, args=self.args, kwargs=self.kwargs,
+                                            timeout=60, result_ttl=600, failure_ttl=7 * 24 * 3600)  # fmt: skip
+
+
+def cron_scheduler() -> CronScheduler:
+    """RQ's cron scheduler with the reports' periodic tasks: the schedules' tick every minute. The
+    sweeper process drives it (reports.management.commands.sweep_reports): one process less to run,
+    and it outlives a Redis outage, which RQ's own `rqcron` loop does not."""
+    cron = CronScheduler(connection=reports_queue().connection)
+    cron._cron_jobs.append(QueuedCronJob(QUEUE_NAME, func_name=f"{TASKS}.tick_schedules", interval=60))
+    return cron

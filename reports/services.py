@@ -10,10 +10,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import queues
 from .batches import enqueue_job
+from .dates import resolve_relative_dates
 from .definitions import ParamsInvalid, check_rows, row_cap
 from .events import NOTHING_MATCHES, job_ended
 from .models import RETRYABLE, Delivery, ReportJob, Status
@@ -30,8 +32,9 @@ class JobConflict(Exception):
     """The job is in a state that does not allow this (409)."""
 
 
-def request_report(*, user, slug: str, format: str, params: Any = None, columns: Any = None,
-                   delivery: str = "auto", enqueue: bool = True, **fields) -> ReportJob:  # fmt: skip
+def request_report(*, user, slug: str, format: str, params: Any = None, columns: Any = None, delivery: str = "auto",
+                   enqueue: bool = True, dates_at: tuple[dt.datetime, dt.tzinfo] | None = None,
+                   **fields) -> ReportJob:  # fmt: skip
     """Validate a request, record the job and enqueue it once the row is committed.
 
     Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format, params or
@@ -40,22 +43,13 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
     (`job.reused` is then True). With `delivery` "auto", a small report (instant_max_rows) is not
     queued: the job is recorded for its download to write (Delivery.INSTANT); "background" queues
     it whatever its size. With enqueue=False the job is only recorded, for a caller that runs it in
-    the foreground. `fields` are saved on the job (a schedule's run: schedule, slot).
+    the foreground. Relative dates ("last month") mean what they do at `dates_at` (a moment and a time
+    zone; default: now, in the site's). `fields` are saved on the job (a schedule's run: schedule,
+    slot: its own job even while an earlier slot's runs, and even when nothing matches: its file says so).
     """
-    report = get_report(slug)
-    if not report.has_permission(user):
-        needs = report.describe_permission()
-        raise PermissionDenied(f"You may not run the {report.get_title()!r} report: it needs {needs}.")
-    if format not in report.get_formats():
-        raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
-    columns = report.clean_columns(columns)
-    cleaned = report.clean_params(params, user)
-    report.check_request(cleaned, user)
-    params = report.serialize_params(cleaned)
-    rows = report.get_report_queryset(params, user)  # (a query only if a check below asks)
-    if row_cap(format) is not None:
-        check_rows(format, rows.count())
-    if enqueue and nothing_matches(rows):
+    columns, params, rows = validate_request(user=user, slug=slug, format=format, params=params, columns=columns,
+                                             dates_at=dates_at)  # fmt: skip
+    if enqueue and "schedule" not in fields and nothing_matches(rows):
         raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
     instant = enqueue and delivery == "auto" and is_small(rows, format)
 
@@ -68,7 +62,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
             .active()
             .filter(delivery=Delivery.BACKGROUND, report=slug, format=format, params=params, columns=columns)
         )
-        if enqueue and not instant and (same := same.first()):
+        if enqueue and not instant and "schedule" not in fields and (same := same.first()):
             same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
             return same
         check_limits(user, active=enqueue and not instant)
@@ -78,6 +72,27 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
         if enqueue and not instant:
             transaction.on_commit(functools.partial(enqueue_job, job))  # Redis away: the sweeper enqueues it
     return job
+
+
+def validate_request(*, user, slug: str, format: str, params: Any = None, columns: Any = None,
+                     dates_at: tuple[dt.datetime, dt.tzinfo] | None = None) -> tuple[list, dict, QuerySet]:  # fmt: skip
+    """A request checked as request_report does, nothing recorded: (its columns, its params as stored,
+    its rows). Raises NotRegistered, PermissionDenied and ParamsInvalid."""
+    report = get_report(slug)
+    if not report.has_permission(user):
+        needs = report.describe_permission()
+        raise PermissionDenied(f"You may not run the {report.get_title()!r} report: it needs {needs}.")
+    if format not in report.get_formats():
+        raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
+    columns = report.clean_columns(columns)
+    now, zone = dates_at or (timezone.now(), timezone.get_current_timezone())
+    cleaned = report.clean_params(resolve_relative_dates(report, params, now, zone), user)
+    report.check_request(cleaned, user)
+    params = report.serialize_params(cleaned)
+    rows = report.get_report_queryset(params, user)  # (a query only if a check below asks)
+    if row_cap(format) is not None:
+        check_rows(format, rows.count())
+    return columns, params, rows
 
 
 def instant_max_rows(format: str) -> int:

@@ -10,7 +10,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied
 
-from . import batches, pipeline
+from . import batches, pipeline, schedules
 from .batches import Lease
 from .definitions import ParamsInvalid
 from .events import describe_error
@@ -41,6 +41,14 @@ def run_join(job_id: str) -> None:
     job = ReportJob.objects.select_related("owner").filter(pk=job_id).first()
     if job is not None and batches.claim_join(job):
         join(job)
+
+
+def tick_schedules() -> None:
+    """The minute's tick, put on the queue by RQ's cron scheduler (reports.queues.cron_scheduler): start
+    the runs of the schedules whose slot has come."""
+    started = schedules.run_due()
+    if started:
+        logger.info("Started %s scheduled report%s.", started, "" if started == 1 else "s")
 
 
 def run_in_foreground(job: ReportJob, *, chunk_size: int | None = None, on_progress=None) -> bool:

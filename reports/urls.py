@@ -13,4 +13,8 @@ urlpatterns = [
     path("api/reports/jobs/<uuid:job_id>/", api.job_detail, name="api-job"),
     path("api/reports/jobs/<uuid:job_id>/cancel/", api.job_cancel, name="api-job-cancel"),
     path("api/reports/jobs/<uuid:job_id>/retry/", api.job_retry, name="api-job-retry"),
+    path("api/reports/schedules/", api.schedule_list, name="api-schedules"),
+    path("api/reports/schedules/<int:schedule_id>/", api.schedule_detail, name="api-schedule"),
+    path("api/reports/schedules/<int:schedule_id>/pause/", api.schedule_pause, name="api-schedule-pause"),
+    path("api/reports/schedules/<int:schedule_id>/resume/", api.schedule_resume, name="api-schedule-resume"),
 ]
