@@ -154,7 +154,9 @@ def test_a_one_off_request_takes_relative_dates_too(alice_client):
 
 
 @override_settings(REPORTS_EMAIL_AFTER_SECONDS=3600)
-def test_a_run_whose_owner_lost_the_permission_fails_with_a_notice(alice_client, alice, django_capture_on_commit_callbacks):
+def test_a_run_whose_owner_lost_the_permission_fails_with_a_notice(
+    alice_client, alice, django_capture_on_commit_callbacks
+):
     alice.email = "alice@example.com"
     alice.save()
     schedule_id = create(alice_client, frequency="daily", time="08:00", time_zone="UTC").json()["id"]
