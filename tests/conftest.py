@@ -1,3 +1,4 @@
+import contextlib
 import os
 import re
 import shutil
@@ -185,10 +186,18 @@ def free_port() -> int:
 @pytest.fixture
 def daphne_server(transactional_db, redis_queue):
     """A real daphne process serving the project (HTTP and websockets); yields its base URL."""
+    with daphne() as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def daphne(**env):
+    """A real daphne process serving the project with these settings from the environment: its base URL."""
     import socket
 
     port = free_port()
-    process = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"])
+    process = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+                    **env)  # fmt: skip
 
     def listening():
         with socket.socket() as s:

@@ -1,0 +1,180 @@
+"""Small reports downloaded at once: the decision at request time, the download that writes the file
+(the same bytes as a background run's), the job recorded without a stored file or a notification,
+and what happens to a download never fetched, fetched twice, or refused meanwhile."""
+
+import datetime as dt
+import io
+import json
+import re
+import time
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import override_settings
+from pypdf import PdfReader
+
+from notifications.models import Notification
+from reports.models import Delivery, ReportDownload, ReportJob, Status
+from reports.services import instant_max_rows
+from reports.sweeper import end_unfetched
+from reports.writers import FORMATS
+from shop import demo
+
+from .conftest import LiveSession, daphne, wait_for
+
+# The download reads the rows on a connection of its own (ADBC): the tests' data must be committed.
+pytestmark = pytest.mark.django_db(transaction=True)
+ALL_FORMATS = ["csv", "csv_excel", "json", "ndjson", "xlsx", "parquet", "pdf"]
+
+
+def post(client, body):
+    return client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
+
+
+def download(client, url) -> tuple[int, bytes, dict]:
+    response = client.get(url)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response.status_code, body, response
+
+
+def test_the_limit_is_a_second_of_each_formats_measured_speed_unless_set(settings):
+    settings.REPORTS_INSTANT_MAX_ROWS = None
+    assert {fmt: instant_max_rows(fmt) for fmt in ("csv", "xlsx", "pdf")} == {
+        "csv": FORMATS["csv"].writer_class.rows_per_second, "xlsx": FORMATS["xlsx"].writer_class.rows_per_second,
+        "pdf": min(FORMATS["pdf"].writer_class.rows_per_second, settings.REPORTS_PDF_MAX_ROWS),
+    }  # fmt: skip
+    settings.REPORTS_INSTANT_MAX_ROWS = 100
+    assert instant_max_rows("csv") == instant_max_rows("pdf") == 100
+    settings.REPORTS_INSTANT_MAX_ROWS = 0
+    assert instant_max_rows("csv") == 0
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_client, alice, run_worker, fmt):
+    demo.seed(400)
+    request = {"report": "orders", "format": fmt, "params": {"min_amount": "1"}, "columns": ["number", "amount",
+                                                                                             "created_at", "note"]}  # fmt: skip
+    response = post(alice_client, request)
+    assert response.status_code == 201, response.content
+    job = response.json()
+    assert job["delivery"] == "instant" and job["status"] == "queued"
+    assert job["download_url"] == f"/reports/jobs/{job['id']}/download/"
+    status, instant, headers = download(alice_client, job["download_url"])
+    assert status == 200 and headers["Content-Type"] == FORMATS[fmt].content_type
+    assert int(headers["Content-Length"]) == len(instant) and 'attachment; filename="Orders ' in headers[
+        "Content-Disposition"]  # fmt: skip
+
+    background = post(alice_client, {**request, "delivery": "background"})
+    assert background.status_code == 202 and background.json()["delivery"] == "background"
+    run_worker()
+    stored = ReportJob.objects.get(pk=background.json()["id"])
+    assert stored.status == Status.SUCCEEDED
+    if fmt == "pdf":  # a PDF says when it was made (heading, metadata): the same pages, text and layout
+        pages = [pdf_pages(b) for b in (instant, stored.file.open("rb").read())]
+        assert pages[0] == pages[1] and len(pages[0]) >= 1 and "generated <when>" in pages[0][0][1]
+    else:
+        assert instant == stored.file.open("rb").read()
+
+    recorded = ReportJob.objects.get(pk=job["id"])
+    rows = stored.rows_done
+    assert rows > 0
+    assert (recorded.status, recorded.delivery, recorded.rows_done, recorded.rows_total, recorded.file_size,
+            recorded.file.name) == (Status.SUCCEEDED, Delivery.INSTANT, rows, rows, len(instant), "")  # fmt: skip
+    assert recorded.started_at and recorded.finished_at
+    assert ReportDownload.objects.filter(job=recorded, user=alice, bytes=len(instant)).count() == 1
+    # Nothing to notify of (the download was the answer); the background one notified as ever.
+    assert list(Notification.objects.values_list("payload__job__id", flat=True)) == [str(stored.pk)]
+
+
+def pdf_pages(pdf: bytes) -> list[tuple]:
+    """Each page's size and text, the moment it was made left out."""
+    pages = PdfReader(io.BytesIO(pdf)).pages
+    return [(tuple(page.mediabox), re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "<when>", page.extract_text()))
+            for page in pages]  # fmt: skip
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_it_is_written_once_and_not_kept(alice_client):
+    demo.seed(50)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    assert download(alice_client, job["download_url"])[0] == 200
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 410 and body.decode() == (
+        "This report was written straight into its download and not kept. Ask for it again."
+    )
+    listed = alice_client.get(f"/api/reports/jobs/{job['id']}/").json()
+    assert listed["status"] == "succeeded" and listed["download_url"] is None and listed["rows_done"] == 50
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_big_reports_and_clients_that_insist_go_to_the_queue(alice_client, redis_queue):
+    demo.seed(501)
+    big = post(alice_client, {"report": "orders", "format": "csv"})
+    assert big.status_code == 202 and big.json()["delivery"] == "background"
+    small = post(alice_client, {"report": "orders", "format": "csv", "params": {"status": "paid"}, "delivery": "background"})
+    assert small.status_code == 202 and small.json()["delivery"] == "background"
+    assert sorted(redis_queue.job_ids) == sorted(f"report-{r.json()['id']}-a1" for r in (big, small))
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+@pytest.mark.parametrize("delivery", ["instant", "", None, 1, ["auto"], "AUTO"])
+def test_a_wrong_delivery_is_400(alice_client, delivery):
+    response = post(alice_client, {"report": "orders", "format": "csv", "delivery": delivery})
+    assert response.status_code == 400
+    assert response.json()["fields"]["delivery"] == [
+        'Must be "auto" (small reports download at once) or "background" (always queued).'
+    ]
+    assert not ReportJob.objects.exists()
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_instant_jobs_do_not_count_against_the_active_limit_or_get_reused(alice_client, settings):
+    settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER = 1
+    demo.seed(10)
+    first = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    second = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    assert first["id"] != second["id"] and {first["delivery"], second["delivery"]} == {"instant"}
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_a_permission_lost_before_the_download_refuses_it_and_fails_the_job(alice_client, alice):
+    demo.seed(10)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    alice.user_permissions.remove(Permission.objects.get(codename="view_order"))
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 403 and body.decode().startswith("You may no longer run the 'Orders' report")
+    assert ReportJob.objects.get(pk=job["id"]).status == Status.FAILED
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_a_download_never_fetched_ends_failed(alice_client):
+    demo.seed(10)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    assert end_unfetched(dt.datetime.now(dt.UTC)) == 0
+    assert end_unfetched(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=16)) == 1
+    ended = ReportJob.objects.get(pk=job["id"])
+    assert ended.status == Status.FAILED and ended.error == "Not downloaded within 15 minutes. Ask for it again."
+    assert download(alice_client, job["download_url"])[0] == 409
+
+
+@pytest.mark.integration
+def test_through_daphne_the_download_streams_and_the_page_hears_of_it(alice, redis_queue):
+    """Over real HTTP (daphne): 201, then the download; the owner's open pages get the job's update
+    over the websocket, and no notification to keep (no toast)."""
+    demo.seed(1000)
+    with daphne(REPORTS_INSTANT_MAX_ROWS=2000) as base_url:
+        session = LiveSession(base_url, alice)
+        with session.websocket() as ws:
+            status, body, _ = session.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "xlsx"})
+            assert status == 201
+            job = json.loads(body)
+            started = time.perf_counter()
+            status, data, headers = session.request("GET", job["download_url"])
+            took = time.perf_counter() - started
+            assert status == 200 and data[:2] == b"PK" and int(headers["Content-Length"]) == len(data)
+            messages = []
+            wait_for(lambda: messages.append(json.loads(ws.recv(timeout=10))) or messages[-1]["job"]["status"]
+                     == "succeeded", timeout=20, message="the job's update")  # fmt: skip
+            assert all("notification" not in m for m in messages)
+    assert ReportJob.objects.get(pk=job["id"]).rows_done == 1000 and took < 30
