@@ -53,8 +53,8 @@ def test_the_limit_is_a_second_of_each_formats_measured_speed_unless_set(setting
 @pytest.mark.parametrize("fmt", ALL_FORMATS)
 def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_client, alice, run_worker, fmt):
     demo.seed(400)
-    request = {"report": "orders", "format": fmt, "params": {"min_amount": "1"}, "columns": ["number", "amount",
-                                                                                             "created_at", "note"]}  # fmt: skip
+    columns = ["number", "amount", "created_at", "note"]
+    request = {"report": "orders", "format": fmt, "params": {"min_amount": "1"}, "columns": columns}
     response = post(alice_client, request)
     assert response.status_code == 201, response.content
     job = response.json()
@@ -112,7 +112,8 @@ def test_big_reports_and_clients_that_insist_go_to_the_queue(alice_client, redis
     demo.seed(501)
     big = post(alice_client, {"report": "orders", "format": "csv"})
     assert big.status_code == 202 and big.json()["delivery"] == "background"
-    small = post(alice_client, {"report": "orders", "format": "csv", "params": {"status": "paid"}, "delivery": "background"})
+    insisting = {"report": "orders", "format": "csv", "params": {"status": "paid"}, "delivery": "background"}
+    small = post(alice_client, insisting)
     assert small.status_code == 202 and small.json()["delivery"] == "background"
     assert sorted(redis_queue.job_ids) == sorted(f"report-{r.json()['id']}-a1" for r in (big, small))
 
