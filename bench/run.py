@@ -181,6 +181,7 @@ def setup(args) -> dict:
         "RQ_LOG_LEVEL": "WARNING",
         "REPORTS_MAX_ACTIVE_JOBS_PER_USER": "1000",
         "REPORTS_MAX_JOBS_PER_MINUTE": "100000",
+        "REPORTS_INSTANT_MAX_ROWS": "0",  # every case here goes through the queue; --instant compares the two ways
         # As in production: no debug bookkeeping (query log, debug pages) in the web or the workers.
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
@@ -347,6 +348,78 @@ def small_beside_big(env: dict, smalls: int = 10, bigs: int = 4) -> dict:
             worker.wait(timeout=60)
 
 
+def instant(env: dict, rounds: int) -> str:
+    """A report of 1,000 orders (CSV and XLSX) both ways, over HTTP through daphne, with one worker
+    running: written at once into its download (POST -> 201, GET) and through the queue (POST -> 202,
+    the worker, GET once it is ready). From the POST's start: the first byte of the file, its last."""
+    from django.contrib.auth import get_user_model
+    from django.middleware.csrf import _get_new_csrf_string
+    from django.test import Client
+
+    from reports.models import ReportJob, Status
+    from shop.models import Order
+
+    web_env = {k: v for k, v in env.items() if k != "REPORTS_INSTANT_MAX_ROWS"}  # the default limit
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+                           cwd=ROOT, env=web_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(WORKER, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = Client()
+        client.force_login(get_user_model().objects.get(username="bench"))
+        csrf = _get_new_csrf_string()
+        headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}", "X-CSRFToken": csrf,
+                   "Content-Type": "application/json"}  # fmt: skip
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(base + "/login/", timeout=1)
+                break
+            time.sleep(0.2)
+        threshold = Order.objects.order_by("-amount").values_list("amount", flat=True)[999]
+
+        def ask(body: dict) -> tuple[int, dict]:
+            request = urllib.request.Request(
+                base + "/api/reports/jobs/", data=json.dumps(body).encode(), headers=headers
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+
+        def fetch(url: str, started: float) -> tuple[float, float, int]:
+            with urllib.request.urlopen(urllib.request.Request(base + url, headers=headers), timeout=60) as response:
+                first = response.read(1)
+                ttfb = time.perf_counter() - started
+                size = len(first) + len(response.read())
+            return ttfb, time.perf_counter() - started, size
+
+        lines = ["| format, way | rows | bytes | first byte ms, median | last byte ms, median | last byte ms, worst |",
+                 "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        for fmt in ("csv", "xlsx"):
+            for way in ("auto", "background"):
+                ttfbs, totals = [], []
+                # One after the other: the queued one has ended before the same is asked again.
+                body = {"report": "orders", "format": fmt, "delivery": way, "params": {"min_amount": str(threshold)}}
+                for _ in range(rounds):
+                    started = time.perf_counter()
+                    status, job = ask(body)
+                    assert status == (201 if way == "auto" else 202), (status, job)
+                    if way == "background":
+                        while ReportJob.objects.get(pk=job["id"]).status != Status.SUCCEEDED:
+                            time.sleep(0.005)
+                    ttfb, total, size = fetch(f"/reports/jobs/{job['id']}/download/", started)
+                    ttfbs.append(ttfb * 1000)
+                    totals.append(total * 1000)
+                rows = ReportJob.objects.get(pk=job["id"]).rows_done
+                name = "at once (201)" if way == "auto" else "queued (202)"
+                lines.append(f"| {fmt.upper()}, {name} | {rows:,} | {size:,} | {statistics.median(ttfbs):.0f} | "
+                             f"{statistics.median(totals):.0f} | {max(totals):.0f} |")  # fmt: skip
+        return "\n".join(lines)
+    finally:
+        for process in (web, worker):
+            process.terminate()
+            process.wait(timeout=20)
+
+
 def segment_sizes(env: dict, sizes: list[int], rounds: int) -> str:
     """Rows/s of CSV (COPY path) and XLSX with one worker, at each segment size: the cost of segments."""
     lines = ["| segment rows | segments | CSV rows/s | CSV vs one segment | XLSX rows/s | XLSX vs one segment | "
@@ -466,6 +539,7 @@ def main() -> int:
     parser.add_argument("--no-live", action="store_true", help="skip POST latency and websocket delay")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--segment-sizes", help="comma-separated segment sizes: measure them instead")
+    parser.add_argument("--instant", action="store_true", help="measure a 1,000-row download both ways instead")
     args = parser.parse_args()
     env = setup(args)
     try:
@@ -481,6 +555,13 @@ def measure(args, env: dict) -> int:
         print(f"\n{text}\n\n`{command}`")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "segments.md").write_text(f"{text}\n\n`{command}`\n")
+        return 0
+    if args.instant:
+        text = instant(env, rounds=max(args.rounds, 5))
+        command = f"python bench/run.py --rows {args.rows} --rounds {args.rounds} --instant"
+        print(f"\n{text}\n\n`{command}`")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "instant.md").write_text(f"{text}\n\n`{command}`\n")
         return 0
     cases = {k: v for k, v in CASES.items() if not args.only or any(s in k for s in args.only.split(","))}
     cases.setdefault("(a) COPY to a file", CASES["(a) COPY to a file"])

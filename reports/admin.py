@@ -11,8 +11,9 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
-from .models import RETRYABLE, ReportDownload, ReportJob, ReportSegment, Status
+from .models import RETRYABLE, ReportDownload, ReportJob, ReportSchedule, ReportSegment, Status
 from .registry import NotRegistered, get_report
+from .schedules import set_paused
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 from .writers import FORMATS
 
@@ -106,14 +107,15 @@ class ReportJobAdmin(admin.ModelAdmin):
     # One line per job at 1280 px, the admin's menu open: the title is the link, times to the minute.
     list_display = ["title", "status", "owner", "rows", "size", "created", "download"]
     list_display_links = ["title"]
-    list_filter = ["status", ReportFilter, FormatFilter, ("owner", admin.RelatedOnlyFieldListFilter), "created_at"]
+    list_filter = ["status", ReportFilter, FormatFilter, "delivery", ("owner", admin.RelatedOnlyFieldListFilter),
+                   "created_at"]  # fmt: skip
     search_fields = ["=id", "report", "owner__username", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
-    fields = ["id", "owner", "title", "format_name", "params", "status", "rows_done", "rows_total", "upper_key",
-              "size", "download", "error", "attempts", "created_at", "started_at", "finished_at", "duration",
-              "queue_dashboard"]  # fmt: skip
+    fields = ["id", "owner", "title", "format_name", "params", "columns", "delivery", "schedule", "slot", "status",
+              "rows_done", "rows_total", "upper_key", "size", "download", "error", "attempts", "created_at",
+              "started_at", "finished_at", "duration", "queue_dashboard"]  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -264,3 +266,60 @@ class GuardedQueueAdmin(QueueAdmin):
 if admin.site.is_registered(Dashboard):
     admin.site.unregister(Dashboard)
 admin.site.register(Dashboard, GuardedQueueAdmin)
+
+
+@admin.register(ReportSchedule)
+class ReportScheduleAdmin(admin.ModelAdmin):
+    """Every user's schedules: who gets what, when next, how the last run went. Made on the report page
+    (or the API) by their owners; here they are paused, resumed or deleted."""
+
+    list_display = ["title", "owner", "when", "next_run", "last_run", "paused"]
+    list_filter = ["paused", "frequency", ReportFilter, FormatFilter, ("owner", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["owner__username", "report"]
+    list_select_related = ["owner"]
+    actions = ["pause", "resume"]
+    fields = ["owner", "title", "format", "params", "columns", "when", "time_zone", "paused", "next_run_at",
+              "last_run", "created_at"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only; pausing and resuming are actions
+
+    @admin.display(description="Report", ordering="report")
+    def title(self, schedule):
+        return f"{schedule.report_title} · {format_label(schedule.format)}"
+
+    @admin.display(description="When")
+    def when(self, schedule):
+        return schedule.describe_when()
+
+    @admin.display(description="Next run", ordering="next_run_at")
+    def next_run(self, schedule):
+        return timezone.localtime(schedule.next_run_at).strftime("%Y-%m-%d %H:%M") if schedule.next_run_at else "—"
+
+    @admin.display(description="Last run")
+    def last_run(self, schedule):
+        run = schedule.last_run()
+        if run is None:
+            return "—"
+        link = reverse("admin:reports_reportjob_change", args=[run.pk])
+        return format_html('<a href="{}">{}</a> · {}', link, run.get_status_display(),
+                           timezone.localtime(run.slot).strftime("%Y-%m-%d %H:%M"))  # fmt: skip
+
+    def has_manage_permission(self, request):
+        return request.user.has_perm("reports.change_reportschedule")
+
+    @admin.action(description="Pause the selected schedules", permissions=["manage"])
+    def pause(self, request, queryset):
+        for schedule in queryset:
+            set_paused(schedule, True)
+        self.message_user(request, f"Paused {queryset.count():,} schedules.", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected schedules (from their next slot)", permissions=["manage"])
+    def resume(self, request, queryset):
+        for schedule in queryset:
+            set_paused(schedule, False)
+        self.message_user(request, f"Resumed {queryset.count():,} schedules.", messages.SUCCESS)

@@ -7,14 +7,17 @@ string (filters and search). The report that a worker runs from them is reports.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
 from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from .admin_reports import MAX_IDS, admin_report_slug
 from .definitions import Column, ParamsInvalid
+from .registry import get_report
 from .services import TooManyJobs, request_report
 from .writers import FORMATS
 
@@ -31,12 +34,16 @@ def changelist_query(request) -> str:
 def make_export_action(fmt: str):
     def export(modeladmin, request, queryset):
         slug = admin_report_slug(modeladmin.model)
-        if request.POST.get("select_across") == "1":
+        across = request.POST.get("select_across") == "1"
+        if request.POST.get("export_columns") != "yes":  # first the page that asks which columns, in what order
+            return columns_page(modeladmin, request, queryset, fmt, export.__name__, across)
+        if across:
             params = {"query": changelist_query(request)}
         else:
             params = {"ids": [str(pk) for pk in queryset.values_list("pk", flat=True)[: MAX_IDS + 1]]}
         try:
-            job = request_report(user=request.user, slug=slug, format=fmt, params=params)
+            job = request_report(user=request.user, slug=slug, format=fmt, params=params,
+                                 columns=request.POST.getlist("columns"), delivery="background")  # fmt: skip
         except (PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
             detail = "; ".join(" ".join(v) for v in exc.errors.values()) if isinstance(exc, ParamsInvalid) else exc
             modeladmin.message_user(request, f"The export could not start: {detail}", messages.ERROR)
@@ -59,6 +66,26 @@ def make_export_action(fmt: str):
     export.__name__ = f"export_{fmt}_in_background"
     export.short_description = f"Export to {FORMATS[fmt].label} in the background"
     return export
+
+
+def columns_page(modeladmin, request, queryset, fmt: str, action: str, across: bool) -> TemplateResponse:
+    """The action's intermediate page: tick and order the columns, then export (the same request again,
+    with the choice)."""
+    report = get_report(admin_report_slug(modeladmin.model))
+    opts = modeladmin.model._meta
+    return TemplateResponse(request, "admin/reports/export_columns.html", {
+        **modeladmin.admin_site.each_context(request),
+        "title": f"Export {opts.verbose_name_plural} to {FORMATS[fmt].label}",
+        "opts": opts,
+        "action": action,
+        "format_label": FORMATS[fmt].label,
+        "columns": report.get_column_specs(),
+        "storage_key": f"reports.columns.{report.slug}",
+        "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+        "select_across": across,
+        "count": queryset.count(),
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+    })  # fmt: skip
 
 
 class BackgroundExportMixin:

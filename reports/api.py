@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from notifications.services import login_required_json
 
+from .dates import RELATIVE_DATES
 from .definitions import ParamsInvalid
 from .models import Delivery, ReportJob, ReportSchedule
 from .registry import NotRegistered, all_reports
@@ -59,6 +60,8 @@ def filter_as_dict(name: str, field: forms.Field) -> dict:
         if input_type == "select"
         else [],
     }
+    if input_type in ("date", "datetime-local"):
+        data["relative"] = list(RELATIVE_DATES)  # also taken: "last month" and the like (reports.dates)
     if isinstance(field, forms.DecimalField) and field.decimal_places is not None:
         data["step"] = str(10**-field.decimal_places) if field.decimal_places else "1"
     if getattr(field, "max_length", None):

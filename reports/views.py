@@ -20,7 +20,7 @@ from .definitions import ParamsInvalid
 from .events import describe_error, job_changed
 from .files import download_filename, reports_storage
 from .metrics import registry
-from .models import ACTIVE, RETRYABLE, Delivery, ReportDownload, ReportJob, Status
+from .models import ACTIVE, RETRYABLE, WEEKDAYS, Delivery, Frequency, ReportDownload, ReportJob, ReportSchedule, Status
 from .pipeline import Stopped, write_instant
 from .writers import FORMATS
 
@@ -121,12 +121,13 @@ def metrics(request):
 def report_page(request):
     reports = runnable_reports(request.user)
     jobs = [job.as_dict() for job in ReportJob.objects.for_user(request.user)[:50]]
-    return render(request, "reports/page.html", {"reports": reports, "page": page_config(reports, jobs)})
+    schedules = [s.as_dict() for s in ReportSchedule.objects.filter(owner=request.user).order_by("created_at")]
+    return render(request, "reports/page.html", {"reports": reports, "page": page_config(reports, jobs, schedules)})
 
 
-def page_config(reports: list[dict], jobs: list[dict]) -> dict:
+def page_config(reports: list[dict], jobs: list[dict], schedules: list[dict]) -> dict:
     """What the page's script knows: it learns it here rather than keeping copies of it."""
-    placeholder = str(uuid.UUID(int=0))
+    placeholder, number = str(uuid.UUID(int=0)), 2**31 - 1
     return {
         "urls": {
             "jobs": reverse("reports:api-jobs"),
@@ -134,7 +135,15 @@ def page_config(reports: list[dict], jobs: list[dict]) -> dict:
             "cancel": reverse("reports:api-job-cancel", args=[placeholder]),
             "retry": reverse("reports:api-job-retry", args=[placeholder]),
             "placeholder": placeholder,
+            "schedules": reverse("reports:api-schedules"),
+            "schedule": reverse("reports:api-schedule", args=[number]),
+            "schedule_pause": reverse("reports:api-schedule-pause", args=[number]),
+            "schedule_resume": reverse("reports:api-schedule-resume", args=[number]),
+            "schedule_placeholder": str(number),
         },
+        "frequencies": Frequency.choices,
+        "weekdays": WEEKDAYS,
+        "schedules": schedules,
         "statuses": dict(Status.choices),
         "active": list(ACTIVE),
         "retryable": list(RETRYABLE),

@@ -1,4 +1,5 @@
 import csv
+import html as html_module
 import io
 import json
 
@@ -193,3 +194,33 @@ def test_job_admin_shows_the_segments_of_a_job(client, make_user):
     page = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
     assert "Segments (the report" in page and "RuntimeError: &lt;b&gt;disk full&lt;/b&gt;" in page
     assert "<b>disk full</b>" not in page
+
+
+def test_the_action_asks_for_the_columns_first_then_exports_the_chosen_ones(client, staff):
+    demo.seed(30)
+    client.force_login(staff)
+    paid = Order.objects.filter(status="paid").order_by("pk")  # the changelist shows paid orders only
+    selected = [str(pk) for pk in paid.values_list("pk", flat=True)[:4]]
+    page = client.post("/admin/shop/order/?status__exact=paid", {"action": "export_xlsx_in_background",
+                                                                "_selected_action": selected})  # fmt: skip
+    assert page.status_code == 200 and not ReportJob.objects.exists()
+    html = page.content.decode()
+    assert "Export orders to Excel" in html and "4 selected orders" in html
+    names = [spec.name for spec in REPORT.get_column_specs()]
+    assert all(f'name="columns" value="{name}" checked' in html for name in names)
+    assert all(f'name="_selected_action" value="{pk}"' in html for pk in selected)
+    assert 'name="select_across" value="0"' in html and 'name="export_columns" value="yes"' in html
+
+    done = client.post("/admin/shop/order/?status__exact=paid", {
+        "action": "export_xlsx_in_background", "_selected_action": selected, "select_across": "0",
+        "export_columns": "yes", "columns": ["number", "id"]}, follow=True)  # fmt: skip
+    assert "Exporting 4 selected rows to Excel" in done.content.decode()
+    job = ReportJob.objects.get()
+    assert job.columns == ["number", "id"] and sorted(job.params["ids"]) == sorted(map(int, selected))
+    assert job.format == "xlsx"
+
+    across = client.post("/admin/shop/order/?status__exact=paid", {
+        "action": "export_csv_in_background", "_selected_action": selected, "select_across": "1",
+        "export_columns": "yes", "columns": ["id", "secret"]}, follow=True)  # fmt: skip
+    assert "The export could not start: Unknown column 'secret'." in html_module.unescape(across.content.decode())
+    assert ReportJob.objects.count() == 1

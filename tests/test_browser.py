@@ -54,8 +54,8 @@ def stack(daphne_server, start_worker):
     return daphne_server
 
 
-def log_in(browser, base, user):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+def log_in(browser, base, user, **options):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900}, **options)
     page = context.new_page()
     page.goto(f"{base}/login/?next=/reports/")
     page.fill("input[name=username]", user.username)
@@ -249,9 +249,14 @@ def test_cancel_a_running_job_and_retry_a_failed_one(stack, browser, make_user):
     context.close()
 
 
-def admin_export(page, action):
+def admin_export(page, action, choose=None):
+    """Run the export action; on its page, `choose(page)` may tick and order the columns first."""
     page.select_option("select[name=action]", action)
     page.click("button[name=index]")
+    expect(page.locator("ol[data-columns]")).to_be_visible()
+    if choose:
+        choose(page)
+    page.locator(".export-columns-form input[type=submit]").click()
     expect(page.locator(".messagelist .success")).to_contain_text("in the background")
 
 
@@ -262,13 +267,20 @@ def test_admin_action_exports_the_selected_rows(stack, browser, make_user):
     picked = [boxes.nth(i).get_attribute("value") for i in (0, 2, 5)]
     for i in (0, 2, 5):
         boxes.nth(i).check()
-    admin_export(page, "export_csv_in_background")
+
+    def choose(page):  # Number first (it is second: one click), no Customer name
+        page.locator('li[data-column="number"] button[data-move="-1"]').click()
+        page.locator('li[data-column="customer__name"] input[type=checkbox]').uncheck()
+        page.screenshot(path=SHOTS / "admin-export-columns.png", full_page=True)
+
+    admin_export(page, "export_csv_in_background", choose)
     toast = page.locator('.toast[data-type="report.ready"]')
     expect(toast).to_be_visible(timeout=60_000)
     page.screenshot(path=SHOTS / "admin-action.png", full_page=False)
     rows = download_from(toast, page)
-    assert sorted(r[0] for r in rows[1:]) == sorted(picked)
-    assert rows[0][:3] == ["Id", "Number", "Customer name"]
+    assert sorted(r[1] for r in rows[1:]) == sorted(picked)
+    assert rows[0][:3] == ["Number", "Id", "Country"]
+    assert ReportJob.objects.get().columns[:3] == ["number", "id", "country"]
     context.close()
 
 
@@ -296,4 +308,134 @@ def test_admin_select_all_exports_exactly_the_filtered_rows(stack, browser, make
     expect(page.locator("h2", has_text="Segments")).to_be_visible()
     expect(page).to_have_title(re.compile("^Orders · csv · Ready · "))
     page.screenshot(path=SHOTS / "job-admin-detail.png", full_page=True)
+    context.close()
+
+
+def test_choose_and_order_columns_on_the_page_and_find_them_again(stack, browser, make_user):
+    context, page = log_in(browser, stack, make_user("alice", perms=PERMS))
+    orders = form(page, "orders")
+    orders.locator("details.columns summary").click()
+    picker = orders.locator("ol[data-columns]")
+    expect(orders.locator("[data-columns-summary]")).to_have_text("all 12")
+    for name in ("id", "customer__name", "country", "discount", "quantity", "is_gift", "note", "shipped_at"):
+        picker.locator(f'li[data-column="{name}"] input[type=checkbox]').uncheck()
+    amount = picker.locator('li[data-column="amount"] input[type=checkbox]')
+    amount.focus()
+    for _ in range(4):  # Amount from 6th to 2nd place with the keyboard: number, amount, ...
+        page.keyboard.press("Alt+ArrowUp")
+    expect(amount).to_be_focused()
+    picker.locator('li[data-column="created_at"] button[data-move="-1"]').click()  # ahead of status
+    expect(orders.locator("[data-columns-summary]")).to_have_text("4 of 12")
+    page.screenshot(path=SHOTS / "columns.png", full_page=True)
+    orders.locator("select[name=status]").select_option("paid")
+    orders.locator("button[type=submit]").click()
+    row = page.locator("#jobs tbody tr").first
+    expect(row.locator(".status")).to_have_text("Ready", timeout=60_000)
+    rows = rows_of(download(row.locator('[data-action="download"]'), page))
+    paid = Order.objects.filter(status="paid").order_by("pk")
+    assert rows[0] == ["Number", "Amount", "Created at", "Status"]
+    assert [r[:2] for r in rows[1:]] == [[o.number, str(o.amount)] for o in paid]
+    assert ReportJob.objects.get().columns == ["number", "amount", "created_at", "status"]
+
+    page.reload()  # the browser remembers the choice for this report
+    picker = form(page, "orders").locator("ol[data-columns]")
+    order = picker.locator("li").evaluate_all("items => items.map((li) => li.dataset.column)")
+    assert order[:4] == ["number", "amount", "created_at", "status"]
+    ticked = picker.locator("input:checked").evaluate_all("boxes => boxes.map((box) => box.value)")
+    assert ticked == ["number", "amount", "created_at", "status"]
+    picker.locator("input:checked").evaluate_all("boxes => boxes.forEach((box) => box.click())")
+    form(page, "orders").locator("button[type=submit]").click()  # nothing ticked: refused before sending
+    expect(form(page, "orders").locator('[data-error-for="columns"]')).to_have_text("Choose at least one column.")
+    assert ReportJob.objects.count() == 1
+    context.close()
+
+
+@pytest.fixture
+def instant_stack(transactional_db, redis_queue, start_worker):
+    """daphne with small reports written at once (up to 1,000 rows) + one RQ worker."""
+    from tests.conftest import daphne
+
+    demo.seed(3000)
+    start_worker()
+    SHOTS.mkdir(exist_ok=True)
+    with daphne(REPORTS_INSTANT_MAX_ROWS=1000) as base_url:
+        yield base_url
+
+
+def test_a_small_report_downloads_at_once_without_a_toast(instant_stack, browser, make_user):
+    from django.db.models import Count
+
+    from reports.services import request_report
+
+    alice = make_user("alice", perms=PERMS)
+    pick = (Order.objects.values("status", "country").annotate(n=Count("id")).filter(n__gte=50, n__lte=1000)
+            .order_by("-n").first())  # fmt: skip
+    context, page = log_in(browser, instant_stack, alice)
+    orders = form(page, "orders")
+    orders.locator("select[name=status]").select_option(pick["status"])
+    orders.locator("input[name=country]").fill(pick["country"])
+    orders.locator("select[name=format]").select_option("xlsx")
+    with page.expect_download(timeout=30_000) as started:
+        orders.locator("button[type=submit]").click()
+    instant = Path(started.value.path()).read_bytes()
+    row = page.locator("#jobs tbody tr").first
+    expect(row.locator(".status")).to_have_text("Ready")
+    expect(row).to_contain_text("Downloaded at once")
+    page.wait_for_timeout(1000)  # a toast would have come by now
+    expect(page.locator(".toast")).to_have_count(0)
+    expect(page.locator("[data-badge]")).to_be_hidden()  # nothing for the bell either
+    assert not Notification.objects.filter(user=alice).exists()
+    page.screenshot(path=SHOTS / "instant-download.png", full_page=True)
+    job = ReportJob.objects.get()
+    assert job.delivery == "instant" and job.rows_done == pick["n"] and job.file.name == ""
+
+    params = {"status": pick["status"], "country": pick["country"]}
+    background = request_report(user=alice, slug="orders", format="xlsx", params=params, delivery="background")
+    stored = wait_for(lambda: ReportJob.objects.filter(pk=background.pk, status=Status.SUCCEEDED).first(),
+                      message="the background run")  # fmt: skip
+    assert instant == stored.file.open("rb").read()  # the same bytes, whichever way
+    context.close()
+
+
+def test_schedule_a_report_from_the_page_in_the_browsers_time_zone(stack, browser, make_user):
+    from reports import schedules
+    from reports.models import ReportSchedule
+
+    alice = make_user("alice", perms=PERMS)
+    context, page = log_in(browser, stack, alice, timezone_id="Europe/Berlin")
+    orders = form(page, "orders")
+    orders.locator("select[name=status]").select_option("paid")
+    orders.locator('select[data-relative-for="created_from"]').select_option("last month")
+    expect(orders.locator("input[name=created_from]")).to_be_disabled()
+    orders.locator('[data-action="schedule"]').click()
+    schedule = orders.locator("fieldset.schedule")
+    expect(schedule).to_contain_text("Europe/Berlin")
+    schedule.locator('input[name=weekdays][value="2"]').check()  # Monday is ticked already: and Wednesday
+    schedule.locator("input[name=time]").fill("07:30")
+    page.screenshot(path=SHOTS / "schedule-form.png", full_page=True)
+    schedule.locator('[data-action="save-schedule"]').click()
+    row = page.locator("#schedules tbody tr").first
+    expect(row).to_contain_text("Mondays and Wednesdays at 07:30 (Europe/Berlin)")
+    expect(orders.locator('[data-error-for="__all__"]')).to_contain_text("Scheduled: Mondays and Wednesdays")
+    saved = ReportSchedule.objects.get()
+    assert (saved.owner, saved.time_zone, saved.weekdays, saved.params) == (
+        alice, "Europe/Berlin", [0, 2], {"status": "paid", "created_from": "last month"})  # fmt: skip
+
+    row.locator('[data-action="pause"]').click()
+    expect(row.locator("td").nth(2)).to_have_text("Paused")
+    row.locator('[data-action="resume"]').click()
+    expect(row.locator("td").nth(2)).not_to_have_text("Paused")
+
+    ReportSchedule.objects.filter(pk=saved.pk).update(next_run_at=saved.next_run_at.replace(year=2020))
+    assert schedules.run_due() == 1  # the minute's tick (RQ's cron scheduler runs it in the stack)
+    toast = page.locator('.toast[data-type="report.ready"]')
+    expect(toast).to_be_visible(timeout=60_000)
+    expect(row.locator(".status")).to_have_text("Ready")
+    run = ReportJob.objects.get()
+    assert run.schedule_id == saved.pk and run.params["created_from"].endswith("-01")  # last month's first day
+    page.screenshot(path=SHOTS / "schedules.png", full_page=True)
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator('[data-action="delete"]').click()
+    expect(page.locator("#schedules tbody tr")).to_have_count(0)
+    assert not ReportSchedule.objects.exists() and ReportJob.objects.filter(pk=run.pk).exists()
     context.close()

@@ -129,9 +129,8 @@ def test_a_wrong_delivery_is_400(alice_client, delivery):
     assert not ReportJob.objects.exists()
 
 
-@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
-def test_instant_jobs_do_not_count_against_the_active_limit_or_get_reused(alice_client, settings):
-    settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER = 1
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_MAX_ACTIVE_JOBS_PER_USER=1)
+def test_instant_jobs_do_not_count_against_the_active_limit_or_get_reused(alice_client):
     demo.seed(10)
     first = post(alice_client, {"report": "orders", "format": "csv"}).json()
     second = post(alice_client, {"report": "orders", "format": "csv"}).json()

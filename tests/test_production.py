@@ -101,9 +101,14 @@ def test_the_admin_action_clicked_twice_makes_one_job(client, make_user):
     staff = make_user("staff", perms=["shop.view_order"], is_staff=True)
     client.force_login(staff)
     selected = list(Order.objects.values_list("pk", flat=True)[:5])
+    chosen = {
+        "action": "export_csv_in_background",
+        "_selected_action": selected,
+        "export_columns": "yes",
+        "columns": ["id", "number"],
+    }  # (the action's page, which asks for them, is tested in test_admin_export)
     for _ in range(2):
-        page = client.post("/admin/shop/order/", {"action": "export_csv_in_background", "_selected_action": selected},
-                           follow=True)  # fmt: skip
+        page = client.post("/admin/shop/order/", chosen, follow=True)
     assert ReportJob.objects.count() == 1
     assert "Already exporting 5 selected rows" in page.content.decode()
     assert admin.site._registry[Order]  # (the changelist above is the admin's own)

@@ -265,3 +265,25 @@ def finished_ticks(queue) -> list[str]:
 
     registry = FinishedJobRegistry(queue=queue)
     return [job_id for job_id in registry.get_job_ids() if queue.fetch_job(job_id).func_name.endswith("tick_schedules")]
+
+
+def test_the_admin_lists_everyones_schedules_and_pauses_them(alice_client, make_user, client):
+    body = create(alice_client, frequency="monthly", day_of_month=31, time="06:15", time_zone="Asia/Tokyo").json()
+    admin_user = make_user("root", perms=(), is_staff=True, is_superuser=True)
+    admin_client = Client()
+    admin_client.force_login(admin_user)
+    page = admin_client.get("/admin/reports/reportschedule/").content.decode()
+    assert "Orders · CSV" in page and "Monthly on day 31 at 06:15 (Asia/Tokyo)" in page and "alice" in page
+    done = admin_client.post("/admin/reports/reportschedule/", {"action": "pause", "_selected_action": [body["id"]]},
+                             follow=True)  # fmt: skip
+    assert "Paused 1 schedules." in done.content.decode()
+    assert ReportSchedule.objects.get().paused and ReportSchedule.objects.get().next_run_at is None
+    detail = admin_client.get(f"/admin/reports/reportschedule/{body['id']}/change/")
+    assert detail.status_code == 200 and "Asia/Tokyo" in detail.content.decode()
+    staff = make_user("staff", perms=("reports.view_reportschedule",), is_staff=True)
+    viewer = Client()
+    viewer.force_login(staff)
+    assert viewer.get("/admin/reports/reportschedule/").status_code == 200
+    assert viewer.post("/admin/reports/reportschedule/", {"action": "resume", "_selected_action": [body["id"]]}
+                       ).status_code in (200, 302)  # fmt: skip
+    assert ReportSchedule.objects.get().paused  # seeing them is not managing them

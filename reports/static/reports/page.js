@@ -104,6 +104,9 @@
     const actions = el("div", { class: "actions" });
     if (job.status === "succeeded" && job.download_url) {
       actions.appendChild(el("a", { class: "button", href: job.download_url, "data-action": "download" }, "Download"));
+    } else if (job.status === "succeeded" && job.delivery === "instant") {
+      actions.appendChild(el("small", { class: "muted", title: "Small reports are written straight into the " +
+        "download and not kept: export it again for a new copy." }, "Downloaded at once"));
     }
     if (ACTIVE.has(job.status)) {
       const cancel = el("button", { type: "button", class: "secondary", "data-action": "cancel" }, "Cancel");
@@ -122,7 +125,7 @@
   }
 
   function showErrors(form, errors) {
-    form.querySelectorAll("[data-error-for]").forEach((n) => { n.textContent = ""; });
+    form.querySelectorAll("[data-error-for]").forEach((n) => { n.textContent = ""; n.classList.remove("form-note"); });
     form.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
     Object.entries(errors || {}).forEach(([name, messages]) => {
       const slot = form.querySelector('[data-error-for="' + name + '"]') || form.querySelector('[data-error-for="__all__"]');
@@ -132,26 +135,73 @@
     });
   }
 
+  // What a form asks for: report, format, filters (a relative date where one is chosen) and columns;
+  // null, with the errors shown, when the browser can already tell it is wrong.
+  function requestOf(form) {
+    // The browser's own check first: a half-typed date has no value but is not empty either.
+    const invalid = [...form.querySelectorAll(".filters [name]")].filter((input) => !input.checkValidity());
+    if (invalid.length) {
+      showErrors(form, Object.fromEntries(invalid.map((input) => [input.name,
+        input.validity.badInput && input.type === "date" ? "Enter a complete date, or clear the field."
+                                                         : input.validationMessage])));
+      invalid[0].focus();
+      return null;
+    }
+    const params = {};
+    form.querySelectorAll(".filters [name]").forEach((input) => {
+      const relative = form.querySelector('[data-relative-for="' + input.name + '"]');
+      if (relative && relative.value) params[input.name] = relative.value;
+      else if (input.value !== "") params[input.name] = input.value;
+    });
+    const list = form.querySelector("[data-columns]");
+    const columns = window.ColumnPicker.chosen(list);
+    if (!columns.length) {
+      form.querySelector("details.columns").open = true;
+      showErrors(form, { columns: "Choose at least one column." });
+      return null;
+    }
+    return { report: form.dataset.report, format: form.elements.format.value, params, columns };
+  }
+
+  // A small report answers 201 with where to fetch it: the browser saves it at once (no toast, no wait).
+  function startDownload(url) {
+    const link = el("a", { href: url, download: "", hidden: "" });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+  }
+
+  function describeColumns(form) {
+    const list = form.querySelector("[data-columns]");
+    const total = list.querySelectorAll("li").length;
+    const chosen = window.ColumnPicker.chosen(list);
+    const inOrder = [...list.querySelectorAll("li")].every((li, i) => li.dataset.column === config.reports
+      .find((r) => r.slug === form.dataset.report).columns[i].name);
+    form.querySelector("[data-columns-summary]").textContent = chosen.length === total
+      ? (inOrder ? "all " + total : "all " + total + ", reordered") : chosen.length + " of " + total;
+  }
+
   const forms = document.querySelectorAll(".report-form");
   forms.forEach((form) => {
+    describeColumns(form);
+    form.addEventListener("columns:change", () => { describeColumns(form); showErrors(form, {}); });
+    form.querySelectorAll("[data-relative-for]").forEach((select) => {
+      const input = form.querySelector('[name="' + select.dataset.relativeFor + '"]');
+      const sync = () => { input.disabled = select.value !== ""; };
+      select.addEventListener("change", sync);
+      sync();
+    });
+    setUpSchedule(form);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
-      // The browser's own check first: a half-typed date has no value but is not empty either.
-      const invalid = [...form.querySelectorAll(".filters [name]")].filter((input) => !input.checkValidity());
-      if (invalid.length) {
-        showErrors(form, Object.fromEntries(invalid.map((input) => [input.name,
-          input.validity.badInput && input.type === "date" ? "Enter a complete date, or clear the field."
-                                                           : input.validationMessage])));
-        invalid[0].focus();
-        return;
-      }
-      const params = {};
-      form.querySelectorAll(".filters [name]").forEach((input) => { if (input.value !== "") params[input.name] = input.value; });
+      const request = requestOf(form);
+      if (!request) return;
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
-      api("POST", config.urls.jobs, { report: form.dataset.report, format: form.elements.format.value, params })
+      api("POST", config.urls.jobs, request)
         .then(({ status, data }) => {
-          if (status === 202 || status === 200) { showErrors(form, {}); render(data); }
+          if (status === 201) { showErrors(form, {}); render(data); startDownload(data.download_url); }
+          else if (status === 202 || status === 200) { showErrors(form, {}); render(data); }
           else if (status === 400) showErrors(form, data.fields || { __all__: data.error });
           else if (status === 429) { form.dataset.limited = "true"; showErrors(form, { __all__: data.error }); }
           else showErrors(form, { __all__: data.error || "Something went wrong (" + status + ")." });
@@ -161,9 +211,107 @@
     });
   });
 
+  // -- Schedules ---------------------------------------------------------------------------------
+  const scheduleBody = document.querySelector("#schedules tbody");
+  const schedulesEmpty = document.querySelector("[data-schedules-empty]");
+  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const scheduleUrl = (name, id) => config.urls[name].replace(config.urls.schedule_placeholder, id);
+  const fmtWhen = (iso) => iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "—";
+
+  function renderSchedule(schedule) {
+    let row = scheduleBody.querySelector('tr[data-schedule="' + schedule.id + '"]');
+    if (!row) {
+      row = el("tr", { "data-schedule": String(schedule.id) });
+      scheduleBody.appendChild(row);
+    }
+    row.replaceChildren();
+    const title = el("td");
+    title.appendChild(el("strong", {}, (schedule.report_title || schedule.report) + " · " +
+                                      (config.formats[schedule.format] || schedule.format)));
+    title.appendChild(el("small", { class: "muted" }, describeParams(schedule) +
+      (schedule.columns ? " · " + schedule.columns.length + " columns" : "")));
+    row.appendChild(title);
+    row.appendChild(el("td", {}, schedule.description));
+    row.appendChild(el("td", { class: "nowrap" }, schedule.paused ? "Paused" : fmtWhen(schedule.next_run_at)));
+    const last = el("td");
+    if (schedule.last_run) {
+      last.appendChild(el("span", { class: "status status-" + schedule.last_run.status },
+                          config.statuses[schedule.last_run.status] || schedule.last_run.status));
+      last.appendChild(el("small", { class: "muted" }, fmtWhen(schedule.last_run.slot)));
+      if (schedule.last_run.error) last.appendChild(el("small", { class: "error" }, schedule.last_run.error));
+    } else {
+      last.appendChild(el("small", { class: "muted" }, "not yet"));
+    }
+    row.appendChild(last);
+    const actions = el("div", { class: "actions" });
+    const toggle = el("button", { type: "button", class: "secondary", "data-action": schedule.paused ? "resume" : "pause" },
+                      schedule.paused ? "Resume" : "Pause");
+    toggle.addEventListener("click", () => api("POST", scheduleUrl(schedule.paused ? "schedule_resume" : "schedule_pause",
+                                                                   schedule.id)).then(({ status, data }) => {
+      if (status === 200) renderSchedule(data);
+    }));
+    const remove = el("button", { type: "button", class: "secondary", "data-action": "delete" }, "Delete");
+    remove.addEventListener("click", () => {
+      if (!confirm("Delete this schedule? Its past reports stay in the list.")) return;
+      api("DELETE", scheduleUrl("schedule", schedule.id)).then(({ status }) => {
+        if (status === 200) { row.remove(); schedulesEmpty.hidden = scheduleBody.rows.length > 0; }
+      });
+    });
+    actions.append(toggle, remove);
+    row.appendChild(el("td")).appendChild(actions);
+    schedulesEmpty.hidden = true;
+  }
+
+  function setUpSchedule(form) {
+    const fieldset = form.querySelector("fieldset.schedule");
+    const opener = form.querySelector('[data-action="schedule"]');
+    fieldset.querySelector("[data-time-zone]").textContent = timeZone;
+    const frequency = fieldset.querySelector('[name="frequency"]');
+    const showFrequency = () => fieldset.querySelectorAll("[data-for-frequency]").forEach((part) => {
+      part.hidden = part.dataset.forFrequency !== frequency.value;
+    });
+    frequency.addEventListener("change", showFrequency);
+    showFrequency();
+    opener.addEventListener("click", () => {
+      fieldset.hidden = !fieldset.hidden;
+      opener.setAttribute("aria-expanded", String(!fieldset.hidden));
+      if (!fieldset.hidden) frequency.focus();
+    });
+    fieldset.querySelector('[data-action="save-schedule"]').addEventListener("click", (event) => {
+      const request = requestOf(form);
+      if (!request) return;
+      const time = fieldset.querySelector('[name="time"]');
+      if (!time.value) { showErrors(form, { time: "Choose a time of day." }); time.focus(); return; }
+      const body = { ...request, frequency: frequency.value, time: time.value.slice(0, 5), time_zone: timeZone };
+      if (frequency.value === "weekly") {
+        body.weekdays = [...fieldset.querySelectorAll('[name="weekdays"]:checked')].map((box) => Number(box.value));
+      }
+      if (frequency.value === "monthly") body.day_of_month = Number(fieldset.querySelector('[name="day_of_month"]').value);
+      const button = event.currentTarget;
+      button.disabled = true;
+      api("POST", config.urls.schedules, body).then(({ status, data }) => {
+        if (status === 201) {
+          showErrors(form, {});
+          renderSchedule(data);
+          fieldset.hidden = true;
+          opener.setAttribute("aria-expanded", "false");
+          const saved = form.querySelector('[data-error-for="__all__"]');
+          saved.classList.add("form-note");
+          saved.textContent = "Scheduled: " + data.description + ". First run " + fmtWhen(data.next_run_at) + ".";
+        } else if (status === 400) showErrors(form, data.fields || { __all__: data.error });
+        else showErrors(form, { __all__: data.error || "Something went wrong (" + status + ")." });
+      }).catch(() => showErrors(form, { __all__: "The server could not be reached. Try again." }))
+        .finally(() => { button.disabled = false; });
+    });
+  }
+
   window.addEventListener("notifications:message", (e) => {
     if (!e.detail.job) return;
     render(e.detail.job);
+    const scheduled = e.detail.job.schedule;  // a schedule's run ended: its row shows it as its last run
+    if (scheduled && !ACTIVE.has(e.detail.job.status) && scheduleBody.querySelector('tr[data-schedule="' + scheduled + '"]')) {
+      api("GET", scheduleUrl("schedule", scheduled)).then(({ status, data }) => { if (status === 200) renderSchedule(data); });
+    }
     if (!ACTIVE.has(e.detail.job.status)) forms.forEach((form) => {
       if (form.dataset.limited) { delete form.dataset.limited; showErrors(form, {}); }  // a 429 said "wait": done
     });
@@ -194,4 +342,5 @@
 
   config.jobs.slice().reverse().forEach(render);
   empty.hidden = jobs.size > 0;
+  config.schedules.forEach(renderSchedule);
 })();
