@@ -12,6 +12,11 @@
   const jobs = new Map();
   const { csrf, el } = window.Notifications;
   const jobUrl = (name, id) => config.urls[name].replace(config.urls.placeholder, id);
+  const scheduleBody = document.querySelector("#schedules tbody");
+  const schedulesEmpty = document.querySelector("[data-schedules-empty]");
+  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const scheduleUrl = (name, id) => config.urls[name].replace(config.urls.schedule_placeholder, id);
+  const fmtWhen = (iso) => iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "—";
 
   function api(method, url, body) {
     return fetch(url, {
@@ -212,11 +217,6 @@
   });
 
   // -- Schedules ---------------------------------------------------------------------------------
-  const scheduleBody = document.querySelector("#schedules tbody");
-  const schedulesEmpty = document.querySelector("[data-schedules-empty]");
-  const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
-  const scheduleUrl = (name, id) => config.urls[name].replace(config.urls.schedule_placeholder, id);
-  const fmtWhen = (iso) => iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) : "—";
 
   function renderSchedule(schedule) {
     let row = scheduleBody.querySelector('tr[data-schedule="' + schedule.id + '"]');
