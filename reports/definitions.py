@@ -437,6 +437,9 @@ class Report:
             report.get_params_form_class()
         except (FieldDoesNotExist, ImproperlyConfigured) as exc:
             errors.append(error(6, f"a filter is wrong: {exc}"))
+        if len(cls.csv_delimiter.encode()) != 1 or cls.csv_delimiter in '"\r\n':
+            errors.append(error(7, f"csv_delimiter {cls.csv_delimiter!r} is not one ASCII character.",
+                                "A comma, a semicolon, a tab or the like; not a quote or a line break."))  # fmt: skip
         return errors
 
 

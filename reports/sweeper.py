@@ -69,11 +69,9 @@ def requeue_lost(now: dt.datetime) -> int:
 def end_unfetched(now: dt.datetime) -> int:
     """Small reports are written by their download: one not fetched within INSTANT_WAIT (a client that
     never came for it), or whose web process died while writing it, ends failed."""
-    cutoff = now - INSTANT_WAIT
-    ended = 0
-    instant = ReportJob.objects.filter(delivery=Delivery.INSTANT, status__in=ACTIVE, updated_at__lt=cutoff)
+    ended, minutes = 0, int(INSTANT_WAIT.total_seconds() // 60)
+    instant = ReportJob.objects.filter(delivery=Delivery.INSTANT, status__in=ACTIVE, updated_at__lt=now - INSTANT_WAIT)
     for job in instant.select_related("owner"):
-        minutes = INSTANT_WAIT.seconds // 60
         if job.transition(Status.FAILED, error=f"Not downloaded within {minutes} minutes. Ask for it again."):
             job_changed(job)
             ended += 1

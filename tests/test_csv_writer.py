@@ -82,3 +82,24 @@ def test_custom_delimiter():
 def test_formats_know_their_extension_and_type():
     assert FORMATS["csv"].extension == "csv"
     assert FORMATS["csv_excel"].content_type.startswith("text/csv")
+
+
+def test_a_row_of_one_empty_cell_is_kept_as_csv_keeps_it():
+    """Python's csv writes a lone empty field as "" (an empty line would be no row at all)."""
+    for kind, values in [("text", ["", None, "a", "x,y"]), ("integer", [None, 1]), ("time", [None, dt.time(1, 2)])]:
+        fh = io.BytesIO()
+        write_file(CsvWriter, fh, [ColumnSpec("c", "C", kind)], [(v,) for v in values], WriterOptions(), segment_rows=3)
+        expected = io.StringIO(newline="")
+        writer = csv.writer(expected, lineterminator="\r\n")
+        writer.writerow(["C"])
+        writer.writerows([[v.isoformat() if isinstance(v, dt.time) else v] for v in values])
+        assert fh.getvalue().decode() == expected.getvalue()
+        assert read(fh.getvalue())[1:] == [["" if v is None else str(v) if not isinstance(v, dt.time) else
+                                            v.isoformat()] for v in values]  # fmt: skip
+
+
+def test_a_delimiter_polars_cannot_write_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="one ASCII character"):
+        write([(1, "a", None, None, None, None)], extra={"delimiter": "§"})

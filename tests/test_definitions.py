@@ -40,6 +40,8 @@ def test_registering_a_second_report_under_a_taken_slug_fails():
         ({"model": Order, "columns": ["id"], "formats": ["csv", "docx"]}, "reports.E005", "docx"),
         ({"model": Order, "columns": [reports.Column("id", kind="money")]}, "reports.E004", "money"),
         ({"model": Order, "columns": ["id"], "filters": [reports.Filter("colour")]}, "reports.E006", "colour"),
+        ({"model": Order, "columns": ["id"], "csv_delimiter": "§"}, "reports.E007", "not one ASCII character"),
+        ({"model": Order, "columns": ["id"], "csv_delimiter": '"'}, "reports.E007", "not one ASCII character"),
     ],
 )  # fmt: skip
 def test_mistakes_in_a_declaration_are_reported_by_the_system_checks(declaration, code, words):

@@ -1,25 +1,21 @@
 """CSV: RFC 4180 quoting and CRLF line ends, UTF-8 with an optional BOM, formula-safe text cells.
 
-A batch is formatted a column at a time (Polars expressions, the bytes of Python's csv module with
-QUOTE_MINIMAL) and written as one block. A segment is its rows; the join puts the header first.
+A batch is written by Polars' CSV writer, with the few cells it would write otherwise than Python's
+csv module (QUOTE_MINIMAL) made text first: the same bytes. A segment is its rows; the join puts the
+header first.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Sequence
 
 import polars as pl
 
-from .base import ColumnSpec, Piece, SegmentInfo, Writer, changed_where, escape_formulas, iso_text, python_repr, whole
+from .base import ColumnSpec, Piece, SegmentInfo, Writer, escape_formulas, iso_text, python_repr, whole
 
 BOM = "\ufeff"
-
-
-def quoted(text: pl.Series) -> pl.Series:
-    return '"' + text.str.replace_all('"', '""', literal=True) + '"'
 
 
 class CsvWriter(Writer):
@@ -30,37 +26,37 @@ class CsvWriter(Writer):
 
     def open_segment(self) -> None:
         self.delimiter = self.options.extra.get("delimiter", ",")
-        self.special = f'[{re.escape(self.delimiter)}"\r\n]'
-        self.line = pl.concat_str([self.cell(c) for c in self.columns], separator=self.delimiter).alias("line")
+        if len(self.delimiter.encode()) != 1 or self.delimiter in '"\r\n':
+            raise ValueError(f"A CSV delimiter is one ASCII character other than a quote or a line break, "
+                             f"not {self.delimiter!r}.")  # fmt: skip
+        # Cells as text where Polars' own writer would not write what Python's csv module does: datetimes
+        # (isoformat's microsecond rule), floats (repr), formula-like text; empty text made NULL, which
+        # is written unquoted (Polars quotes an empty string, csv does not).
+        self.cells = [self.cell(c).alias(c.name) for c in self.columns if c.kind not in ("integer", "boolean",
+                                                                                         "decimal")]  # fmt: skip
+        # A row of one empty cell is written as "" (as csv does), else it would vanish as an empty line.
+        self.null = '""' if len(self.columns) == 1 else ""
 
     def cell(self, column: ColumnSpec) -> pl.Expr:
-        """A column's cells as text: integers and decimals as digits, booleans true/false, datetimes
-        ISO 8601 with offset, NULL empty. Text (and floats) come as text_cells() made them."""
         value = pl.col(column.name)
-        if column.kind == "boolean":
-            return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false")).otherwise(pl.lit(""))
-        if column.kind in ("text", "float"):
-            return value.fill_null("")
-        return iso_text(column, self.options).cast(pl.String).fill_null("")
-
-    def text_cells(self, values: pl.Series, kind: str) -> pl.Series:
-        """Text escaped if it could run, floats as repr() writes them; quoted (quotes doubled) where
-        they hold the delimiter, a quote or a line break, as Python's csv module does."""
-        if kind == "float":
-            text = python_repr(values)
-        else:
-            text = escape_formulas(values) if self.options.escape_formulas else values
-        return changed_where(text, text.str.contains(self.special), quoted)
+        if column.kind == "text":
+            return pl.when(value != "").then(value)
+        if column.kind == "float":
+            return python_repr(value)
+        return iso_text(column, self.options)
 
     def write_batch(self, frame: pl.DataFrame) -> None:
+        """The batch in Polars' CSV writer, quoting as csv's QUOTE_MINIMAL does: cells holding the
+        delimiter, a quote or a line break are quoted, quotes doubled; NULL is an empty cell, integers
+        and decimals their digits, booleans true/false."""
         if not frame.height:
             return
-        frame = frame.with_columns(self.text_cells(frame[c.name], c.kind) for c in self.columns
-                                   if c.kind in ("text", "float"))  # fmt: skip
-        lines = frame.select(self.line)
-        if len(self.columns) == 1:  # csv quotes a lone empty field, or the row would vanish
-            lines = lines.select(pl.when(pl.col("line") == "").then(pl.lit('""')).otherwise(pl.col("line")))
-        lines.write_csv(self.fh, include_header=False, quote_style="never", line_terminator="\r\n")
+        if self.options.escape_formulas:
+            frame = frame.with_columns(escape_formulas(frame[c.name]) for c in self.columns if c.kind == "text")
+        frame.select(pl.col(c.name) for c in self.columns).with_columns(self.cells).write_csv(
+            self.fh, include_header=False, separator=self.delimiter, quote_style="necessary", null_value=self.null,
+            line_terminator="\r\n",
+        )  # fmt: skip
 
     def header(self) -> bytes:
         text = io.StringIO(newline="")
