@@ -11,8 +11,8 @@ from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
 from .definitions import ParamsInvalid
-from .models import RETRYABLE, ReportDownload, ReportJob, ReportSchedule, ReportSegment, Status
-from .registry import NotRegistered, get_report
+from .models import RETRYABLE, ReportDownload, ReportJob, ReportSchedule, ReportSegment, Status, title_of
+from .registry import NotRegistered
 from .schedules import set_paused
 from .services import JobConflict, TooManyJobs, cancel_report, retry_report
 from .writers import FORMATS
@@ -87,10 +87,7 @@ class ReportFilter(LabelledFilter):
     parameter_name = "report"
 
     def label(self, slug: str) -> str:
-        try:
-            return get_report(slug).get_title()
-        except NotRegistered:
-            return slug
+        return title_of(slug)
 
 
 class FormatFilter(LabelledFilter):

@@ -38,6 +38,14 @@ ACTIVE = (Status.QUEUED, Status.RUNNING)
 RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.EXPIRED)  # a retry makes a new job with the same request
 
 
+def title_of(slug: str) -> str:
+    """A report's title, or its slug if the report has since been removed."""
+    try:
+        return get_report(slug).get_title()
+    except NotRegistered:
+        return slug
+
+
 class IllegalTransition(Exception):
     pass
 
@@ -132,11 +140,7 @@ class ReportJob(models.Model):
 
     @property
     def report_title(self) -> str:
-        """The report's title, or its slug if the report has since been removed."""
-        try:
-            return get_report(self.report).get_title()
-        except NotRegistered:
-            return self.report
+        return title_of(self.report)
 
     def as_dict(self) -> dict:
         """The job JSON of the public contract (API, websocket events, admin)."""
@@ -335,10 +339,7 @@ class ReportSchedule(models.Model):
 
     @property
     def report_title(self) -> str:
-        try:
-            return get_report(self.report).get_title()
-        except NotRegistered:
-            return self.report
+        return title_of(self.report)
 
     def describe_when(self) -> str:
         """The schedule in words: "Mondays and Thursdays at 08:00 (Europe/Berlin)"."""

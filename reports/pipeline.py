@@ -25,7 +25,6 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import FileSystemStorage
-from django.db.models import Max
 from django.utils import timezone
 
 from .assembly import read_piece, store_pieces
@@ -164,20 +163,19 @@ def rewritten(job: ReportJob, report: Report, segments: list[SegmentInfo]) -> tu
 def write_instant(job: ReportJob) -> BinaryIO:
     """A small job's whole file, written by this process into a temporary file (returned at its end)
     and the job ended: one segment and the join of a background run, so the same bytes, never stored.
+    Its rows are those up to the last key when it was asked for (upper_key).
     Raises PermissionDenied (the owner may no longer run it) and ParamsInvalid."""
     report = job.bound_report()
     if not report.has_permission(job.owner):
         raise PermissionDenied(f"You may no longer run the {report.get_title()!r} report: it needs "
                                f"{report.describe_permission()}.")  # fmt: skip
-    queryset = report.get_report_queryset(job.params, job.owner)
-    upper = queryset.aggregate(upper=Max("pk"))["upper"]
     output = tempfile.TemporaryFile()  # noqa: SIM115 (returned open: the response streams it and closes it)
     with tempfile.TemporaryDirectory() as folder:
         segment = Path(folder) / "segment"
         with segment.open("wb") as fh:
             writer = writer_for(job, report, fh)
             writer.open_segment()
-            rows = sum(written_batches(job, report, writer, None, upper, settings.REPORTS_CHUNK_SIZE))
+            rows = sum(written_batches(job, report, writer, None, job.upper_key, settings.REPORTS_CHUNK_SIZE))
             meta = writer.close_segment()
         info = SegmentInfo(segment.name, segment.stat().st_size, rows, meta)
         writer = writer_for(job, report, output)

@@ -10,13 +10,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from . import queues
 from .batches import enqueue_job
 from .dates import resolve_relative_dates
-from .definitions import ParamsInvalid, check_rows, row_cap
+from .definitions import ParamsInvalid, check_rows, json_safe, row_cap
 from .events import NOTHING_MATCHES, job_ended
 from .models import RETRYABLE, Delivery, ReportJob, Status
 from .pipeline import discard_segment_files
@@ -51,7 +51,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
                                              dates_at=dates_at)  # fmt: skip
     if enqueue and "schedule" not in fields and nothing_matches(rows):
         raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
-    instant = enqueue and delivery == "auto" and is_small(rows, format)
+    instant, upper = small_rows(rows, format) if enqueue and delivery == "auto" else (False, None)
 
     with transaction.atomic():
         # Serialise this user's requests: two at once cannot both slip under the limits, and the
@@ -66,9 +66,10 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
             same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
             return same
         check_limits(user, active=enqueue and not instant)
-        delivery = Delivery.INSTANT if instant else Delivery.BACKGROUND
+        if instant:  # its rows are those up to the last key now, as a background run's are when it starts
+            fields.update(delivery=Delivery.INSTANT, upper_key=json_safe(upper))
         job = ReportJob.objects.create(owner=user, report=slug, format=format, params=params, columns=columns,
-                                       delivery=delivery, **fields)  # fmt: skip
+                                       **fields)  # fmt: skip
         if enqueue and not instant:
             transaction.on_commit(functools.partial(enqueue_job, job))  # Redis away: the sweeper enqueues it
     return job
@@ -105,10 +106,14 @@ def instant_max_rows(format: str) -> int:
     return min(limit, row_cap(format) or limit)
 
 
-def is_small(rows, format: str) -> bool:
-    """Whether the rows are few enough to be written at once (a count that stops past the limit)."""
+def small_rows(rows, format: str) -> tuple[bool, Any]:
+    """Whether the rows are few enough to be written at once, and their last key: one query, whose
+    count stops past the limit."""
     limit = instant_max_rows(format)
-    return bool(limit) and rows.order_by()[: limit + 1].count() <= limit
+    if not limit:
+        return False, None
+    bounds = rows.order_by()[: limit + 1].aggregate(count=Count("pk"), upper=Max("pk"))
+    return bounds["count"] <= limit, bounds["upper"]
 
 
 def check_limits(user, *, active: bool) -> None:
