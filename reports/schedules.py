@@ -81,8 +81,13 @@ def latest_slot(schedule: ReportSchedule, now: dt.datetime) -> dt.datetime:
 def run_due(now: dt.datetime | None = None) -> int:
     """Start a run of every schedule whose slot has come (the minute's tick); the number started."""
     now = now or timezone.now()
-    due = ReportSchedule.objects.filter(paused=False, next_run_at__lte=now).values_list("pk", flat=True)
-    return sum(run_schedule(pk, now) for pk in list(due))
+    started = 0
+    for pk in list(ReportSchedule.objects.filter(paused=False, next_run_at__lte=now).values_list("pk", flat=True)):
+        try:
+            started += run_schedule(pk, now)
+        except Exception:  # this one is tried again at the next tick (its slot was not moved); the others go on
+            logger.exception("Schedule %s: its run could not be started.", pk)
+    return started
 
 
 def run_schedule(pk: int, now: dt.datetime) -> int:

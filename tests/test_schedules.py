@@ -256,7 +256,9 @@ def test_two_cron_schedulers_queue_the_tick_and_the_slot_runs_once(alice_client,
     assert ReportJob.objects.filter(schedule_id=body["id"]).count() == 1
     lines = run.file.open("rb").read().decode().splitlines()
     assert lines[0] == "Amount,Number" and len(lines) == 301
-    assert Notification.objects.filter(user=run.owner, type="report.ready").count() == 1
+    ready = Notification.objects.filter(user=run.owner, type="report.ready")
+    wait_for(ready.exists, timeout=10, message="the ready notification (stored just after the job ends)")
+    assert ready.count() == 1 and ready.get().payload["job"]["id"] == str(run.pk)
     assert alice_client.get(f"/api/reports/schedules/{body['id']}/").json()["last_run"]["status"] == "succeeded"
 
 
@@ -287,3 +289,20 @@ def test_the_admin_lists_everyones_schedules_and_pauses_them(alice_client, make_
     assert viewer.post("/admin/reports/reportschedule/", {"action": "resume", "_selected_action": [body["id"]]}
                        ).status_code in (200, 302)  # fmt: skip
     assert ReportSchedule.objects.get().paused  # seeing them is not managing them
+
+
+def test_a_schedule_that_breaks_the_tick_does_not_stop_the_others(alice_client, monkeypatch):
+    first = create(alice_client, frequency="daily", time="08:00", time_zone="UTC").json()["id"]
+    second = create(alice_client, frequency="daily", time="09:00", time_zone="UTC").json()["id"]
+    ReportSchedule.objects.update(next_run_at=at(2026, 1, 1, 8))
+    real = schedules.start_run
+
+    def start_run(schedule, slot, now):
+        if schedule.pk == first:
+            raise RuntimeError("the database went away")
+        return real(schedule, slot, now)
+
+    monkeypatch.setattr(schedules, "start_run", start_run)
+    assert schedules.run_due() == 1
+    assert list(ReportJob.objects.values_list("schedule_id", flat=True)) == [second]
+    assert ReportSchedule.objects.get(pk=first).next_run_at == at(2026, 1, 1, 8)  # its slot waits for the next tick
