@@ -68,6 +68,7 @@ def test_the_command_lists_the_reports_a_user_may_run(carol, make_user):
     lines = {line.split("\t")[0]: line for line in listing.stdout.splitlines()}
     assert {"orders", "customers"} <= set(lines)
     assert "\tOrders\t" in lines["orders"] and "filters: status, country, created_from" in lines["orders"]
+    assert "\tcolumns: id, number, customer__name, country," in lines["orders"]
     make_user("erin", perms=("shop.view_customer",))
     assert [line.split("\t")[0] for line in export("--list", "--user", "erin").stdout.splitlines()] == ["customers"]
     make_user("dave", perms=())
@@ -86,6 +87,10 @@ def test_the_summary_is_plain_says_where_the_file_is_and_when_nothing_matched(ca
     assert "3,000 rows" in done.stderr and len(rows) == 3001 and ReportJob.objects.get().rows_done == 3000
     empty = export("orders", "--user", "carol", "--param", "country=ZZ")
     assert empty.returncode == 0 and EMPTY in empty.stderr
+    chosen = export("orders", "--user", "carol", "--columns", "amount,number", "--output", "-")
+    assert chosen.returncode == 0 and chosen.stdout.splitlines()[0] == "Amount,Number"
+    wrong = export("orders", "--user", "carol", "--columns", "amount,secret")
+    assert wrong.returncode == 1 and "columns: Unknown column 'secret'." in wrong.stderr
 
 
 def test_output_to_a_pipe_closed_early_ends_quietly(carol):

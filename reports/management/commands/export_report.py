@@ -29,10 +29,11 @@ class Command(BaseCommand):
         parser.add_argument("--format", default="csv", help="csv, csv_excel, ... (default csv).")
         parser.add_argument("--user", help="Username the job runs for (permissions apply).")
         parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="A filter value.")
+        parser.add_argument("--columns", metavar="A,B,...", help="Some of the report's columns, in this order.")
         parser.add_argument("--output", help="Also copy the finished file here ('-' for standard output).")
         parser.add_argument("--chunk-size", type=int, help="Rows per chunk (default: REPORTS_CHUNK_SIZE).")
 
-    def handle(self, *args, slug, listing, format, user, param, output, chunk_size, **options):
+    def handle(self, *args, slug, listing, format, user, param, columns, output, chunk_size, **options):
         owner = get_user_model().objects.filter(username=user).first() if user else None
         if user and owner is None:
             raise CommandError(f"No user called {user!r}.")
@@ -44,7 +45,8 @@ class Command(BaseCommand):
             raise CommandError("--chunk-size must be at least 1.")
         params = dict(parse_param(p) for p in param)
         try:
-            job = request_report(user=owner, slug=slug, format=format, params=params, enqueue=False)
+            job = request_report(user=owner, slug=slug, format=format, params=params, enqueue=False,
+                                 columns=columns.split(",") if columns else None)  # fmt: skip
         except NotRegistered:
             slugs = ", ".join(r.slug for r in all_reports())
             raise CommandError(f"No report called {slug!r}. Reports: {slugs}.") from None
@@ -77,8 +79,9 @@ class Command(BaseCommand):
     def list_reports(self, owner) -> None:
         for report in (r for r in all_reports() if r.listed and (owner is None or r.has_permission(owner))):
             filters = ", ".join(f.name for f in report.get_filters()) or "none"
+            columns = ", ".join(c.name for c in report.get_columns())
             self.stdout.write(f"{report.slug}\t{report.get_title()}\tformats: {', '.join(report.get_formats())}"
-                              f"\tfilters: {filters}")  # fmt: skip
+                              f"\tfilters: {filters}\tcolumns: {columns}")  # fmt: skip
 
     def bar(self, started):
         def draw(job):
