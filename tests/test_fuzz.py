@@ -1,5 +1,5 @@
 """Generated hostile input at every endpoint that takes a body, and at the websocket: never a 5xx,
-and an invalid request creates nothing (no job, no notification)."""
+and an invalid request creates nothing (no job, no schedule, no notification)."""
 
 import asyncio
 import json
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from notifications.models import Notification
 from reports.admin_reports import admin_report_slug
-from reports.models import ReportJob, Status
+from reports.models import ReportJob, ReportSchedule, Status
 from reports.registry import all_reports
 from reports.writers import FORMATS
 from shop.models import Order
@@ -31,6 +31,14 @@ params = st.dictionaries(filter_names | st.text(max_size=15), json_values | st.l
 job_bodies = st.fixed_dictionaries(
     {"report": slugs, "format": formats}, optional={"params": params | json_values, "columns": json_values}
 ) | json_values  # fmt: skip
+schedule_bodies = st.fixed_dictionaries({"report": slugs, "format": formats}, optional={
+    "params": params | json_values, "columns": json_values, "delivery": json_values,
+    "frequency": st.sampled_from(["daily", "weekly", "monthly"]) | json_values,
+    "weekdays": st.lists(st.integers(-2, 9), max_size=9) | json_values,
+    "day_of_month": st.integers(-1, 40) | json_values,
+    "time": st.sampled_from(["08:00", "23:59", "24:00", "8"]) | json_values,
+    "time_zone": st.sampled_from(["Europe/Berlin", "UTC", "../../etc/passwd", ""]) | json_values,
+}) | json_values  # fmt: skip
 seen_bodies = st.fixed_dictionaries({}, optional={"ids": json_values | st.lists(st.integers()), "all": json_values})
 
 
@@ -59,6 +67,19 @@ def test_generated_job_requests_never_get_a_5xx(staff_client, body):
     else:
         assert 400 <= response.status_code < 500 and "error" in response.json()
         assert not ReportJob.objects.exists()
+
+
+@FUZZ
+@given(body=schedule_bodies)
+def test_generated_schedules_never_get_a_5xx(staff_client, body):
+    response = post(staff_client, "/api/reports/schedules/", body)
+    assert response.status_code < 500
+    if response.status_code == 201:
+        assert ReportSchedule.objects.get().next_run_at is not None
+        ReportSchedule.objects.all().delete()
+    else:
+        assert 400 <= response.status_code < 500 and "error" in response.json()
+        assert not ReportSchedule.objects.exists()
 
 
 @FUZZ
