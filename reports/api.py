@@ -144,8 +144,11 @@ def job_create(request):
                                                  delivery=body.get("delivery", "auto")))  # fmt: skip
 
 
-def refusal_of(exc: Exception) -> JsonResponse | None:
-    """The 4xx answer to a refused request, or None for anything else."""
+REFUSALS = (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs, JobConflict)
+
+
+def refusal_of(exc: Exception) -> JsonResponse:
+    """The 4xx answer to a request refused with one of REFUSALS."""
     if isinstance(exc, NotRegistered):
         return error(404, f"No report called {str(exc)[:100]!r}.")
     if isinstance(exc, PermissionDenied):
@@ -154,9 +157,7 @@ def refusal_of(exc: Exception) -> JsonResponse | None:
         return error(400, "Invalid parameters.", fields=exc.errors)
     if isinstance(exc, TooManyJobs):
         return error(429, str(exc))
-    if isinstance(exc, JobConflict):
-        return error(409, str(exc))
-    return None
+    return error(409, str(exc))  # JobConflict
 
 
 def answer_new_job(make_job) -> JsonResponse:
@@ -164,7 +165,7 @@ def answer_new_job(make_job) -> JsonResponse:
     with the job already asked for the same), or the 4xx that says why not."""
     try:
         job = make_job()
-    except (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs, JobConflict) as exc:
+    except REFUSALS as exc:
         return refusal_of(exc)
     if getattr(job, "reused", False):
         return JsonResponse(job.as_dict(), status=200)
@@ -228,7 +229,7 @@ def schedule_list(request):
         return refusal
     try:
         schedule = save_schedule(request.user, body)
-    except (NotRegistered, PermissionDenied, ParamsInvalid) as exc:
+    except REFUSALS as exc:
         return refusal_of(exc)
     return JsonResponse(schedule.as_dict(), status=201)
 
