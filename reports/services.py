@@ -47,11 +47,14 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
     zone; default: now, in the site's). `fields` are saved on the job (a schedule's run: schedule,
     slot: its own job even while an earlier slot's runs, and even when nothing matches: its file says so).
     """
+    scheduled = "schedule" in fields
     columns, params, rows = validate_request(user=user, slug=slug, format=format, params=params, columns=columns,
                                              dates_at=dates_at)  # fmt: skip
-    if enqueue and "schedule" not in fields and nothing_matches(rows):
+    limit = instant_max_rows(format) if enqueue and delivery == "auto" else 0
+    count, upper = count_up_to(rows, limit) if limit else (None, None)
+    if enqueue and not scheduled and nothing_matches(rows, count=count):
         raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
-    instant, upper = small_rows(rows, format) if enqueue and delivery == "auto" else (False, None)
+    instant = count is not None and count <= limit
 
     with transaction.atomic():
         # Serialise this user's requests: two at once cannot both slip under the limits, and the
@@ -62,7 +65,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
             .active()
             .filter(delivery=Delivery.BACKGROUND, report=slug, format=format, params=params, columns=columns)
         )
-        if enqueue and not instant and "schedule" not in fields and (same := same.first()):
+        if enqueue and not instant and not scheduled and (same := same.first()):
             same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
             return same
         check_limits(user, active=enqueue and not instant)
@@ -106,14 +109,11 @@ def instant_max_rows(format: str) -> int:
     return min(limit, row_cap(format) or limit)
 
 
-def small_rows(rows, format: str) -> tuple[bool, Any]:
-    """Whether the rows are few enough to be written at once, and their last key: one query, whose
-    count stops past the limit."""
-    limit = instant_max_rows(format)
-    if not limit:
-        return False, None
+def count_up_to(rows, limit: int) -> tuple[int, Any]:
+    """How many rows there are, counted up to one past `limit`, and the last key among them (exact
+    when the count is within the limit): one query."""
     bounds = rows.order_by()[: limit + 1].aggregate(count=Count("pk"), upper=Max("pk"))
-    return bounds["count"] <= limit, bounds["upper"]
+    return bounds["count"], bounds["upper"]
 
 
 def check_limits(user, *, active: bool) -> None:
@@ -128,13 +128,15 @@ def check_limits(user, *, active: bool) -> None:
         raise TooManyJobs(f"You asked for {rate} reports in the last minute; wait a moment before asking again.")
 
 
-def nothing_matches(queryset) -> bool:
+def nothing_matches(queryset, *, count: int | None = None) -> bool:
     """Whether the filters match no row, when the database can tell at once: on PostgreSQL an EXISTS
     given REPORTS_EMPTY_CHECK_MS to answer (a slower one is given up: the run will say it found
-    nothing); elsewhere, or with the setting at 0, it is not asked."""
+    nothing), unless the rows were counted already; elsewhere, or with the setting at 0, it is not asked."""
     limit = settings.REPORTS_EMPTY_CHECK_MS
     if not limit or connection.vendor != "postgresql":
         return False
+    if count is not None:
+        return count == 0
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)",

@@ -10,7 +10,9 @@ import time
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from pypdf import PdfReader
 
 from notifications.models import Notification
@@ -178,3 +180,15 @@ def test_through_daphne_the_download_streams_and_the_page_hears_of_it(alice, red
                      == "succeeded", timeout=20, message="the job's update")  # fmt: skip
             assert all("notification" not in m for m in messages)
     assert ReportJob.objects.get(pk=job["id"]).rows_done == 1000 and took < 30
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_EMPTY_CHECK_MS=200)
+def test_the_count_that_decides_says_at_once_when_nothing_matches(alice_client):
+    """The count of the rows, made to decide the way, also answers "nothing matches" (no EXISTS besides)."""
+    demo.seed(10)
+    with CaptureQueriesContext(connection) as queries:
+        response = post(alice_client, {"report": "orders", "format": "csv", "params": {"country": "ZZ"}})
+    assert not [q for q in queries if 'SELECT 1 AS "a"' in q["sql"] and "shop_order" in q["sql"]]
+    assert response.status_code == 400 and "Nothing matches these filters" in response.json()["fields"]["__all__"][0]
+    assert not ReportJob.objects.exists()
+    assert post(alice_client, {"report": "orders", "format": "csv"}).status_code == 201
