@@ -126,7 +126,7 @@ def read_body(request, allowed: tuple[str, ...], shape: str):
         return None, error(400, f"The body must be a JSON object: {shape}.")
     missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
     wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
-    if body.get("delivery", "auto") not in DELIVERIES:
+    if "delivery" in allowed and body.get("delivery", "auto") not in DELIVERIES:  # (a schedule's runs are queued)
         wrong["delivery"] = ['Must be "auto" (small reports download at once) or "background" (always queued).']
     unknown = [k for k in body if k not in allowed]
     if missing or wrong or unknown:

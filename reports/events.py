@@ -14,6 +14,7 @@ from notifications.services import notify
 
 from .definitions import ParamsInvalid
 from .models import ReportJob, Status
+from .registry import NotRegistered
 from .writers import FORMATS
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def describe_error(exc: BaseException) -> str:
         return " ".join(message for messages in exc.errors.values() for message in messages)
     if isinstance(exc, PermissionDenied) or getattr(exc, "plain", False):
         return str(exc)
+    if isinstance(exc, NotRegistered):
+        return f"There is no {str(exc)!r} report any more."
     message = str(exc).strip()
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 

@@ -118,8 +118,6 @@ def start_run(schedule: ReportSchedule, slot: dt.datetime, now: dt.datetime) -> 
                               dates_at=(now, zone_of(schedule)), **fields)  # fmt: skip
     except (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
         error = f"The scheduled run could not start: {describe_error(exc)}"
-        if isinstance(exc, NotRegistered):
-            error = f"The scheduled run could not start: there is no {schedule.report!r} report any more."
         job = ReportJob.objects.create(owner=schedule.owner, report=schedule.report, format=schedule.format,
                                        params=schedule.params, columns=schedule.columns, status=Status.FAILED,
                                        error=error, finished_at=now, **fields)  # fmt: skip
