@@ -180,8 +180,8 @@
     const list = form.querySelector("[data-columns]");
     const total = list.querySelectorAll("li").length;
     const chosen = window.ColumnPicker.chosen(list);
-    const inOrder = [...list.querySelectorAll("li")].every((li, i) => li.dataset.column === config.reports
-      .find((r) => r.slug === form.dataset.report).columns[i].name);
+    const declared = config.reports.find((r) => r.slug === form.dataset.report).columns;
+    const inOrder = [...list.querySelectorAll("li")].every((li, i) => li.dataset.column === declared[i].name);
     form.querySelector("[data-columns-summary]").textContent = chosen.length === total
       ? (inOrder ? "all " + total : "all " + total + ", reordered") : chosen.length + " of " + total;
   }
