@@ -114,3 +114,18 @@ def test_key_cuts_are_the_keys_at_the_given_row_numbers_of_the_filtered_rows():
     assert key_cuts(rows, keys[-1], [len(keys) + 5]) == [keys[-1]]  # past the rows (deleted meanwhile): the end
     assert key_cuts(rows, keys[20], [10, 30]) == [keys[9], keys[20]]  # only rows up to the upper key count
     assert key_cuts(rows, keys[-1], []) == []
+
+
+def test_the_adbc_driver_is_an_optimized_build():
+    """The pinned driver must be an optimized build (README, "The columnar engine"): PyPI's wheels from
+    1.9.0 on are compiled without optimization and read PostgreSQL's rows with twice the CPU. An
+    unoptimized build keeps tiny inline helpers such as adbcpq::ReadUnsafe<T> as functions of their own."""
+    import re
+    from pathlib import Path
+
+    import adbc_driver_postgresql
+
+    library = Path(adbc_driver_postgresql.__file__).with_name("libadbc_driver_postgresql.so").read_bytes()
+    assert len(library) > 1_000_000
+    assert b"AdbcDatabaseNew" in library  # its symbol table is there to be read
+    assert re.findall(rb"_ZN6adbcpq10ReadUnsafeI\w+", library) == []
