@@ -424,7 +424,8 @@ class Report:
             errors.append(error(2, "it declares no columns."))
         try:
             report.get_column_specs()
-            report.get_queryset().values_list(*report.get_fetch_fields())  # computed columns' fields too
+            # Computed columns' fields too; database expressions as a run annotates them.
+            report.annotate_expressions(report.get_queryset()).values_list(*report.get_fetch_fields())
         except (FieldDoesNotExist, FieldError) as exc:
             errors.append(error(3, f"a column is not a field: {exc}", "Columns are field paths like "
                                 "'customer__name', or computed by a value_<name>() method."))  # fmt: skip

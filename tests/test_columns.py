@@ -128,3 +128,18 @@ def test_a_run_whose_chosen_column_is_gone_fails_saying_so(alice, monkeypatch):
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert job.error.startswith("Unknown column 'number'. This report's columns: id, customer__name,")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demos_database_computed_columns_arrive_in_the_file(alice):
+    """The order-totals demo report: `net` and `shipped` are SQL expressions, read like plain columns."""
+    demo.seed(200)
+    job = ReportJob.objects.create(owner=alice, report="order-totals", format="csv", columns=["id", "net", "shipped"])
+    assert run_in_foreground(job, chunk_size=30)
+    job.refresh_from_db()
+    rows = list(csv.reader(io.StringIO(job.file.open("rb").read().decode())))
+    orders = Order.objects.order_by("pk")
+    assert rows[0] == ["Id", "Net amount", "Shipped"]
+    assert rows[1:] == [[str(o.id), str(o.amount - (o.discount or 0)), str(o.shipped_at is not None).lower()]
+                        for o in orders]  # fmt: skip
+    assert {r[2] for r in rows[1:]} == {"true", "false"} and any(o.discount for o in orders)

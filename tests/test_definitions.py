@@ -2,6 +2,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from django.db.models import F
 
 import reports
 from reports.definitions import ParamsInvalid
@@ -34,6 +35,8 @@ def test_registering_a_second_report_under_a_taken_slug_fails():
     [
         ({"model": Order, "columns": ["id", "customer__password"]}, "reports.E003", "password"),
         ({"model": Order, "columns": ["id", reports.Column("x", fields=["nope"])], "value_x": lambda s, r: 1},
+         "reports.E003", "nope"),
+        ({"model": Order, "columns": ["id", reports.Column("net", expression=F("amount") - F("nope"))]},
          "reports.E003", "nope"),
         ({"model": Order, "columns": []}, "reports.E002", "no columns"),
         ({"columns": ["id"]}, "reports.E001", "no model"),
