@@ -1,7 +1,7 @@
 from decimal import Decimal
 
 from django import forms
-from django.db.models import BooleanField, ExpressionWrapper, F, Q, Value
+from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Q, Value
 from django.db.models.functions import Coalesce
 
 import reports
@@ -55,7 +55,10 @@ class OrderTotalsReport(reports.Report):
         "status",
         "amount",
         "discount",
-        reports.Column("net", "Net amount", expression=F("amount") - Coalesce(F("discount"), Value(Decimal("0")))),
+        # Its digits declared, so every database gives the same text (SQLite computes it as a float).
+        reports.Column("net", "Net amount", expression=ExpressionWrapper(
+            F("amount") - Coalesce(F("discount"), Value(Decimal("0"))), output_field=DecimalField(max_digits=15,
+                                                                                                    decimal_places=2))),
         "quantity",
         reports.Column("shipped", "Shipped",
                        expression=ExpressionWrapper(Q(shipped_at__isnull=False), output_field=BooleanField())),
