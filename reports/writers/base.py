@@ -4,6 +4,7 @@ Django. Writers take columnar batches (Polars frames) and format whole columns a
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,8 +67,9 @@ def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> 
     values = list(zip(*rows, strict=True)) or [()] * len(columns)
     series = []
     for spec, column in zip(columns, values, strict=True):
-        if spec.kind == "decimal":
-            column = [None if v is None else format(v, "f") for v in column]
+        if spec.kind == "decimal":  # to the declared places, as PostgreSQL gives them (SQLite: a float's digits)
+            places = None if spec.scale is None else decimal.Decimal(1).scaleb(-spec.scale)
+            column = [None if v is None else format(v if places is None else v.quantize(places), "f") for v in column]
         elif spec.kind == "datetime":
             column = [None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None) for v in column]
             series.append(pl.Series(spec.name, column, dtype=pl.Datetime("us")).dt.replace_time_zone("UTC"))
