@@ -132,12 +132,9 @@ def join(job: ReportJob, *, lease) -> None:
     if any(segment.status != SegmentStatus.DONE for segment in segments):
         raise Stopped
     infos = [SegmentInfo(s.file, s.bytes, s.rows_done, s.meta) for s in segments]
-    if FORMATS[job.format].writer_class.rewrites:
-        name, size = rewritten(job, report, infos)
-    else:
-        pieces = writer_for(job, report, io.BytesIO()).assemble(infos)
-        checksums = {s.file: s.checksum for s in segments}
-        name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
+    pieces = writer_for(job, report, io.BytesIO()).assemble(infos)
+    checksums = {s.file: s.checksum for s in segments}
+    name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
     rows = sum(segment.rows_done for segment in segments)
     if lease.lost or not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows,
                                         held_by=""):  # fmt: skip
@@ -146,18 +143,6 @@ def join(job: ReportJob, *, lease) -> None:
     discard_segment_files(job)
     delete_siblings(name)  # a file an earlier join stored before it died
     job_ended(job)
-
-
-def rewritten(job: ReportJob, report: Report, segments: list[SegmentInfo]) -> tuple[str, int]:
-    """The file of a format whose join rewrites the segments (Parquet), made in a spool file and stored."""
-    spool = join_spool(job)
-    spool.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with spool.open("wb") as fh:
-            writer_for(job, report, fh).rewrite(segments, lambda name: reports_storage().open(name, "rb"))
-        return store(spool, storage_name(job))
-    finally:
-        spool.unlink(missing_ok=True)
 
 
 def write_instant(job: ReportJob) -> BinaryIO:
@@ -178,14 +163,10 @@ def write_instant(job: ReportJob) -> BinaryIO:
             rows = sum(written_batches(job, report, writer, None, job.upper_key, settings.REPORTS_CHUNK_SIZE))
             meta = writer.close_segment()
         info = SegmentInfo(segment.name, segment.stat().st_size, rows, meta)
-        writer = writer_for(job, report, output)
-        if writer.rewrites:
-            writer.rewrite([info], lambda name: segment.open("rb"))
-        else:
-            storage = FileSystemStorage(location=folder)
-            for piece in writer.assemble([info]):
-                for block in read_piece(storage, piece):
-                    output.write(block)
+        storage = FileSystemStorage(location=folder)
+        for piece in writer_for(job, report, output).assemble([info]):
+            for block in read_piece(storage, piece):
+                output.write(block)
     size = output.tell()
     output.seek(0)
     if not job.transition(Status.SUCCEEDED, rows_done=rows, rows_total=rows, file_size=size):

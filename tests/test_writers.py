@@ -300,3 +300,41 @@ def test_every_format_has_a_type_and_extension():
         "parquet": ("parquet", "application/vnd.apache.parquet"),
         "pdf": ("pdf", "application/pdf"),
     }
+
+
+def test_parquet_segments_join_by_their_bytes_into_one_file_any_reader_reads():
+    """Segments of several row groups each (and an empty one), joined without decoding them: pyarrow and
+    Polars (two Parquet readers of their own) read every row, in order, every row group on its own too,
+    with the statistics of each row group kept."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from reports.writers.parquet import ROW_GROUP_ROWS
+
+    sizes = [ROW_GROUP_ROWS * 2 + 5, 0, ROW_GROUP_ROWS + 1, 3]
+    base = awkward_rows()
+    rows = [(i, *base[i % len(base)][1:]) for i in range(sum(sizes))]
+    data = segmented("parquet", rows, sizes)
+    source = pq.ParquetFile(io.BytesIO(data))
+    assert source.metadata.num_rows == len(rows)
+    assert [source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)] == [
+        ROW_GROUP_ROWS, ROW_GROUP_ROWS, 5, ROW_GROUP_ROWS, 1, 3]  # fmt: skip
+    ids = [source.read_row_group(g).column("id").to_pylist() for g in range(source.num_row_groups)]
+    assert [i for group in ids for i in group] == list(range(len(rows)))
+    statistics = [source.metadata.row_group(g).column(0).statistics for g in range(source.num_row_groups)]
+    assert [(s.min, s.max) for s in statistics] == [(group[0], group[-1]) for group in ids]
+    assert read_parquet(data) == read_parquet(segmented("parquet", rows, [len(rows)]))
+    frame = pl.read_parquet(io.BytesIO(data))
+    assert frame["id"].to_list() == list(range(len(rows))) and frame["note"].to_list() == [r[1] for r in rows]
+
+
+def test_a_parquet_footer_is_read_and_written_back_byte_for_byte():
+    import struct
+
+    from reports.writers import thrift
+
+    data = segmented("parquet", awkward_rows(), [len(awkward_rows())])
+    length = struct.unpack("<I", data[-8:-4])[0]
+    footer = data[-8 - length : -8]
+    assert thrift.encode(thrift.decode(footer)) == footer
+    assert thrift.field(thrift.decode(footer), 3)[2] == len(awkward_rows())  # FileMetaData.num_rows

@@ -73,9 +73,6 @@ def write_file(
 
 def join_in_memory(joiner: Writer, segments: Sequence[SegmentInfo], written: dict[str, bytes]) -> None:
     """Join segments whose bytes are in `written` (by name) into the joiner's file object."""
-    if joiner.rewrites:
-        joiner.rewrite(segments, lambda name: io.BytesIO(written[name]))
-        return
     for piece in joiner.assemble(segments):
         joiner.fh.write(piece if isinstance(piece, bytes) else written[piece.name][piece.start : piece.end])
 

@@ -174,8 +174,6 @@ class Writer:
     laid_out_whole: ClassVar[bool] = False
     # Rows per sheet, where the format has sheets (XLSX): segments never straddle two.
     sheet_rows: ClassVar[int | None] = None
-    # The join rewrites the segments into one file (Parquet) instead of joining their bytes.
-    rewrites: ClassVar[bool] = False
     # About how many rows a second one worker writes in this format (12 columns, one core; measured
     # by the benchmark): segments are sized to take REPORTS_SEGMENT_SECONDS.
     rows_per_second: ClassVar[int] = 50_000
