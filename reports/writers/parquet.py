@@ -70,8 +70,7 @@ class ParquetWriter(Writer):
     def close_segment(self) -> dict:
         """The last, shorter row group; the footer, for the join (compressed: Parquet metadata repeats
         itself)."""
-        rest = pa.concat_tables(self.pending) if self.pending else None
-        if rest is not None and rest.num_rows:
+        if self.pending and (rest := pa.concat_tables(self.pending)).num_rows:
             self.file.write_table(rest)
         self.file.close()
         framed = io.BytesIO()
