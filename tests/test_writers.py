@@ -338,3 +338,14 @@ def test_a_parquet_footer_is_read_and_written_back_byte_for_byte():
     footer = data[-8 - length : -8]
     assert thrift.encode(thrift.decode(footer)) == footer
     assert thrift.field(thrift.decode(footer), 3)[2] == len(awkward_rows())  # FileMetaData.num_rows
+
+
+def test_rows_fetched_in_python_give_decimals_to_their_declared_places_whatever_their_size():
+    from reports.writers.base import frame_from_rows
+
+    spec = ColumnSpec("net", "Net", "decimal", precision=45, scale=2)
+    values = [Decimal("7182.68000000000"), Decimal("1" * 40 + ".5"), Decimal("-0.1"), None]
+    assert frame_from_rows([spec], [(v,) for v in values])["net"].to_list() == [
+        "7182.68", "1" * 40 + ".50", "-0.10", None]  # fmt: skip
+    undeclared = ColumnSpec("net", "Net", "decimal")
+    assert frame_from_rows([undeclared], [(Decimal("1.500"),)])["net"].to_list() == ["1.500"]

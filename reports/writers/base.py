@@ -61,6 +61,9 @@ DTYPES = {
 }  # fmt: skip
 
 
+EXACT = decimal.Context(prec=decimal.MAX_PREC)  # quantizing never rounds a decimal's whole digits away
+
+
 def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> pl.DataFrame:
     """Python rows (values in column order) as the frame writers take: the slow way, for databases
     without a columnar driver, computed columns and tests."""
@@ -69,7 +72,8 @@ def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> 
     for spec, column in zip(columns, values, strict=True):
         if spec.kind == "decimal":  # to the declared places, as PostgreSQL gives them (SQLite: a float's digits)
             places = None if spec.scale is None else decimal.Decimal(1).scaleb(-spec.scale)
-            column = [None if v is None else format(v if places is None else v.quantize(places), "f") for v in column]
+            column = [None if v is None else format(v if places is None else v.quantize(places, context=EXACT), "f")
+                      for v in column]  # fmt: skip
         elif spec.kind == "datetime":
             column = [None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None) for v in column]
             series.append(pl.Series(spec.name, column, dtype=pl.Datetime("us")).dt.replace_time_zone("UTC"))
