@@ -99,10 +99,10 @@ class ParquetWriter(Writer):
 def merged_footer(footers: list[tuple[bytes, int]]) -> bytes:
     """One FileMetaData of the segments' (each with how far its row groups move): the first's schema
     and key-value metadata, every row group with its offsets moved, the rows added up."""
-    merged = thrift.decode(footers[0][0])
+    decoded = [(thrift.decode(footer), shift) for footer, shift in footers]
+    merged = decoded[0][0]
     groups, rows = [], 0
-    for footer, shift in footers:
-        metadata = thrift.decode(footer)
+    for metadata, shift in decoded:
         rows += thrift.field(metadata, 3)[2]
         row_groups = thrift.field(metadata, 4)
         for group in row_groups[2][1] if row_groups else []:
