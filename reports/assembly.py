@@ -5,7 +5,7 @@ last part), the object is put together by S3 itself: each such segment is an `Up
 segment object, and only the bytes around them (a header, a footer, zip headers, and a segment
 that must share a part with them) pass through the worker, streamed. Otherwise the pieces are
 streamed into a spool file that is stored in one save. Either way the file appears only complete.
-Segment objects read back into a spool file are checked against their recorded size and SHA-256
+Segment objects read back into a spool file are checked against their recorded size and checksum
 (S3 checks what it copies and serves itself).
 """
 
@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from django.core.files.storage import Storage
+from isal import isal_zlib
 
 from .files import reports_storage, store
 from .writers import Piece, Slice
@@ -30,6 +31,37 @@ READ = 1 << 20
 
 class SegmentCorrupt(Exception):
     pass
+
+
+class Checksum:
+    """A segment object's checksum, "crc32:<8 hex digits>": CRC-32 by ISA-L, ~9 GB/s here. It finds an
+    object that is not what was written (cut short, a byte changed); it keeps out nobody who can write
+    to the storage, since they could change the finished file too. Objects recorded by earlier
+    versions have a SHA-256 (64 hex digits), checked as such: 1.2 GB/s, which cost a 1M-row CSV job
+    0.2 s of its 4, once after each segment and once in the join."""
+
+    PREFIX = "crc32:"
+
+    def __init__(self, recorded: str = ""):
+        self.sha256 = hashlib.sha256() if recorded and not recorded.startswith(self.PREFIX) else None
+        self.crc = 0
+
+    def update(self, block: bytes) -> None:
+        if self.sha256:
+            self.sha256.update(block)
+        else:
+            self.crc = isal_zlib.crc32(block, self.crc)
+
+    def value(self) -> str:
+        return self.sha256.hexdigest() if self.sha256 else f"{self.PREFIX}{self.crc:08x}"
+
+    @classmethod
+    def of_file(cls, path: Path) -> str:
+        checksum = cls()
+        with path.open("rb") as fh:
+            while block := fh.read(READ):
+                checksum.update(block)
+        return checksum.value()
 
 
 def store_pieces(pieces: Sequence[Piece], name: str, *, spool: Path, checksums: Mapping[str, str]) -> tuple[str, int]:
@@ -54,16 +86,16 @@ def read_piece(storage: Storage, piece: Piece, checksums: Mapping[str, str] | No
     if isinstance(piece, bytes):
         yield piece
         return
-    digest, position = hashlib.sha256(), 0
+    expected = (checksums or {}).get(piece.name)
+    checksum, position = Checksum(expected or ""), 0
     with storage.open(piece.name, "rb") as fh:
         while block := fh.read(READ):
-            digest.update(block)
+            checksum.update(block)
             start, end = max(piece.start - position, 0), min(piece.end - position, len(block))
             if start < end:
                 yield block[start:end]
             position += len(block)
-    expected = (checksums or {}).get(piece.name)
-    if position < piece.end or (expected and digest.hexdigest() != expected):
+    if position < piece.end or (expected and checksum.value() != expected):
         raise SegmentCorrupt(f"The segment object {piece.name} is not what was written (size or checksum).")
 
 

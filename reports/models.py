@@ -248,7 +248,9 @@ class ReportSegment(models.Model):
     rows_done = models.BigIntegerField(default=0)
     file = models.CharField(max_length=500, blank=True, help_text="The segment object's name in the reports storage.")
     bytes = models.BigIntegerField(null=True, blank=True)
-    checksum = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the segment object.")
+    checksum = models.CharField(
+        max_length=64, blank=True, help_text="crc32:… of the segment object (a SHA-256 from earlier versions)."
+    )
     meta = models.JSONField(default=dict, blank=True, help_text="What the format's join needs (e.g. CRC-32).")
     worker = models.CharField(max_length=200, blank=True, help_text="Where the last run ran.")
     error = models.TextField(blank=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import io
 import logging
 import tempfile
@@ -27,7 +26,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
-from .assembly import read_piece, store_pieces
+from .assembly import Checksum, read_piece, store_pieces
 from .definitions import Report
 from .events import ProgressNotifier, job_ended
 from .files import (
@@ -113,8 +112,7 @@ def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = Non
                     done += count
                     progress(done, fh.tell())
             meta = writer.close_segment()
-        with spool.open("rb") as fh:
-            checksum = hashlib.file_digest(fh, "sha256").hexdigest()
+        checksum = Checksum.of_file(spool)
         name, size = store(spool, segment_name(segment))
         if not mine.update(status=SegmentStatus.DONE, file=name, bytes=size, checksum=checksum, meta=meta,
                            rows_done=done, finished_at=timezone.now(), error=""):  # fmt: skip

@@ -4,6 +4,7 @@ all, and a report survives the death of any worker at any moment, losing at most
 worker was writing (the kill matrix)."""
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -12,14 +13,17 @@ import signal
 import subprocess
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
+from django.core.files.base import ContentFile
 from django.db.models import F
 
 from notifications.models import Notification
+from reports import batches, tasks
+from reports.files import reports_storage
 from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
-from reports.tasks import run_in_foreground
 from reports.writers.base import formula_risk
 from shop import demo
 from shop.models import Order
@@ -42,7 +46,7 @@ def reference(user, report: str, fmt: str, settings, params=None, **overrides) -
     for name, value in overrides.items():
         setattr(settings, name, value)
     job = ReportJob.objects.create(owner=user, report=report, format=fmt, params=params or {})
-    assert run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
+    assert tasks.run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
     with job.file.open("rb") as fh:
         return fh.read()
 
@@ -152,6 +156,39 @@ def test_a_segment_that_keeps_raising_fails_the_job(orders, alice, start_worker)
     assert job.segments.get(index=4).attempts == 3
     assert_nothing_left(job.pk)
     assert list(Notification.objects.filter(user=alice).values_list("type", flat=True)) == ["report.failed"]
+
+
+@pytest.mark.parametrize("recorded", ["crc32", "sha256 (earlier versions)"])
+@pytest.mark.parametrize("change", [None, "a byte", "cut short"])
+def test_the_join_takes_only_segment_objects_that_are_what_was_written(orders, alice, settings, recorded, change):
+    """Each segment object is checked against the size and checksum its run recorded; one changed
+    meanwhile fails the job and stores nothing. Checksums recorded by earlier versions (SHA-256) hold."""
+    expected = reference(alice, "orders", "csv", settings, REPORTS_SEGMENT_ROWS=6000)
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
+    assert batches.start(job) and tasks.plan(job)
+    while segment := batches.claim_next(job):
+        assert tasks.write(segment, again=False)
+    segment = job.segments.get(index=1)
+    storage = reports_storage()
+    with storage.open(segment.file, "rb") as fh:
+        data = fh.read()
+    assert segment.checksum == f"crc32:{zlib.crc32(data):08x}" and segment.bytes == len(data)
+    if recorded != "crc32":
+        ReportSegment.objects.filter(pk=segment.pk).update(checksum=hashlib.sha256(data).hexdigest())
+    if change:
+        changed = data[:-1] if change == "cut short" else data[:100] + bytes([data[100] ^ 1]) + data[101:]
+        storage.delete(segment.file)
+        assert storage.save(segment.file, ContentFile(changed)) == segment.file
+    assert batches.claim_join(job)
+    tasks.join(job, again=False)
+    job.refresh_from_db()
+    if change is None:
+        assert job.status == Status.SUCCEEDED and job.file.read() == expected
+    else:
+        assert job.status == Status.FAILED and not job.file
+        assert job.error == (f"SegmentCorrupt: The segment object {segment.file} is not what was written "
+                             "(size or checksum).")  # fmt: skip
+        assert not list_stored_files(job.pk)
 
 
 def test_a_poison_segment_fails_the_job_within_seconds_of_its_last_death(orders, alice, start_worker):
