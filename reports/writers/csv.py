@@ -52,7 +52,7 @@ class CsvWriter(Writer):
         if not frame.height:
             return
         if self.options.escape_formulas:
-            frame = frame.with_columns(escape_formulas(frame[c.name]) for c in self.columns if c.kind == "text")
+            frame = escape_formulas(frame, [c.name for c in self.columns if c.kind == "text"])
         frame.select(pl.col(c.name) for c in self.columns).with_columns(self.cells).write_csv(
             self.fh, include_header=False, separator=self.delimiter, quote_style="necessary", null_value=self.null,
             line_terminator="\r\n",

@@ -24,9 +24,11 @@ ESCAPES = {chr(c): SHORT.get(chr(c), f"\\u{c:04x}") for c in range(0x20)} | SHOR
 NEEDS_ESCAPE = '["\\\\\x00-\x1f]'
 
 
-def json_escaped(text: pl.Series) -> pl.Series:
-    """Text as it stands inside a JSON string: the few values holding what json escapes are changed."""
-    return changed_where(text, text.str.contains(NEEDS_ESCAPE), lambda t: t.str.replace_many(ESCAPES))
+def json_escaped(frame: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
+    """The text columns `names` as they stand inside a JSON string: the few values holding what json
+    escapes are changed."""
+    return changed_where(frame, names, lambda text: text.str.contains(NEEDS_ESCAPE),
+                         lambda text: text.str.replace_many(ESCAPES))  # fmt: skip
 
 
 class NdjsonWriter(Writer):
@@ -55,7 +57,7 @@ class NdjsonWriter(Writer):
 
     def write_batch(self, frame: pl.DataFrame) -> None:
         if frame.height:
-            frame = frame.with_columns(json_escaped(frame[c.name]) for c in self.columns if c.kind == "text")
+            frame = json_escaped(frame, [c.name for c in self.columns if c.kind == "text"])
             frame.select(self.line).write_csv(self.fh, include_header=False, quote_style="never",
                                               line_terminator=self.row_end)  # fmt: skip
 
