@@ -6,12 +6,14 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models import F, Value
-from django.db.models.functions import Concat, Upper
+from django.db.models import DecimalField, F, Max, TextField, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast, Concat, Upper
 
 from reports import Column, Report
-from reports.queries import adbc_uri, key_cuts, key_range, report_frames, row_chunks
+from reports.queries import adbc_frames, adbc_uri, key_cuts, key_range, report_frames, row_chunks
 from reports.registry import get_report
+from reports.writers import ColumnSpec
 from shop import demo
 from shop.models import Order
 from tests.conftest import wait_for
@@ -69,6 +71,20 @@ def test_expression_columns_are_computed_by_the_database_and_python_ones_per_bat
     expected = [(o.id, f"{o.amount:.2f}", f"{o.amount - o.quantity:.2f}", f"{o.country.upper()}!", (o.note or "")[:3])
                 for o in Order.objects.order_by("pk")]  # fmt: skip
     assert got == expected
+
+
+def test_decimals_are_the_text_postgresql_writes_special_values_included():
+    """Decimals arrive in PostgreSQL's binary form, made into text by the driver: the text numeric_out
+    writes, whatever the scale, NaN and ±Infinity included."""
+    demo.seed(300)
+    value = RawSQL("""(CASE mod("shop_order"."id", 7) WHEN 0 THEN 'NaN' WHEN 1 THEN 'Infinity' WHEN 2 THEN '-Infinity'
+                      ELSE (("shop_order"."amount" - 500) * power(10::numeric, mod("shop_order"."id", 29) - 14))::text
+                      END)::numeric""", [], output_field=DecimalField())  # fmt: skip
+    rows = key_range(Order.objects.annotate(value=value), None, Order.objects.aggregate(Max("pk"))["pk__max"])
+    frames = list(adbc_frames(rows, [ColumnSpec("value", "Value", "decimal")], 100))
+    expected = list(rows.annotate(text=Cast("value", TextField())).values_list("text", flat=True))
+    assert {"NaN", "Infinity", "-Infinity"} <= set(expected) and any(t.startswith("-0.0000") for t in expected)
+    assert [text for frame in frames for text in frame["value"].to_list()] == expected
 
 
 def test_a_key_range_reads_exactly_its_rows_either_way():
