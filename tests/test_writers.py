@@ -147,6 +147,18 @@ class TestJson:
         assert [json.loads(line) for line in lines] == [self.expected(r, SAO_PAULO) for r in rows]
         assert json.loads(lines[0])["at"].endswith("-03:00")
 
+    @pytest.mark.parametrize("columns", [COLUMNS, COLUMNS[:-1]], ids=["a float column", "no float column"])
+    @pytest.mark.parametrize("fmt", ["json", "ndjson"])
+    def test_the_bytes_are_what_json_writes(self, fmt, columns):
+        """Without float columns Polars' JSON encoder writes the objects; with one, they are put together
+        from each member's text: either way, json.dumps' bytes (ensure_ascii=False, compact)."""
+        rows = [row[: len(columns)] for row in awkward_rows()]
+        names = [c.name for c in columns]
+        texts = [json.dumps({name: self.expected(row + (None,) * (7 - len(row)), SAO_PAULO)[name] for name in names},
+                            ensure_ascii=False, separators=(",", ":")) for row in rows]  # fmt: skip
+        expected = "".join(f"{t}\n" for t in texts) if fmt == "ndjson" else f"[\n{',\n'.join(texts)}\n]\n"
+        assert write(fmt, rows, columns, time_zone=SAO_PAULO).decode() == expected
+
     def test_decimals_keep_every_digit(self):
         row = (1, None, Decimal("12345678901234.10"), None, None, None, None)
         assert json.loads(write("json", [row]))[0]["amount"] == "12345678901234.10"

@@ -2,9 +2,9 @@
 
 Datetimes are ISO 8601 with offset, in the report's time zone; dates and times ISO 8601; NULL is
 null. Decimals are written as strings of their exact digits ("12.50"): a JSON number would be read
-as a binary float by most parsers and lose cents on large amounts. The objects are built a column
-at a time (Polars expressions), byte for byte what Python's json module writes (compact separators,
-ensure_ascii=False).
+as a binary float by most parsers and lose cents on large amounts. The objects are written by
+Polars' JSON encoder (or, for reports with float columns, put together from each member's text),
+byte for byte what Python's json module writes (compact separators, ensure_ascii=False).
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ class NdjsonWriter(Writer):
     row_start, row_end = "", "\n"
 
     def open_segment(self) -> None:
+        self.floats = any(column.kind == "float" for column in self.columns)
+        if not self.floats:
+            # Polars' own JSON encoder writes the objects as json does (escapes, null, true/false,
+            # integers: tested), a third less work than putting them together from their members' text.
+            values = [iso_text(column, self.options).alias(column.name) for column in self.columns]
+            self.line = pl.concat_str([pl.lit(self.row_start), pl.struct(values).struct.json_encode()]).alias("line")
+            return
+        # Floats as json writes them (NaN, Infinity, 1e+16), which Polars' encoder does not: each member's text.
         members = []
         for i, column in enumerate(self.columns):
             key = ("{" if i == 0 else ",") + json.dumps(column.name, ensure_ascii=False) + ":"
@@ -57,7 +65,8 @@ class NdjsonWriter(Writer):
 
     def write_batch(self, frame: pl.DataFrame) -> None:
         if frame.height:
-            frame = json_escaped(frame, [c.name for c in self.columns if c.kind == "text"])
+            if self.floats:
+                frame = json_escaped(frame, [c.name for c in self.columns if c.kind == "text"])
             frame.select(self.line).write_csv(self.fh, include_header=False, quote_style="never",
                                               line_terminator=self.row_end)  # fmt: skip
 
