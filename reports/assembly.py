@@ -26,7 +26,9 @@ from .writers import Piece, Slice
 
 logger = logging.getLogger(__name__)
 MIN_PART = 5 * 1024 * 1024  # S3: every part of a multipart upload but the last
-READ = 1 << 20
+# Blocks read at a time. The join copied 255 MB in 0.15 s with blocks of 256 or 512 KB, 0.18 s with 64 KB
+# and 0.38 s with 1 MB ones (in a worker, after writing the segments; measured in the NDJSON benchmark).
+READ = 256 * 1024
 
 
 class SegmentCorrupt(Exception):
