@@ -45,7 +45,7 @@ class NdjsonWriter(Writer):
             values = [iso_text(column, self.options).alias(column.name) for column in self.columns]
             self.line = pl.concat_str([pl.lit(self.row_start), pl.struct(values).struct.json_encode()]).alias("line")
             return
-        # Floats as json writes them (NaN, Infinity, 1e+16), which Polars' encoder does not: each member's text.
+        # Floats as json writes them (NaN, Infinity, 1e-05), which Polars' encoder does not: each member's text.
         members = []
         for i, column in enumerate(self.columns):
             key = ("{" if i == 0 else ",") + json.dumps(column.name, ensure_ascii=False) + ":"
