@@ -44,7 +44,7 @@ class Checksum:
 
     PREFIX = "crc32:"
 
-    def __init__(self, recorded: str = ""):
+    def __init__(self, recorded: str | None = None):
         self.sha256 = hashlib.sha256() if recorded and not recorded.startswith(self.PREFIX) else None
         self.crc = 0
 
@@ -89,7 +89,7 @@ def read_piece(storage: Storage, piece: Piece, checksums: Mapping[str, str] | No
         yield piece
         return
     expected = (checksums or {}).get(piece.name)
-    checksum, position = Checksum(expected or ""), 0
+    checksum, position = Checksum(expected), 0
     with storage.open(piece.name, "rb") as fh:
         while block := fh.read(READ):
             checksum.update(block)

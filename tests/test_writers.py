@@ -11,6 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from reports.writers import FORMATS, ColumnSpec, SegmentInfo, WriterOptions, join_in_memory, write_file
+from reports.writers.base import frame_from_rows
 from reports.writers.xlsx import CELL_LIMIT, TRUNCATED, XlsxWriter
 from shop.demo import AWKWARD_TEXT
 from tests.conftest import ooxml_text
@@ -353,8 +354,6 @@ def test_a_parquet_footer_is_read_and_written_back_byte_for_byte():
 
 
 def test_rows_fetched_in_python_give_decimals_to_their_declared_places_whatever_their_size():
-    from reports.writers.base import frame_from_rows
-
     spec = ColumnSpec("net", "Net", "decimal", precision=45, scale=2)
     values = [Decimal("7182.68000000000"), Decimal("1" * 40 + ".5"), Decimal("-0.1"), None]
     assert frame_from_rows([spec], [(v,) for v in values])["net"].to_list() == [
