@@ -33,15 +33,16 @@ def stored_for(jobs) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and any(j in str(p) for j in jobs))
 
 
-def spool_size(jobs, worker) -> tuple[int] | None:
-    """(The size of the spool file of a segment the worker is writing,) if it is writing one that holds
-    bytes already (an XLSX segment holds none until a megabyte of its sheet is deflated)."""
-    writing = ReportSegment.objects.filter(job_id__in=jobs, worker=rq_worker_name(worker), status="running",
-                                           rows_done__gt=0)  # fmt: skip
-    for segment in writing:
+def writing(jobs, names: dict[str, int]) -> tuple[int, int] | None:
+    """(Which worker, the size of its spool file) for a worker of `names` (RQ name: number) writing a
+    segment of the jobs whose spool file holds bytes already (an XLSX segment holds none until a
+    megabyte of its sheet is deflated); None while none is. Any of them: which one has work left is
+    the jobs' business."""
+    running = ReportSegment.objects.filter(job_id__in=jobs, worker__in=names, status="running", rows_done__gt=0)
+    for segment in running:
         with contextlib.suppress(FileNotFoundError):  # (it may end meanwhile)
             if size := spool_file(segment).stat().st_size:
-                return (size,)
+                return names[segment.worker], size
     return None
 
 
@@ -57,15 +58,13 @@ def test_killed_runs_leave_nothing_once_the_jobs_end(alice, start_worker, start_
     workers = [start_worker(**ENV) for _ in range(2)]
     start_sweeper(**ENV)
     left = []
-    for number, fault in enumerate(KILLS):
-        victim = workers[number % 2]
-        (size,) = wait_for(
-            lambda victim=victim: spool_size(jobs, victim), timeout=60, message="the victim writing a segment"
-        )
-        kill(victim, fault)
+    for fault in KILLS:
+        names = {rq_worker_name(worker): number for number, worker in enumerate(workers)}
+        number, size = wait_for(lambda names=names: writing(jobs, names), message="a worker writing a segment")
+        kill(workers[number], fault)
         left.append(size)
         if fault == "worker":
-            workers[number % 2] = start_worker(**ENV)  # what a supervisor does
+            workers[number] = start_worker(**ENV)  # what a supervisor does
         time.sleep(0.5)
     for job in jobs:
         assert (row := ended(job)).status == Status.SUCCEEDED, row.error
