@@ -8,10 +8,10 @@
  * Before a toast is shown, a cancelable "notifications:toast" event asks the page: a page that already
  * shows what the notification says (the report page, its job's row in view) cancels it. One toast at
  * a time (a newer one takes its place; the bell keeps them all); a notification shown, as a toast or
- * by the page, counts as seen once it has been in view for a moment, so it does not follow the user
- * to the next page. A page being left (a form just submitted) may still receive one: it does not count
- * there, and the next page replays it. The page keeps room below its content for the toast, so that
- * nothing of it stays hidden underneath.
+ * by the page, counts as seen once it has been in view for SEEN_AFTER ms in a visible tab, so it
+ * does not follow the user to the next page. A page being left (a form just submitted) may still
+ * receive one: it does not count there, and the next page replays it. The page keeps room below its
+ * content for the toast, so that nothing of it stays hidden underneath.
  */
 (function () {
   "use strict";
@@ -109,9 +109,8 @@
     toasts.replaceChildren(toast);
   }
 
-  // Seen once in view for SEEN_AFTER ms on a page that stays: not in a hidden tab, and not on a page
-  // being left, whose toast nobody reads. A navigation may turn out to be a download, and the page
-  // stays: LEAVING ms after it began, the page counts as staying. Dismissed, it was marked seen then.
+  // (See the top.) A page counts as being left from its beforeunload for LEAVING ms: a navigation
+  // may turn out to be a download, and the page stays. A dismissed toast was marked seen then.
   const SEEN_AFTER = 1500, LEAVING = 10000;
   let leftAt = -Infinity;
   window.addEventListener("beforeunload", () => { leftAt = performance.now(); });
