@@ -12,6 +12,7 @@ import datetime as dt
 import decimal
 import itertools
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -141,6 +142,9 @@ def check_rows(format: str, rows: int) -> None:
         ]})  # fmt: skip
 
 
+MAX_VALUE_CHARS = 1_000  # a filter's value, as text
+
+
 class ParamsInvalid(Exception):
     """Raised with a dict of field -> list of messages, ready for a 400 answer."""
 
@@ -240,16 +244,24 @@ class Report:
         if columns is None:
             return []
         declared = [c.name for c in self.get_columns()]
-        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+        if not isinstance(columns, list) or not columns:
             raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
-        unknown = [c for c in columns if c not in declared]
+        # Checked first, so that what follows is linear in a list no longer than the declaration.
+        if len(columns) > len(declared):
+            raise ParamsInvalid({"columns": [f"At most {len(declared)} names: this report has {len(declared)} columns."]})
+        if not all(isinstance(c, str) for c in columns):
+            raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
+        known = set(declared)
+        unknown = [c for c in columns if c not in known]
         if unknown:
             shown = ", ".join(repr(c[:60]) for c in unknown[:5]) + (
                 f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
             )
-            raise ParamsInvalid({"columns": [f"Unknown column{'s' if len(unknown) > 1 else ''} {shown}. "
-                                             f"This report's columns: {', '.join(declared)}."]})  # fmt: skip
-        twice = sorted({c for c in columns if columns.count(c) > 1})
+            plural = "s" if len(unknown) > 1 else ""
+            raise ParamsInvalid(
+                {"columns": [f"Unknown column{plural} {shown}. This report's columns: {', '.join(declared)}."]}
+            )
+        twice = sorted(name for name, count in Counter(columns).items() if count > 1)
         if twice:
             raise ParamsInvalid({"columns": [f"Each column at most once: {', '.join(twice)} given more than once."]})
         return [] if columns == declared else list(columns)
@@ -358,6 +370,9 @@ class Report:
         bad_types = [k for k, v in params.items() if v is not None and not isinstance(v, str | int | float | bool)]
         if bad_types:
             raise ParamsInvalid.for_fields(bad_types, "Must be a single value (text, number or boolean).")
+        too_long = [k for k, v in params.items() if isinstance(v, str) and len(v) > MAX_VALUE_CHARS]
+        if too_long:
+            raise ParamsInvalid.for_fields(too_long, f"At most {MAX_VALUE_CHARS:,} characters.")
         # Form fields parse text: a JSON number or boolean is read as the text it stands for.
         data = {k: as_text(v) for k, v in params.items() if v is not None}
         form = self.get_params_form_class()(data=data)

@@ -25,6 +25,7 @@ import logging
 import zoneinfo
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -161,9 +162,6 @@ def save_schedule(user, data: dict) -> ReportSchedule:
         errors["time_zone"] = ['An IANA time zone name, e.g. "Europe/Berlin".']
     if errors:
         raise ParamsInvalid(errors)
-    limit = settings.REPORTS_MAX_SCHEDULES_PER_USER
-    if ReportSchedule.objects.filter(owner=user).count() >= limit:
-        raise ParamsInvalid({"__all__": [f"You have {limit} schedules already; delete one first."]})
     # As a request now would be: the same checks and messages, nothing recorded.
     zone = zoneinfo.ZoneInfo(zone_name)
     now = timezone.now()
@@ -175,7 +173,13 @@ def save_schedule(user, data: dict) -> ReportSchedule:
                               else [], day_of_month=day if frequency == Frequency.MONTHLY else None, time=at,
                               time_zone=zone_name)  # fmt: skip
     schedule.next_run_at = next_slot(schedule, now)
-    schedule.save()
+    with transaction.atomic():
+        # Serialise this user's saves, so that requests at once cannot all slip under the limit.
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+        limit = settings.REPORTS_MAX_SCHEDULES_PER_USER
+        if ReportSchedule.objects.filter(owner=user).count() >= limit:
+            raise ParamsInvalid({"__all__": [f"You have {limit} schedules already; delete one first."]})
+        schedule.save()
     return schedule
 
 
