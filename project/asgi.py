@@ -11,11 +11,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from notifications.origin import SameOriginValidator  # noqa: E402
 from notifications.routing import websocket_urlpatterns  # noqa: E402
+from reports.downloads import StalledClients  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Static files are served by the app itself, with DEBUG on or off: nothing else to set up.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # Static files are served by the app itself, with DEBUG on or off: nothing else to set up. A
+        # client that stops reading a response is dropped (reports.downloads).
+        "http": StalledClients(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -36,7 +36,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",
+    "daphne",  # `runserver` as an ASGI server (websockets too); project.web serves production
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -186,6 +186,19 @@ REPORTS_EMPTY_CHECK_MS = app_env(env.int, "REPORTS_EMPTY_CHECK_MS")
 # A report of at most this many rows is written straight into its download, without the queue
 # (unset: what a worker writes in about a second in the format; 0: never).
 REPORTS_INSTANT_MAX_ROWS = app_env(env.int, "REPORTS_INSTANT_MAX_ROWS")
+# ... and of at most this many bytes (past it, at the write, the job is queued instead)
+REPORTS_INSTANT_MAX_BYTES = app_env(env.int, "REPORTS_INSTANT_MAX_BYTES")
+# small reports of one user waiting for (or in) their download; past it, a request is queued
+REPORTS_INSTANT_PER_USER = app_env(env.int, "REPORTS_INSTANT_PER_USER")
+# small reports one web process writes at once; past it, a request (or its download) is queued
+REPORTS_INSTANT_WRITES_PER_PROCESS = app_env(env.int, "REPORTS_INSTANT_WRITES_PER_PROCESS")
+# Downloads (reports.downloads): at most this many streaming per user (more: 429), a client that takes
+# nothing for this many seconds is dropped, and files may be sent by the proxy ("x-accel-redirect" for
+# nginx, with the internal location's prefix; "x-sendfile" for Apache or Caddy).
+REPORTS_DOWNLOADS_PER_USER = app_env(env.int, "REPORTS_DOWNLOADS_PER_USER")
+REPORTS_DOWNLOAD_STALL_SECONDS = app_env(env.float, "REPORTS_DOWNLOAD_STALL_SECONDS")
+REPORTS_DOWNLOAD_OFFLOAD = app_env(env.str, "REPORTS_DOWNLOAD_OFFLOAD")
+REPORTS_DOWNLOAD_OFFLOAD_PREFIX = app_env(env.str, "REPORTS_DOWNLOAD_OFFLOAD_PREFIX")
 REPORTS_AUDIT_RETENTION_DAYS = app_env(env.int, "REPORTS_AUDIT_RETENTION_DAYS")  # download records
 REPORTS_RETENTION_HOURS = app_env(env.int, "REPORTS_RETENTION_HOURS")
 

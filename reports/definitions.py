@@ -142,6 +142,16 @@ def check_rows(format: str, rows: int) -> None:
         ]})  # fmt: skip
 
 
+def instant_max_rows(format: str) -> int:
+    """The most rows of a report in `format` that its download writes at once: REPORTS_INSTANT_MAX_ROWS
+    if set (0: never), else what one worker writes in about a second in that format (its measured
+    speed), and never above the format's cap."""
+    limit = settings.REPORTS_INSTANT_MAX_ROWS
+    if limit is None:
+        limit = FORMATS[format].writer_class.rows_per_second
+    return min(limit, row_cap(format) or limit)
+
+
 MAX_VALUE_CHARS = 1_000  # a filter's value, as text
 
 
@@ -248,7 +258,9 @@ class Report:
             raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
         # Checked first, so that what follows is linear in a list no longer than the declaration.
         if len(columns) > len(declared):
-            raise ParamsInvalid({"columns": [f"At most {len(declared)} names: this report has {len(declared)} columns."]})
+            raise ParamsInvalid(
+                {"columns": [f"At most {len(declared)} names: the report has {len(declared)} columns."]}
+            )
         if not all(isinstance(c, str) for c in columns):
             raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
         known = set(declared)

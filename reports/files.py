@@ -8,23 +8,46 @@ run's file by the database rows alone (reports.sweeper.clean_spool).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import Storage, storages
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.utils import timezone
 from django.utils.text import slugify
 
 from .writers import FORMATS
 
 SPOOL_NAME = re.compile(r"^(?P<job>[0-9a-f-]{36})-(?:s(?P<segment>\d+)|join)-a(?P<attempt>\d+)\.part$")
+# A segment object's name in its job's folder (segment_name; a storage may add "_<random>" to a taken name).
+SEGMENT_OBJECT = re.compile(r"^\d+-a\d+(?:_[A-Za-z0-9]+)?\.seg$")
 
 
 def reports_storage() -> Storage:
-    """STORAGES["reports"] where the project names one (README, "Settings"), else the default storage."""
-    return storages["reports" if "reports" in storages.backends else "default"]
+    """STORAGES["reports"] where the project names one (README, "Settings"), else a private folder of
+    the app's own that no URL serves (a system check warns): never the project's default storage,
+    which is often MEDIA, served to anyone at /media/."""
+    if "reports" in storages.backends:
+        return storages["reports"]
+    return private_storage()
+
+
+def private_folder() -> Path:
+    """Where report files go without STORAGES["reports"]: beside the spool folder."""
+    return spool_dir().parent / "reports"
+
+
+@functools.cache
+def _private_storage(location: str) -> FileSystemStorage:
+    return FileSystemStorage(
+        location=location, base_url=None, directory_permissions_mode=0o700, file_permissions_mode=0o600
+    )
+
+
+def private_storage() -> FileSystemStorage:
+    return _private_storage(str(private_folder()))
 
 
 def delete_file(name: str) -> None:

@@ -166,6 +166,26 @@ class ReportJob(models.Model):
             "waiting_for_queue": self.waiting_for_queue and self.status == Status.QUEUED,
         }
 
+    def move_to_queue(self) -> bool:
+        """An instant job whose download may not write it (its rows outgrew the limit since it was asked
+        for, or too many are being written) becomes a background job, queued: the one move back to
+        `queued` there is, and only for these. False when the job had moved on meanwhile."""
+        fields = {
+            "status": Status.QUEUED,
+            "delivery": Delivery.BACKGROUND,
+            "upper_key": None,
+            "started_at": None,
+            "rows_done": 0,
+            "rows_total": None,
+            "file_size": None,
+            "updated_at": timezone.now(),
+        }
+        updated = ReportJob.objects.filter(pk=self.pk, delivery=Delivery.INSTANT, status__in=ACTIVE).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return bool(updated)
+
     def transition(self, to: str, **fields) -> bool:
         """Move to status `to` if the row (in the database) may; save `fields` with it.
 

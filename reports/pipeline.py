@@ -16,6 +16,7 @@ import datetime as dt
 import io
 import logging
 import tempfile
+import threading
 import zoneinfo
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +28,7 @@ from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
 from .assembly import Checksum, read_piece, store_pieces
-from .definitions import Report
+from .definitions import ParamsInvalid, Report, instant_max_rows
 from .events import ProgressNotifier, job_ended
 from .files import (
     delete_file,
@@ -42,7 +43,7 @@ from .files import (
 )
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
 from .queries import report_frames
-from .writers import FORMATS, SegmentInfo, Writer, WriterOptions
+from .writers import FORMATS, Piece, SegmentInfo, Writer, WriterOptions
 
 logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[ReportJob], None]
@@ -143,34 +144,106 @@ def join(job: ReportJob, *, lease) -> None:
     job_ended(job)
 
 
-def write_instant(job: ReportJob) -> BinaryIO:
-    """A small job's whole file, written by this process into a temporary file (returned at its end)
-    and the job ended: one segment and the join of a background run, so the same bytes, never stored.
-    Its rows are those up to the last key when it was asked for (upper_key).
-    Raises PermissionDenied (the owner may no longer run it) and ParamsInvalid."""
+class NotInstant(Exception):
+    """An instant job that its download may not write: its rows, read now, are more than it may write
+    (in rows or bytes), or this process is writing REPORTS_INSTANT_WRITES_PER_PROCESS already."""
+
+
+class InstantWrites:
+    """The instant files this process is writing now: each holds a database connection (two on
+    PostgreSQL) and a thread while it does."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def has_room(self) -> bool:
+        return self.count < settings.REPORTS_INSTANT_WRITES_PER_PROCESS
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self.lock:
+            if not self.has_room():
+                raise NotInstant(f"this server is writing {self.count} small reports already")
+            self.count += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.count -= 1
+
+
+INSTANT_WRITES = InstantWrites()
+
+
+class InstantFile:
+    """A small job's file as its download sends it: its one segment, written into a folder of its own,
+    then the join's pieces read from there a block at a time. The folder goes when it is closed."""
+
+    def __init__(self, folder: tempfile.TemporaryDirectory, pieces: list[Piece]):
+        self.folder = folder
+        self.pieces = pieces
+        self.size = sum(len(p) if isinstance(p, bytes) else p.end - p.start for p in pieces)
+
+    def blocks(self) -> Iterator[bytes]:
+        try:
+            storage = FileSystemStorage(location=self.folder.name)
+            for piece in self.pieces:
+                yield from read_piece(storage, piece)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.folder.cleanup()
+
+
+def write_instant(job: ReportJob) -> InstantFile:
+    """A small job's file, written by this process, and the job ended: one segment and the join of a
+    background run, so the same bytes, never stored. Its rows are those up to the last key when it was
+    asked for (upper_key), at most instant_max_rows() of them and REPORTS_INSTANT_MAX_BYTES of segment,
+    counted as they are written: more raises NotInstant before any more is read.
+    Raises PermissionDenied (the owner may no longer run it), ParamsInvalid and Stopped."""
     report = job.bound_report()
     if not report.has_permission(job.owner):
         raise PermissionDenied(f"You may no longer run the {report.get_title()!r} report: it needs "
                                f"{report.describe_permission()}.")  # fmt: skip
-    output = tempfile.TemporaryFile()  # noqa: SIM115 (returned open: the response streams it and closes it)
-    with tempfile.TemporaryDirectory() as folder:
-        segment = Path(folder) / "segment"
-        with segment.open("wb") as fh:
-            writer = writer_for(job, report, fh)
-            writer.open_segment()
-            rows = sum(written_batches(job, report, writer, None, job.upper_key, settings.REPORTS_CHUNK_SIZE))
-            meta = writer.close_segment()
+    if job.format not in report.get_formats():
+        raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
+    folder = tempfile.TemporaryDirectory()  # noqa: SIM115 (the InstantFile returned removes it)
+    try:
+        with INSTANT_WRITES.slot():
+            segment = Path(folder.name) / "segment"
+            with segment.open("wb") as fh:
+                writer = writer_for(job, report, fh)
+                writer.open_segment()
+                rows = write_at_most(job, report, writer, fh, instant_max_rows(job.format))
+                meta = writer.close_segment()
         info = SegmentInfo(segment.name, segment.stat().st_size, rows, meta)
-        storage = FileSystemStorage(location=folder)
-        for piece in writer_for(job, report, output).assemble([info]):
-            for block in read_piece(storage, piece):
-                output.write(block)
-    size = output.tell()
-    output.seek(0)
-    if not job.transition(Status.SUCCEEDED, rows_done=rows, rows_total=rows, file_size=size):
-        output.close()
+        file = InstantFile(folder, list(writer_for(job, report, io.BytesIO()).assemble([info])))
+    except BaseException:
+        folder.cleanup()
+        raise
+    if not job.transition(Status.SUCCEEDED, rows_done=rows, rows_total=rows, file_size=file.size):
+        file.close()
         raise Stopped
-    return output
+    return file
+
+
+def write_at_most(job: ReportJob, report: Report, writer: Writer, fh: BinaryIO, limit: int) -> int:
+    """Write the instant job's rows, refusing (NotInstant) a batch that would pass `limit` rows or a segment
+    past REPORTS_INSTANT_MAX_BYTES: the rows written."""
+    max_bytes, rows = settings.REPORTS_INSTANT_MAX_BYTES, 0
+    queryset = report.get_report_queryset(job.params, job.owner)
+    chunk_size = min(settings.REPORTS_CHUNK_SIZE, limit + 1)
+    with contextlib.closing(report_frames(report, queryset, None, job.upper_key, chunk_size)) as frames:
+        for frame in frames:
+            if rows + frame.height > limit:
+                raise NotInstant(f"more than {limit:,} rows")
+            writer.write_batch(frame)
+            rows += frame.height
+            if max_bytes and fh.tell() > max_bytes:
+                raise NotInstant(f"more than {max_bytes:,} bytes")
+    return rows
 
 
 def discard_segment_files(job: ReportJob) -> int:

@@ -33,6 +33,11 @@ def reports_queue() -> Queue:
     return django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
 
 
+def redis_connection():
+    """The reports queue's Redis connection (also for the web tier's counters, reports.downloads)."""
+    return reports_queue().connection
+
+
 @receiver(setting_changed)
 def _forget_queue(setting, **kwargs) -> None:
     if setting == "RQ_QUEUES":

@@ -16,12 +16,11 @@ from django.utils import timezone
 from . import queues
 from .batches import enqueue_job
 from .dates import resolve_relative_dates
-from .definitions import ParamsInvalid, check_rows, json_safe, row_cap
-from .events import NOTHING_MATCHES, job_ended
+from .definitions import ParamsInvalid, check_rows, instant_max_rows, json_safe, row_cap
+from .events import NOTHING_MATCHES, job_changed, job_ended
 from .models import RETRYABLE, Delivery, ReportJob, Status
-from .pipeline import discard_segment_files
+from .pipeline import INSTANT_WRITES, discard_segment_files
 from .registry import get_report
-from .writers import FORMATS
 
 
 class TooManyJobs(Exception):
@@ -65,6 +64,7 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
             .active()
             .filter(delivery=Delivery.BACKGROUND, report=slug, format=format, params=params, columns=columns)
         )
+        instant = instant and instant_has_room(user)
         if enqueue and not instant and not scheduled and (same := same.first()):
             same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
             return same
@@ -99,14 +99,23 @@ def validate_request(*, user, slug: str, format: str, params: Any = None, column
     return columns, params, rows
 
 
-def instant_max_rows(format: str) -> int:
-    """The most rows of a report in `format` that its download writes at once: REPORTS_INSTANT_MAX_ROWS
-    if set (0: never), else what one worker writes in about a second in that format (its measured
-    speed), and never above the format's cap."""
-    limit = settings.REPORTS_INSTANT_MAX_ROWS
-    if limit is None:
-        limit = FORMATS[format].writer_class.rows_per_second
-    return min(limit, row_cap(format) or limit)
+def instant_has_room(user) -> bool:
+    """Whether a small report of this user's may be written by its download: fewer than
+    REPORTS_INSTANT_PER_USER of theirs wait for (or are in) their download, and this process writes
+    fewer than REPORTS_INSTANT_WRITES_PER_PROCESS. Otherwise it is queued like a big one."""
+    waiting = ReportJob.objects.for_user(user).active().filter(delivery=Delivery.INSTANT).count()
+    return waiting < settings.REPORTS_INSTANT_PER_USER and INSTANT_WRITES.has_room()
+
+
+def move_to_queue(job: ReportJob) -> bool:
+    """An instant job that its download may not write becomes a queued background job (its owner's
+    pages are told); False if it had ended meanwhile."""
+    with transaction.atomic():
+        if not job.move_to_queue():
+            return False
+        transaction.on_commit(functools.partial(enqueue_job, job))
+    job_changed(job)
+    return True
 
 
 def count_up_to(rows, limit: int) -> tuple[int, Any]:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import batches, queues
 from .events import job_changed
-from .files import SPOOL_NAME, delete_file, reports_storage, spool_dir
+from .files import SEGMENT_OBJECT, SPOOL_NAME, delete_file, reports_storage, spool_dir
 from .models import ACTIVE, Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
 
 logger = logging.getLogger(__name__)
@@ -103,12 +103,13 @@ def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None)
     now = now or timezone.now()
     min_age = settings.REPORTS_STALE_AFTER_SECONDS if min_age is None else min_age
     removed = size = 0
-    for path in spool_dir().glob("*") if spool_dir().exists() else ():
+    # Only files named as runs name them: whatever else is in the folder is not ours to delete.
+    for path in spool_dir().glob("*.part") if spool_dir().exists() else ():
         try:
             stat = path.stat()
         except FileNotFoundError:  # its run just finished
             continue
-        if not path.is_file() or now.timestamp() - stat.st_mtime < min_age or spool_run_is_live(path):
+        if not SPOOL_NAME.match(path.name) or now.timestamp() - stat.st_mtime < min_age or spool_run_is_live(path):
             continue
         path.unlink(missing_ok=True)
         removed, size = removed + 1, size + stat.st_size
@@ -120,7 +121,7 @@ def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None)
 def spool_run_is_live(path: Path) -> bool:
     match = SPOOL_NAME.match(path.name)
     if match is None:
-        return False  # not a name runs use: left by another version, or by hand
+        return False
     job, attempt = match["job"], int(match["attempt"])
     if match["segment"] is not None:
         return ReportSegment.objects.filter(job_id=job, index=int(match["segment"]), attempts=attempt,
@@ -137,11 +138,12 @@ def clean_storage(now: dt.datetime) -> int:
     except FileNotFoundError:
         return 0
     removed = 0
-    for job_id in job_dirs:
-        job = ReportJob.objects.filter(pk=job_id).first() if is_uuid(job_id) else None
+    # Only folders and objects named as runs name them (reports.files.segment_name): nothing else there is ours.
+    for job_id in filter(is_uuid, job_dirs):
+        job = ReportJob.objects.filter(pk=job_id).first()
         kept = set(job.segments.exclude(file="").values_list("file", flat=True)) if job else set()
         _, names = storage.listdir(f"{SEGMENTS}/{job_id}")
-        for name in names:
+        for name in filter(SEGMENT_OBJECT.match, names):
             path = str(PurePosixPath(SEGMENTS, job_id, name))
             if path in kept or (job and job.is_active and storage.get_modified_time(path) >= stale_before(now)):
                 continue  # recorded, or just stored by a run that records it next

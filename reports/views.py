@@ -1,31 +1,28 @@
 import uuid
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import FileSystemStorage
-from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare
-from django.utils.http import content_disposition_header
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import batches
+from . import batches, downloads
 from .api import runnable_reports
 from .definitions import ParamsInvalid
 from .events import describe_error, job_changed
-from .files import download_filename, reports_storage
+from .files import download_filename
 from .metrics import registry
 from .models import ACTIVE, RETRYABLE, WEEKDAYS, Delivery, Frequency, ReportDownload, ReportJob, ReportSchedule, Status
-from .pipeline import Stopped, write_instant
+from .pipeline import NotInstant, Stopped, write_instant
+from .services import move_to_queue
 from .writers import FORMATS
 
 
-@require_GET
+@require_safe
 @login_required
 def download(request, job_id):
     job = ReportJob.objects.for_user(request.user).filter(pk=job_id).first()
@@ -37,70 +34,61 @@ def download(request, job_id):
         return instant_download(request, job)
     if job.status != Status.SUCCEEDED or not job.file:
         return text(409, f"This report is {job.status}; there is no file to download.")
-    filename = download_filename(job)
-    storage = reports_storage()
-    ReportDownload.record(job, request)
-    if isinstance(storage, FileSystemStorage):
-        response = FileResponse(storage.open(job.file.name, "rb"), as_attachment=True, filename=filename)
-        response["Content-Type"] = FORMATS[job.format].content_type
-        return response
-    return HttpResponseRedirect(signed_url(storage, job, filename))
+    if request.method == "HEAD":  # a link preview or a prefetch: nothing read, nothing recorded
+        return text(200, "")
+    response = downloads.stored_file(request, job)
+    if response.status_code < 400:
+        ReportDownload.record(job, request)
+    return response
 
 
 def instant_download(request, job: ReportJob):
-    """A small report written now, by this process, into the response: once (it is not kept)."""
+    """A small report written now, by this process, and sent as it is put together: once (it is not
+    kept). One that may not be written here now (it grew, or too much is being written) is queued."""
     if job.status == Status.SUCCEEDED:
         return text(410, "This report was written straight into its download and not kept. Ask for it again.")
+    if request.method == "HEAD":  # a link preview or a prefetch does not use up the one download
+        return text(200, "")
+    slot = downloads.DownloadSlot(job.owner_id)
+    if not slot.acquire():
+        return queued_instead(job, "you have other downloads in progress")
     if not job.transition(Status.RUNNING):
+        slot.release()
         job.refresh_from_db()
         return text(409, f"This report is {job.status}; there is no file to download.")
     job_changed(job)
     try:
-        output = write_instant(job)
+        file = write_instant(job)
+    except NotInstant as exc:
+        slot.release()
+        return queued_instead(job, str(exc))
     except Stopped:
+        slot.release()
         return text(409, "This report was cancelled.")
     except Exception as exc:  # refused (permission, a column gone) or broken: the job says why
+        slot.release()
         batches.fail_job(job, describe_error(exc))
         if not isinstance(exc, PermissionDenied | ParamsInvalid):
             raise
         return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))
     ReportDownload.record(job, request)
     job_changed(job)
-    blocks = async_blocks(output) if isinstance(request, ASGIRequest) else iter_blocks(output)
-    response = StreamingHttpResponse(blocks, content_type=FORMATS[job.format].content_type)
-    response["Content-Length"] = str(job.file_size)
-    response["Content-Disposition"] = content_disposition_header(True, download_filename(job))
+    response = downloads.stream(request, file.blocks(), slot=slot, content_type=FORMATS[job.format].content_type,
+                                filename=download_filename(job), size=file.size)  # fmt: skip
+    response._resource_closers.append(file.close)
     return response
 
 
-def iter_blocks(fh, size: int = 1 << 16):
-    with fh:
-        while block := fh.read(size):
-            yield block
-
-
-async def async_blocks(fh, size: int = 1 << 16):
-    """The file a block at a time, read off the event loop (daphne serves this response)."""
-    try:
-        while block := await sync_to_async(fh.read, thread_sensitive=False)(size):
-            yield block
-    finally:
-        fh.close()
+def queued_instead(job: ReportJob, reason: str) -> HttpResponse:
+    if not move_to_queue(job):
+        job.refresh_from_db()
+        return text(409, f"This report is {job.status}; there is no file to download.")
+    return text(409, f"This report was not written at once ({reason}): it is queued instead, and you will "
+                     "be notified when its file is ready.")  # fmt: skip
 
 
 def text(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
-
-
-def signed_url(storage, job: ReportJob, filename: str) -> str:
-    """A short-lived URL straight to the object, carrying the filename and type (S3)."""
-    return storage.url(
-        job.file.name,
-        parameters={
-            "ResponseContentDisposition": content_disposition_header(True, filename),
-            "ResponseContentType": FORMATS[job.format].content_type,
-        },
-    )
 
 
 @require_GET

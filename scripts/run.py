@@ -1,4 +1,5 @@
-"""Run the whole stack on one machine: migrate, seed demo data, then daphne + RQ workers + the sweeper.
+"""Run the whole stack on one machine: migrate, seed demo data, then the web server (uvicorn), RQ
+workers and the sweeper.
 
 A child that exits is started again (at most RESTARTS times in RESTART_WINDOW seconds, then the
 stack stops and says why). Ctrl-C stops them all. Settings come from the environment (.env.example).
@@ -26,7 +27,7 @@ def manage(*args: str) -> list[str]:
 
 
 PROCESSES = {
-    "web": [PYTHON, "-m", "daphne", "-b", HOST, "-p", PORT, "project.asgi:application"],
+    "web": [PYTHON, "-m", "project.web", "--host", HOST, "--port", PORT],
     # Niced: on a shared machine, background reports yield the CPU to web requests.
     "worker": [
         "nice",

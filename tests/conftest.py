@@ -76,11 +76,11 @@ def run_worker(redis_queue, transactional_db):
 
 
 def spawn(command: list[str], **env) -> subprocess.Popen:
-    """A process of the stack (worker, sweeper, daphne) with the tests' environment. Its output goes to
+    """A process of the stack (worker, sweeper, web server) with the tests' environment. Its output goes to
     a file in VAR_DIR/logs: a pipe nobody reads would stop the process once full."""
     logs = Path(os.environ["VAR_DIR"]) / "logs"
     logs.mkdir(exist_ok=True)
-    with open(logs / f"{command[2]}-{time.time_ns()}.log", "w") as log:  # rqworker, sweep_reports, daphne
+    with open(logs / f"{command[2]}-{time.time_ns()}.log", "w") as log:  # rqworker, sweep_reports, project.web
         return subprocess.Popen(command, cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -184,27 +184,28 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def daphne_server(transactional_db, redis_queue):
-    """A real daphne process serving the project (HTTP and websockets); yields its base URL."""
-    with daphne() as base_url:
+def web_server(transactional_db, redis_queue):
+    """The web server (project.web, uvicorn) in a process of its own, serving HTTP and websockets: its
+    base URL."""
+    with serve() as base_url:
         yield base_url
 
 
 @contextlib.contextmanager
-def daphne(**env):
-    """A real daphne process serving the project with these settings from the environment: its base URL."""
+def serve(**env):
+    """The web server (project.web) in a process of its own, with these settings from the environment:
+    its base URL."""
     import socket
 
     port = free_port()
-    process = spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-                    **env)  # fmt: skip
+    process = spawn([sys.executable, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)], **env)
 
     def listening():
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
     try:
-        wait_for(listening, timeout=30, message="daphne to listen")
+        wait_for(listening, timeout=30, message="the web server to listen")
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
@@ -241,9 +242,9 @@ class LiveSession:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, response.read(), dict(response.headers)
+                return response.status, response.read(), response.headers
         except urllib.error.HTTPError as error:
-            return error.code, error.read(), dict(error.headers)
+            return error.code, error.read(), error.headers
 
     def websocket(self, origin: str | None = None):
         from websockets.sync.client import connect

@@ -1,5 +1,5 @@
 """The report page and the admin action in a real browser (Debian's Chromium via Playwright) against
-the real stack: daphne, an RQ worker, Redis and PostgreSQL. Screenshots go to test-output/."""
+the real stack: the web server (uvicorn), an RQ worker, Redis and PostgreSQL. Screenshots go to test-output/."""
 
 import csv
 import io
@@ -46,13 +46,13 @@ def browser():
 
 
 @pytest.fixture
-def stack(daphne_server, start_worker):
-    """daphne + one RQ worker; small chunks on the Python path so progress is visible."""
+def stack(web_server, start_worker):
+    """The web server + one RQ worker; small chunks on the Python path so progress is visible."""
     demo.seed(ORDERS)
     start_worker(REPORTS_CHUNK_SIZE=50, REPORTS_PROGRESS_INTERVAL=0,
                  SLOW_REPORT_SECONDS_PER_ROW=0.01)  # fmt: skip
     SHOTS.mkdir(exist_ok=True)
-    return daphne_server
+    return web_server
 
 
 def log_in(browser, base, user, **options):
@@ -372,13 +372,13 @@ def test_choose_and_order_columns_on_the_page_and_find_them_again(stack, browser
 
 @pytest.fixture
 def instant_stack(transactional_db, redis_queue, start_worker):
-    """daphne with small reports written at once (up to 1,000 rows) + one RQ worker."""
-    from tests.conftest import daphne
+    """The web server with small reports written at once (up to 1,000 rows) + one RQ worker."""
+    from tests.conftest import serve
 
     demo.seed(3000)
     start_worker()
     SHOTS.mkdir(exist_ok=True)
-    with daphne(REPORTS_INSTANT_MAX_ROWS=1000) as base_url:
+    with serve(REPORTS_INSTANT_MAX_ROWS=1000) as base_url:
         yield base_url
 
 

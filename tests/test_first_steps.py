@@ -36,16 +36,15 @@ def test_a_copied_env_example_starts_the_app(tmp_path):
     assert check.returncode == 0 and "no issues" in check.stdout, check.stderr
     assert (app / "var" / "db.sqlite3").exists()  # VAR_DIR= and DATABASE_URL= empty: the defaults
     port = free_port()
-    daphne = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                               "project.asgi:application"], cwd=app, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
+                              cwd=app, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30, message="daphne")
+        wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30, message="the web server")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/") as page:
             assert page.status == 200 and b"Log in" in page.read()
     finally:
-        daphne.terminate()
-        daphne.wait(timeout=15)
+        server.terminate()
+        server.wait(timeout=15)
 
 
 # -- The command line ------------------------------------------------------------------------------

@@ -16,13 +16,13 @@ from django.test.utils import CaptureQueriesContext
 from pypdf import PdfReader
 
 from notifications.models import Notification
+from reports.definitions import instant_max_rows
 from reports.models import Delivery, ReportDownload, ReportJob, Status
-from reports.services import instant_max_rows
 from reports.sweeper import end_unfetched
 from reports.writers import FORMATS
 from shop import demo
 
-from .conftest import LiveSession, daphne, wait_for
+from .conftest import LiveSession, serve, wait_for
 
 # The download reads the rows on a connection of its own (ADBC): the tests' data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,11 +161,11 @@ def test_a_download_never_fetched_ends_failed(alice_client):
 
 
 @pytest.mark.integration
-def test_through_daphne_the_download_streams_and_the_page_hears_of_it(alice, redis_queue):
-    """Over real HTTP (daphne): 201, then the download; the owner's open pages get the job's update
+def test_over_http_the_download_streams_and_the_page_hears_of_it(alice, redis_queue):
+    """Over real HTTP (the web server): 201, then the download; the owner's open pages get the job's update
     over the websocket, and no notification to keep (no toast)."""
     demo.seed(1000)
-    with daphne(REPORTS_INSTANT_MAX_ROWS=2000) as base_url:
+    with serve(REPORTS_INSTANT_MAX_ROWS=2000) as base_url:
         session = LiveSession(base_url, alice)
         with session.websocket() as ws:
             status, body, _ = session.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "xlsx"})

@@ -1,4 +1,4 @@
-"""Live notifications end to end: real daphne, a real RQ worker, real Redis, a real websocket client."""
+"""Live notifications end to end: the real web server, a real RQ worker, real Redis, a real websocket client."""
 
 import csv
 import io
@@ -34,8 +34,8 @@ def orders():
     demo.seed(ORDERS)
 
 
-def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, daphne_server, run_worker, alice, make_user):
-    alice_live, bob_live = LiveSession(daphne_server, alice), LiveSession(daphne_server, make_user("bob"))
+def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, web_server, run_worker, alice, make_user):
+    alice_live, bob_live = LiveSession(web_server, alice), LiveSession(web_server, make_user("bob"))
     with alice_live.websocket() as alice_ws, alice_live.websocket() as alice_second_tab, bob_live.websocket() as bob_ws:
         status, body, _ = alice_live.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "csv"})
         assert status == 202, body
@@ -66,8 +66,8 @@ def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, daphne_serve
     assert not Notification.objects.filter(type="report.progress").exists()
 
 
-def test_a_client_that_connects_after_the_job_finished_gets_it_by_replay(orders, daphne_server, run_worker, alice):
-    live = LiveSession(daphne_server, alice)
+def test_a_client_that_connects_after_the_job_finished_gets_it_by_replay(orders, web_server, run_worker, alice):
+    live = LiveSession(web_server, alice)
     _, body, _ = live.request("POST", "/api/reports/jobs/", {"report": "exploding", "format": "csv"})
     run_worker()
     with live.websocket() as ws:
@@ -82,8 +82,8 @@ def test_a_client_that_connects_after_the_job_finished_gets_it_by_replay(orders,
         assert_silent(ws, 0.5)  # seen: not replayed again
 
 
-def test_cancel_is_pushed(orders, daphne_server, alice):
-    live = LiveSession(daphne_server, alice)
+def test_cancel_is_pushed(orders, web_server, alice):
+    live = LiveSession(web_server, alice)
     with live.websocket() as ws:
         _, body, _ = live.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "csv"})
         job_id = json.loads(body)["id"]
@@ -93,13 +93,13 @@ def test_cancel_is_pushed(orders, daphne_server, alice):
         assert cancelled["job"]["id"] == job_id and cancelled["job"]["status"] == "cancelled"
 
 
-def test_the_live_server_refuses_foreign_origins_and_anonymous_sockets(daphne_server, alice):
+def test_the_live_server_refuses_foreign_origins_and_anonymous_sockets(web_server, alice):
     from websockets.sync.client import connect
 
     with pytest.raises(InvalidStatus) as foreign:
-        LiveSession(daphne_server, alice).websocket(origin="https://evil.example")
+        LiveSession(web_server, alice).websocket(origin="https://evil.example")
     assert foreign.value.response.status_code == 403
-    ws_url = daphne_server.replace("http://", "ws://") + "/ws/notifications/"
+    ws_url = web_server.replace("http://", "ws://") + "/ws/notifications/"
     with pytest.raises(InvalidStatus) as anonymous:
-        connect(ws_url, additional_headers={"Origin": daphne_server})
+        connect(ws_url, additional_headers={"Origin": web_server})
     assert anonymous.value.response.status_code == 403

@@ -80,8 +80,8 @@ def test_an_identical_request_while_the_first_is_queued_gets_the_first(alice_cli
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_twenty_identical_posts_at_once_make_one_job(alice, daphne_server):
-    session = LiveSession(daphne_server, alice)
+def test_twenty_identical_posts_at_once_make_one_job(alice, web_server):
+    session = LiveSession(web_server, alice)
     body = {"report": "orders", "format": "json", "params": {"country": "PT"}}
     answers = []
     threads = [threading.Thread(target=lambda: answers.append(session.request("POST", "/api/reports/jobs/", body)))

@@ -1,4 +1,4 @@
-"""A websocket lives as long as its session: a real daphne, real clients with real session cookies.
+"""A websocket lives as long as its session: the real web server, real clients with real session cookies.
 Logging out, changing the password, being deactivated, or the session expiring closes the user's
 sockets within seconds, and nothing reaches them afterwards."""
 
@@ -39,10 +39,10 @@ def seconds_to_close(socket, timeout: float = 10, started: float | None = None) 
     raise AssertionError(f"The socket stayed open and got {message!r}")
 
 
-def test_logging_out_closes_that_sessions_sockets_and_only_those(alice, daphne_server):
+def test_logging_out_closes_that_sessions_sockets_and_only_those(alice, web_server):
     delays = []
     for _ in range(20):
-        session, other = LiveSession(daphne_server, alice), LiveSession(daphne_server, alice)
+        session, other = LiveSession(web_server, alice), LiveSession(web_server, alice)
         socket, other_socket = connected(session), connected(other)
         started = time.monotonic()
         status, _, _ = session.request("POST", "/logout/")
@@ -55,15 +55,15 @@ def test_logging_out_closes_that_sessions_sockets_and_only_those(alice, daphne_s
     assert max(delays) < 5
 
 
-def test_a_password_change_closes_every_socket_of_the_user(alice, daphne_server):
-    sockets = [connected(LiveSession(daphne_server, alice)) for _ in range(2)]
+def test_a_password_change_closes_every_socket_of_the_user(alice, web_server):
+    sockets = [connected(LiveSession(web_server, alice)) for _ in range(2)]
     alice.set_password("a-new-password-1234")
     alice.save()
     assert all(seconds_to_close(socket) < 5 for socket in sockets)
 
 
-def test_deactivation_closes_the_users_sockets(alice, make_user, daphne_server):
-    socket, bobs = connected(LiveSession(daphne_server, alice)), connected(LiveSession(daphne_server, make_user("bob")))
+def test_deactivation_closes_the_users_sockets(alice, make_user, web_server):
+    socket, bobs = connected(LiveSession(web_server, alice)), connected(LiveSession(web_server, make_user("bob")))
     alice.is_active = False
     alice.save()
     assert seconds_to_close(socket) < 5
@@ -71,8 +71,8 @@ def test_deactivation_closes_the_users_sockets(alice, make_user, daphne_server):
     assert json.loads(bobs.recv(timeout=5))["type"] == "seen"  # other users' sockets stay
 
 
-def test_an_expiring_session_closes_its_socket(alice, daphne_server):
-    session = LiveSession(daphne_server, alice)
+def test_an_expiring_session_closes_its_socket(alice, web_server):
+    session = LiveSession(web_server, alice)
     store = import_module(settings.SESSION_ENGINE).SessionStore(session.session)
     store.set_expiry(3)
     store.save()
