@@ -1,0 +1,181 @@
+"""Downloads through the real web server (project.web, a process of its own): slow clients, clients
+that stop reading and many at once cost the server a bounded buffer each, never the file.
+
+The server's memory is read from /proc (VmRSS) while 5 clients read a 300 MB file at 64 KB a second.
+"""
+
+import hashlib
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from reports.files import reports_storage
+from reports.models import ReportJob, Status
+
+from .conftest import LiveSession, serve, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+MB = 1024 * 1024
+FILE_SIZE = 300 * MB
+
+
+def rss(pid: int) -> int:
+    """The process's resident memory in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def stored_job(owner, size: int) -> tuple[ReportJob, str]:
+    """A succeeded job whose CSV file of `size` bytes is in the reports storage: (job, its SHA-256)."""
+    job = ReportJob.objects.create(owner=owner, report="orders", format="csv", status=Status.SUCCEEDED,
+                                   finished_at=timezone.now())  # fmt: skip
+    name = f"{job.pk}/big.csv"
+    path = Path(reports_storage().path(name))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    block = (b"0123456789abcdef" * (MB // 16))[: MB - 1] + b"\n"
+    with path.open("wb") as fh:
+        for n in range(size // MB):
+            piece = n.to_bytes(8, "big") + block[8:]  # every megabyte differs: a reordering would show
+            fh.write(piece)
+            digest.update(piece)
+    ReportJob.objects.filter(pk=job.pk).update(file=name, file_size=size)
+    return job, digest.hexdigest()
+
+
+def open_download(base_url: str, session: LiveSession, job: ReportJob, *, receive_buffer: int = 16384):
+    """A raw socket that asked for the job's file and has read nothing yet; a small receive buffer,
+    so the kernel holds little of what the server sends."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect((host, int(port)))
+    request = (f"GET /reports/jobs/{job.pk}/download/ HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Cookie: {session.cookie}\r\nConnection: close\r\n\r\n")  # fmt: skip
+    sock.sendall(request.encode())
+    return sock
+
+
+def read_headers(sock) -> tuple[int, bytes]:
+    """The status code, and whatever of the body came with the headers."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed before the headers: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+@pytest.fixture
+def server(transactional_db, redis_queue):
+    with serve(REPORTS_DOWNLOAD_STALL_SECONDS=3, REPORTS_DOWNLOADS_PER_USER=5) as base_url:
+        yield base_url
+
+
+def server_pid(base_url: str) -> int:
+    """The pid of the process listening on the server's port (project.web: uvicorn in that process)."""
+    port = int(base_url.rsplit(":", 1)[1])
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+            inode = fields[9]
+    assert inode, "nobody listens on the port"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]" for fd in os.listdir(f"/proc/{pid}/fd")):
+                return int(pid)
+        except OSError:
+            continue
+    raise AssertionError("the listening process was not found")
+
+
+def test_five_slow_clients_of_a_300_mb_file_cost_the_server_under_50_mb(server, alice):
+    session = LiveSession(server, alice)
+    job, _ = stored_job(alice, FILE_SIZE)
+    pid = server_pid(server)
+    # Warm up (the download code imported, a thread made) so that the baseline is the server at work.
+    warm = open_download(server, session, job)
+    assert read_headers(warm)[0] == 200
+    warm.close()
+    time.sleep(0.5)
+    before = rss(pid)
+    clients = [open_download(server, session, job) for _ in range(5)]
+    received = [len(read_headers(sock)[1]) for sock in clients]
+    peak, started = before, time.monotonic()
+    # 64 KB a second each, for 10 s: the server has 300 MB to send and may hold only its buffers.
+    for second in range(10):
+        for n, sock in enumerate(clients):
+            want = 64 * 1024
+            while want > 0:
+                chunk = sock.recv(min(want, 16384))
+                assert chunk, "the server closed a client that was reading"
+                received[n] += len(chunk)
+                want -= len(chunk)
+        peak = max(peak, rss(pid))
+        time.sleep(max(0.0, started + second + 1 - time.monotonic()))
+    for sock in clients:
+        sock.close()
+    growth = peak - before
+    print(f"server RSS {before / MB:.0f} MB -> peak {peak / MB:.0f} MB (+{growth / MB:.1f} MB), clients read "
+          f"{sum(received) / MB:.1f} MB of {5 * FILE_SIZE / MB:.0f} MB")  # fmt: skip
+    assert growth < 50 * MB
+    assert all(600 * 1024 <= n < 20 * MB for n in received)
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_stall_timeout(server, alice):
+    session = LiveSession(server, alice)
+    job, _ = stored_job(alice, 64 * MB)
+    sock = open_download(server, session, job)
+    assert read_headers(sock)[0] == 200
+    time.sleep(3 + 2)  # reads nothing for longer than REPORTS_DOWNLOAD_STALL_SECONDS
+    sock.settimeout(10)
+    total = 0
+    while chunk := sock.recv(1 << 16):  # what the kernel buffers held, then the end
+        total += len(chunk)
+    assert total < 16 * MB  # dropped: far from the whole file
+    # Its slot was given back: the user may download again, and gets the whole file.
+    status, data, _ = session.request("GET", f"/reports/jobs/{job.pk}/download/")
+    assert status == 200 and len(data) == 64 * MB
+
+
+def test_a_normal_download_is_the_file_byte_for_byte(server, alice):
+    session = LiveSession(server, alice)
+    job, digest = stored_job(alice, 40 * MB)
+    status, data, headers = session.request("GET", f"/reports/jobs/{job.pk}/download/")
+    assert status == 200 and int(headers["Content-Length"]) == len(data) == 40 * MB
+    assert hashlib.sha256(data).hexdigest() == digest
+    assert 'attachment; filename="Orders' in headers["Content-Disposition"]
+    assert job.downloads.count() == 1
+
+
+def test_downloads_past_the_users_limit_are_429_until_one_ends(server, alice, make_user):
+    session = LiveSession(server, alice)
+    job, _ = stored_job(alice, 64 * MB)
+    held = [open_download(server, session, job) for _ in range(5)]
+    assert [read_headers(sock)[0] for sock in held] == [200] * 5
+    status, body, headers = session.request("GET", f"/reports/jobs/{job.pk}/download/")
+    assert status == 429 and headers["Retry-After"] and b"5 downloads in progress" in body
+    # Another user is not limited by alice's downloads.
+    bob = make_user("bob")
+    bobs_job, _ = stored_job(bob, MB)
+    assert LiveSession(server, bob).request("GET", f"/reports/jobs/{bobs_job.pk}/download/")[0] == 200
+    held.pop().close()
+    answers = []
+
+    def fetched() -> bool:
+        status, data, _ = session.request("GET", f"/reports/jobs/{job.pk}/download/")
+        answers.append((status, len(data)))
+        return status == 200
+
+    wait_for(fetched, timeout=10, message="the closed download's slot to be free")
+    assert answers[-1] == (200, 64 * MB)
+    for sock in held:
+        sock.close()
