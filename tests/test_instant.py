@@ -192,3 +192,100 @@ def test_the_count_that_decides_says_at_once_when_nothing_matches(alice_client):
     assert response.status_code == 400 and "Nothing matches these filters" in response.json()["fields"]["__all__"][0]
     assert not ReportJob.objects.exists()
     assert post(alice_client, {"report": "orders", "format": "csv"}).status_code == 201
+
+
+# -- Bounded at the write, not only at the request -------------------------------------------------
+
+
+def paid_every_other(count: int) -> None:
+    """Only every other order of the first 2 * `count` is paid: the others lie below the last paid key."""
+    from shop.models import Order
+
+    Order.objects.update(status="pending")
+    pks = list(Order.objects.order_by("pk").values_list("pk", flat=True)[: 2 * count : 2])
+    Order.objects.filter(pk__in=pks).update(status="paid")
+
+
+def paid_now(count: int) -> None:
+    """`count` more orders become paid, the first that are not (below the job's last key)."""
+    from shop.models import Order
+
+    pks = list(Order.objects.exclude(status="paid").order_by("pk").values_list("pk", flat=True)[:count])
+    Order.objects.filter(pk__in=pks).update(status="paid")
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_rows_that_came_to_match_before_the_download_send_it_to_the_queue(alice_client, redis_queue, run_worker):
+    from shop.models import Order
+
+    demo.seed(1000)
+    paid_every_other(400)
+    job = post(alice_client, {"report": "orders", "format": "csv", "params": {"status": "paid"}}).json()
+    assert job["delivery"] == "instant" and Order.objects.filter(status="paid").count() == 400
+    paid_now(200)
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 409 and "queued instead" in body.decode() and "more than 500 rows" in body.decode()
+    queued = ReportJob.objects.get(pk=job["id"])
+    assert (queued.status, queued.delivery, queued.file_size) == (Status.QUEUED, Delivery.BACKGROUND, None)
+    assert redis_queue.job_ids == [f"report-{job['id']}-a1"]
+    assert not ReportDownload.objects.exists()
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == Status.SUCCEEDED and queued.rows_done == 600
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=1000, REPORTS_PDF_MAX_ROWS=100)
+def test_the_pdf_cap_is_checked_again_at_the_write(alice_client, run_worker):
+    from shop.models import Order
+
+    demo.seed(300)
+    paid_every_other(80)
+    job = post(alice_client, {"report": "orders", "format": "pdf", "params": {"status": "paid"}}).json()
+    assert job["delivery"] == "instant"
+    paid_now(50)
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 409 and "more than 100 rows" in body.decode()
+    run_worker(REPORTS_PDF_MAX_ROWS=100)
+    ended = ReportJob.objects.get(pk=job["id"])
+    assert ended.status == Status.FAILED and "limited to 100 rows" in ended.error and not ended.file
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_INSTANT_MAX_BYTES=2000)
+def test_a_file_past_the_byte_limit_goes_to_the_queue(alice_client):
+    demo.seed(100)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 409 and "more than 2,000 bytes" in body.decode()
+    assert ReportJob.objects.get(pk=job["id"]).delivery == Delivery.BACKGROUND
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_INSTANT_PER_USER=2)
+def test_a_user_has_few_instant_links_waiting_the_rest_are_queued(alice_client):
+    demo.seed(10)
+    answers = [post(alice_client, {"report": "orders", "format": fmt}) for fmt in ("csv", "json", "xlsx")]
+    assert [a.status_code for a in answers] == [201, 201, 202]
+    assert [a.json()["delivery"] for a in answers] == ["instant", "instant", "background"]
+    assert download(alice_client, answers[0].json()["download_url"])[0] == 200
+    assert post(alice_client, {"report": "orders", "format": "ndjson"}).status_code == 201
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_a_process_writing_its_most_queues_the_request_and_the_download(alice_client, settings):
+    demo.seed(10)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    assert job["delivery"] == "instant"
+    settings.REPORTS_INSTANT_WRITES_PER_PROCESS = 0  # as if it were writing its most already
+    assert post(alice_client, {"report": "orders", "format": "json"}).json()["delivery"] == "background"
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 409 and "writing 0 small reports already" in body.decode()
+    assert ReportJob.objects.get(pk=job["id"]).status == Status.QUEUED
+
+
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_a_head_request_does_not_use_up_the_link(alice_client):
+    demo.seed(10)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    assert alice_client.head(job["download_url"]).status_code == 200
+    status, body, _ = download(alice_client, job["download_url"])
+    assert status == 200 and body.startswith(b"Id,Number,") and b"ORD-00000010" in body
+    assert ReportJob.objects.get(pk=job["id"]).rows_done == 10
