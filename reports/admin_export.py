@@ -6,17 +6,19 @@ string (filters and search). The report that a worker runs from them is reports.
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
 from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from .admin_reports import MAX_IDS, admin_report_slug
-from .definitions import Column, ParamsInvalid
+from .definitions import Column, ParamsInvalid, resolve_field
 from .registry import get_report
 from .services import TooManyJobs, request_report
 from .writers import FORMATS
@@ -88,13 +90,59 @@ def columns_page(modeladmin, request, queryset, fmt: str, action: str, across: b
     })  # fmt: skip
 
 
+# A field whose name has one of these words is never exported unless `export_columns` names it.
+SECRET_WORDS = {"password", "passwd", "pwd", "secret", "token", "hash", "salt", "otp", "apikey", "credentials"}
+
+
+def looks_secret(path: str) -> bool:
+    words = re.split(r"_+", path.lower())
+    return any(word in SECRET_WORDS for word in words) or any(
+        f"{a}_{b}" in path.lower() for a, b in (("api", "key"), ("private", "key"), ("secret", "key"))
+    )
+
+
+def is_field_path(model, path: str) -> bool:
+    try:
+        resolve_field(model, path)
+    except FieldDoesNotExist:
+        return False
+    return True
+
+
+def flat_fields(fields) -> list[str]:
+    """The names in a ModelAdmin's `fields`, where a tuple puts several on one line."""
+    return [name for entry in fields for name in (entry if isinstance(entry, list | tuple) else [entry])]
+
+
 class BackgroundExportMixin:
     """Add to any ModelAdmin: actions "Export to CSV / Excel in the background" for users who may
-    view the model. `export_columns` picks the columns (default: every concrete field)."""
+    view the model. `export_columns` picks the columns; by default they are the model fields the
+    admin shows (get_export_columns)."""
 
     background_export = True  # reports.admin_reports.register_admin_exports makes its report
     export_columns: list[str | Column] | None = None
     export_formats: tuple[str, ...] = ("csv", "xlsx")
+
+    def get_export_columns(self) -> list[str | Column]:
+        """`export_columns` as declared; else the model fields of `list_display`, else those of the
+        change form (`fields`, `fieldsets`, or every editable field, less `exclude`), never one named
+        like a secret (SECRET_WORDS): an export shows no more than the admin does."""
+        if self.export_columns is not None:
+            return list(self.export_columns)
+        return [name for name in self.shown_fields() if not looks_secret(name)]
+
+    def shown_fields(self) -> list[str]:
+        listed = [name for name in self.list_display if isinstance(name, str) and is_field_path(self.model, name)]
+        if listed:
+            return listed
+        if self.fields:
+            form = flat_fields(self.fields)
+        elif self.fieldsets:
+            form = [name for _, options in self.fieldsets for name in flat_fields(options.get("fields", ()))]
+        else:
+            form = [f.name for f in self.model._meta.concrete_fields if f.editable]
+        excluded = set(self.exclude or ())
+        return [name for name in form if name not in excluded and is_field_path(self.model, name)]
 
     def get_actions(self, request, action_location=admin.ActionLocation.CHANGE_LIST):
         actions = super().get_actions(request, action_location)

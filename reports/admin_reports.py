@@ -137,6 +137,6 @@ def register_admin_exports(site) -> None:
             "title": str(model._meta.verbose_name_plural).capitalize(),
             "model": model,
             "model_admin": model_admin,
-            "columns": list(model_admin.export_columns or [f.name for f in model._meta.concrete_fields]),
+            "columns": model_admin.get_export_columns(),
             "formats": list(model_admin.export_formats),
         }))  # fmt: skip

@@ -224,3 +224,70 @@ def test_the_action_asks_for_the_columns_first_then_exports_the_chosen_ones(clie
         "export_columns": "yes", "columns": ["id", "secret"]}, follow=True)  # fmt: skip
     assert "The export could not start: Unknown column 'secret'." in html_module.unescape(across.content.decode())
     assert ReportJob.objects.count() == 1
+
+
+# -- What an export shows: no more than the admin -----------------------------------------------
+
+
+@pytest.fixture
+def user_admin_with_export():
+    """Django's own UserAdmin with the export mixin, on an admin site of the test's own."""
+    from django.contrib.auth.admin import UserAdmin
+    from django.contrib.auth.models import User
+
+    from reports.admin_export import BackgroundExportMixin
+    from reports.admin_reports import register_admin_exports
+    from reports.registry import unregister
+
+    class ExportingUserAdmin(BackgroundExportMixin, UserAdmin):
+        pass
+
+    site = admin.AdminSite(name="exports")
+    site.register(User, ExportingUserAdmin)
+    unregister(admin_report_slug(User))
+    register_admin_exports(site)
+    yield site._registry[User]
+    unregister(admin_report_slug(User))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_user_admins_export_has_its_list_columns_and_no_password(user_admin_with_export, make_user):
+    from django.contrib.auth.models import User
+
+    viewer = make_user("viewer", perms=["auth.view_user"], is_staff=True)
+    make_user("victim", email="victim@example.com")
+    report = get_report(admin_report_slug(User))
+    assert [c.name for c in report.get_columns()] == ["username", "email", "first_name", "last_name", "is_staff"]
+    job = ReportJob.objects.create(owner=viewer, report=report.slug, format="csv", params={"query": ""})
+    assert run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
+    with job.file.open("rb") as fh:
+        text = fh.read().decode()
+    assert text.splitlines()[0] == "Username,Email address,First name,Last name,Staff status"
+    assert "victim@example.com" in text
+    assert not any(user.password in text for user in User.objects.all())
+    assert "md5$" not in text and "pbkdf2" not in text
+
+
+def test_default_columns_are_the_form_fields_less_exclude_and_secrets_without_a_list_display():
+    from reports.admin_export import BackgroundExportMixin, looks_secret
+    from shop.models import Customer
+
+    class FormOnly(BackgroundExportMixin, admin.ModelAdmin):
+        exclude = ["city"]
+
+    fields = FormOnly(Customer, admin.AdminSite()).get_export_columns()
+    assert "city" not in fields and "name" in fields and "email" in fields
+    assert [looks_secret(n) for n in ("password", "api_key", "reset_token", "secret_key", "otp_secret")] == [True] * 5
+    assert not any(looks_secret(n) for n in ("name", "hashtag", "keyboard", "tokenizer_name", "country"))
+
+
+def test_export_columns_may_name_any_field_explicitly():
+    from django.contrib.auth.admin import UserAdmin
+    from django.contrib.auth.models import User
+
+    from reports.admin_export import BackgroundExportMixin
+
+    class Explicit(BackgroundExportMixin, UserAdmin):
+        export_columns = ["username", "password"]
+
+    assert Explicit(User, admin.AdminSite()).get_export_columns() == ["username", "password"]
