@@ -10,15 +10,18 @@ import csv
 import datetime as dt
 import io
 import itertools
+import sys
+import unicodedata
 from decimal import Decimal
 
 import openpyxl
+import polars as pl
 import pytest
 
 from reports.files import reports_storage
 from reports.models import ReportJob, Status
 from reports.tasks import run_in_foreground
-from reports.writers.base import formula_risk
+from reports.writers.base import escape_formulas, formula_risk
 from shop import demo
 from shop.models import Customer, Order
 
@@ -30,11 +33,32 @@ HARMLESS = ["a=b", "x-1", "mail@example.org", "100%", "'quoted", "é=1", "plain"
 CORPUS = [b + t + p for b, t, p in itertools.product(BEFORE, TRIGGERS, PAYLOADS)] + HARMLESS  # 800 strings
 
 
+def skipped(char: str) -> bool:
+    """What the rule skips before a sign, written out independently of the writers: whitespace (as
+    Python's str.isspace has it) and every invisible format character (Unicode's category Cf)."""
+    return char.isspace() or unicodedata.category(char) == "Cf"
+
+
 def risky(text: str) -> bool:
     """The rule, written out independently of the writers."""
-    stripped = text.lstrip(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u180e\u2028\u2029\u202f\u205f\u2060"
-                           "\u3000\ufeff" + "".join(map(chr, range(0x2000, 0x2010))))  # fmt: skip
+    stripped = text
+    while stripped and skipped(stripped[0]):
+        stripped = stripped[1:]
     return text[:1] in ("\t", "\r") or (stripped[:1] in TRIGGERS and stripped[:1] not in ("\t", "\r"))
+
+
+EVERY_CF = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"]
+EVERY_SPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+
+
+def test_every_format_character_and_space_is_skipped_before_a_sign_in_both_ways():
+    texts = [f"{before}{sign}1+1" for before in EVERY_CF + EVERY_SPACE for sign in ("=", "@", "－")]
+    texts += [f"{before}plain" for before in EVERY_CF + EVERY_SPACE]
+    frame = pl.DataFrame({"text": texts})
+    escaped = escape_formulas(frame, ["text"])["text"].to_list()
+    assert len(EVERY_CF) >= 170
+    for text, written in zip(texts, escaped, strict=True):
+        assert formula_risk(text) == risky(text) == (written == "'" + text), repr(text)
 
 
 @pytest.fixture

@@ -17,12 +17,18 @@ KINDS = ("text", "integer", "decimal", "float", "boolean", "date", "datetime", "
 # formula in Excel, LibreOffice or Google Sheets. Some applications skip leading whitespace, or read
 # full-width and small-form look-alikes (＝ ＋ － ＠ ﹦ ﹢ ﹣ ﹫) and the minus sign − as the signs, so text
 # is escaped when it starts with TAB or CR, or when its first character after any whitespace and
-# invisible format characters is one of those signs. (Python's re and Polars' Rust regex read the
-# pattern alike.)
+# invisible format characters (Unicode's category Cf, every one of them: soft hyphen, direction marks,
+# embeddings and isolates, Arabic letter mark, invisible operators, tags...) is one of those signs.
+# (Python's re and Polars' Rust regex read the pattern alike.)
 FORMULA_SIGNS = "=+\\-@\uff1d\uff0b\uff0d\uff20\ufe66\ufe62\ufe63\ufe6b\u2212"
-SKIPPED_BEFORE_FORMULA = (
-    "\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u180e\u2000-\u200f\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"
+WHITESPACE = "\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Unicode 15's category Cf (tests/test_formula_escaping.py checks it against unicodedata).
+FORMAT_CHARACTERS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
+SKIPPED_BEFORE_FORMULA = WHITESPACE + FORMAT_CHARACTERS
 FORMULA_RISK_PATTERN = f"[\t\r]|[{SKIPPED_BEFORE_FORMULA}]*[{FORMULA_SIGNS}]"
 FORMULA_RISK = re.compile(FORMULA_RISK_PATTERN)
 
