@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from collections import Counter
 from importlib import import_module
 from types import SimpleNamespace
 
@@ -20,6 +21,11 @@ NOT_AUTHENTICATED = SESSION_ENDED = 4401  # the page does not reconnect: the use
 SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 CLIENT_MESSAGES_PER_SECOND = 5
 CLIENT_MESSAGES_BURST = 20
+# Sockets of one user in this process: at most so many open, opened at most so fast (10 at once, then
+# one every 2 s); past either, the socket is closed with TOO_MANY and the page tries again later.
+MAX_SOCKETS_PER_USER = 20
+OPENS_PER_SECOND, OPENS_BURST = 0.5, 10
+TOO_MANY = 4429
 
 
 class TokenBucket:
@@ -40,12 +46,40 @@ class TokenBucket:
         return True
 
 
+class UserSockets:
+    """How many sockets each user has open in this process, and how fast they open them."""
+
+    def __init__(self):
+        self.open: Counter[int] = Counter()
+        self.opening: dict[int, TokenBucket] = {}
+
+    def admit(self, user_id: int) -> bool:
+        bucket = self.opening.setdefault(user_id, TokenBucket(OPENS_PER_SECOND, OPENS_BURST))
+        if self.open[user_id] >= MAX_SOCKETS_PER_USER or not bucket.take():
+            return False
+        self.open[user_id] += 1
+        return True
+
+    def closed(self, user_id: int) -> None:
+        self.open[user_id] -= 1
+        if self.open[user_id] <= 0:
+            del self.open[user_id]
+
+
+USER_SOCKETS = UserSockets()
+
+
 class NotificationConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return
+        if not USER_SOCKETS.admit(user.pk):
+            await self.accept()  # (so that the page sees the code and waits before it tries again)
+            await self.close(code=TOO_MANY)
+            return
+        self.admitted = True
         self.user_id = user.pk
         self.bucket = TokenBucket(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_BURST)
         self.warned_at = float("-inf")
@@ -61,6 +95,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({**message, "replay": True})
 
     async def disconnect(self, code):
+        if getattr(self, "admitted", False):
+            USER_SOCKETS.closed(self.user_id)
         if getattr(self, "counted", False):
             socket_opened(-1)
         if hasattr(self, "group"):
@@ -100,7 +136,7 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             if text_data is None or len(text_data) > MAX_CLIENT_MESSAGE:
                 raise ValueError
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
             await self.send_json({"type": "error", "error": "Send JSON text messages under 4 KB."})
             return
         await self.receive_json(content)

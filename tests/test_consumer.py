@@ -123,7 +123,18 @@ def test_pushes_reach_only_their_user_whatever_the_client_sends(alice, make_user
     run(scenario())
 
 
-@pytest.mark.parametrize("message", ["not json", '{"action": "seen", "ids": "all"}', "x" * 5000, "[1]"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "not json",
+        '{"action": "seen", "ids": "all"}',
+        "x" * 5000,
+        "[1]",
+        "[" * 2000 + "]" * 2000,
+        "[" * 4000,
+        '{"a":' * 800 + "1" + "}" * 800,
+    ],
+)
 def test_bad_client_messages_get_an_error_and_the_socket_stays_open(alice, message):
     cookie = session_cookie(alice)
 
@@ -203,3 +214,36 @@ def test_a_flood_of_client_messages_is_dropped_beyond_the_rate(alice):
     warnings = [r for r in replies if r["type"] == "error"]
     assert CLIENT_MESSAGES_BURST <= len(answered) <= CLIENT_MESSAGES_BURST + 10
     assert 1 <= len(warnings) <= 3 and "slow down" in warnings[0]["error"]
+
+
+def test_a_user_has_at_most_so_many_sockets_opened_at_most_so_fast(alice, make_user, monkeypatch):
+    from notifications import consumers
+
+    monkeypatch.setattr(consumers, "USER_SOCKETS", consumers.UserSockets())
+    monkeypatch.setattr(consumers, "MAX_SOCKETS_PER_USER", 3)
+    monkeypatch.setattr(consumers, "OPENS_BURST", 5)
+    alices, bobs = session_cookie(alice), session_cookie(make_user("bob"))
+
+    async def scenario():
+        sockets = [communicator(alices) for _ in range(4)]
+        accepted = [(await connect(comm))[0] for comm in sockets]
+        assert accepted == [True] * 4  # the fourth is accepted only to be closed, with its reason
+        assert (await sockets[3].receive_output(timeout=5)) == {"type": "websocket.close", "code": 4429}
+        bob = communicator(bobs)
+        assert (await connect(bob))[0]  # another user has sockets of their own
+        await sockets[0].disconnect()
+        again = communicator(alices)
+        assert (await connect(again))[0]
+        assert await again.receive_nothing(timeout=0.3)  # one closed: room for one more, and it stays
+        # Opened too fast: 5 at once, then no more until the bucket fills again.
+        await again.disconnect()
+        for comm in sockets[1:3]:
+            await comm.disconnect()
+        burst = [communicator(alices) for _ in range(2)]
+        for comm in burst:
+            await connect(comm)
+        assert (await burst[-1].receive_output(timeout=5))["code"] == 4429
+        for comm in [*burst, bob]:
+            await comm.disconnect()
+
+    run(scenario())
