@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.utils import timezone
 
 from .models import Notification
 from .services import MAX_IDS, socket_opened, user_group, valid_ids
@@ -21,10 +22,10 @@ NOT_AUTHENTICATED = SESSION_ENDED = 4401  # the page does not reconnect: the use
 SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 CLIENT_MESSAGES_PER_SECOND = 5
 CLIENT_MESSAGES_BURST = 20
-# Sockets of one user in this process: at most so many open, opened at most so fast (10 at once, then
-# one every 2 s); past either, the socket is closed with TOO_MANY and the page tries again later.
+# Sockets of one user in this process: at most so many open, opened at most so fast (60 in a burst,
+# then one a second); past either, the socket is closed with TOO_MANY and the page tries again later.
 MAX_SOCKETS_PER_USER = 20
-OPENS_PER_SECOND, OPENS_BURST = 0.5, 10
+OPENS_PER_SECOND, OPENS_BURST = 1.0, 60
 TOO_MANY = 4429
 
 
@@ -162,7 +163,16 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         """Seconds until this socket's session expires; None when it is no longer valid."""
         if not self.session_is_valid():
             return None
-        return max(0.0, SessionStore(self.session_key).get_expiry_age())
+        store = SessionStore(self.session_key)
+        age = store.get_expiry_age()
+        # A database session's row holds its real expiry: one saved with the default age (no expiry of
+        # its own in its data) would otherwise count SESSION_COOKIE_AGE from now, at every check.
+        if hasattr(store, "get_model_class"):
+            rows = store.get_model_class().objects.filter(session_key=self.session_key)
+            expires = rows.values_list("expire_date", flat=True).first()
+            if expires is not None:
+                age = min(age, (expires - timezone.now()).total_seconds())
+        return max(0.0, age)
 
     @database_sync_to_async
     def session_valid(self) -> bool:

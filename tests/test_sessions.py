@@ -2,6 +2,7 @@
 Logging out, changing the password, being deactivated, or the session expiring closes the user's
 sockets within seconds, and nothing reaches them afterwards."""
 
+import datetime as dt
 import json
 import statistics
 import time
@@ -80,3 +81,17 @@ def test_an_expiring_session_closes_its_socket(alice, web_server):
     started = time.monotonic()
     seconds_to_close(socket, timeout=15)
     assert 2 <= time.monotonic() - started + 1 < 6  # about when it expired (3 s after it was set)
+
+
+def test_a_socket_closes_at_its_sessions_real_expiry_in_the_database(alice, web_server):
+    """A session saved with the default age keeps no expiry in its data: the row's expire_date is the
+    one that counts (here cut to 3 s from now, as a shorter SESSION_COOKIE_AGE at its last save would)."""
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    session = LiveSession(web_server, alice)
+    Session.objects.filter(session_key=session.session).update(expire_date=timezone.now() + dt.timedelta(seconds=3))
+    socket = connected(session)
+    started = time.monotonic()
+    seconds_to_close(socket, timeout=15)
+    assert time.monotonic() - started < 6
