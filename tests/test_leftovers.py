@@ -90,6 +90,8 @@ def test_the_cleanup_never_removes_a_live_runs_file(alice, settings, start_worke
     removed, size = clean_spool(min_age=0)
     assert live.exists() and not dead.exists() and all(path.exists() for path in strays)
     assert (removed, size) == (1, 1000)
+    for path in strays:
+        path.unlink()
     assert ended(job["id"]).status == Status.SUCCEEDED
     assert downloaded(client, job["id"]) == reference(alice, "paced-orders", "csv", settings, REPORTS_SEGMENT_ROWS=5000)
 
