@@ -275,8 +275,8 @@ class ReportScheduleAdmin(admin.ModelAdmin):
     search_fields = ["owner__username", "report"]
     list_select_related = ["owner"]
     actions = ["pause", "resume"]
-    fields = ["owner", "title", "format", "params", "columns", "when", "time_zone", "paused", "next_run_at",
-              "last_run", "created_at"]  # fmt: skip
+    fields = ["owner", "title", "format", "params", "columns", "when", "time_zone", "paused", "paused_because",
+              "next_run_at", "last_run", "created_at"]  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request):

@@ -350,6 +350,7 @@ class ReportSchedule(models.Model):
     time = models.TimeField(help_text="The time of day of each run, in the schedule's time zone.")
     time_zone = models.CharField(max_length=64, help_text="An IANA time zone name, e.g. Europe/Berlin.")
     paused = models.BooleanField(default=False)
+    paused_because = models.CharField(max_length=200, blank=True, help_text="Why it was paused, if not by its owner.")
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True, help_text="The next slot (none: paused).")
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -392,6 +393,7 @@ class ReportSchedule(models.Model):
             "time_zone": self.time_zone,
             "description": self.describe_when(),
             "paused": self.paused,
+            "paused_because": self.paused_because,
             "next_run_at": _iso(self.next_run_at),
             "last_run": None
             if last is None

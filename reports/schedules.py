@@ -99,6 +99,9 @@ def run_schedule(pk: int, now: dt.datetime) -> int:
                     .filter(pk=pk, paused=False, next_run_at__lte=now).first())  # fmt: skip
         if schedule is None:
             return 0
+        if not schedule.owner.is_active:  # deactivated without the signal (a queryset update): nothing runs
+            pause_for_owner(schedule)
+            return 0
         slot = latest_slot(schedule, now)
         schedule.next_run_at = next_slot(schedule, now)
         schedule.save(update_fields=["next_run_at"])
@@ -183,9 +186,19 @@ def save_schedule(user, data: dict) -> ReportSchedule:
     return schedule
 
 
-def set_paused(schedule: ReportSchedule, paused: bool) -> ReportSchedule:
+def set_paused(schedule: ReportSchedule, paused: bool, because: str = "") -> ReportSchedule:
     """Pause (no slot runs) or resume (from the next slot on: slots passed while paused do not run)."""
     schedule.paused = paused
+    schedule.paused_because = because if paused else ""
     schedule.next_run_at = None if paused else next_slot(schedule, timezone.now())
-    schedule.save(update_fields=["paused", "next_run_at"])
+    schedule.save(update_fields=["paused", "paused_because", "next_run_at"])
     return schedule
+
+
+OWNER_INACTIVE = "Its owner's account was deactivated."
+
+
+def pause_for_owner(schedule: ReportSchedule) -> None:
+    """A deactivated owner's schedule pauses, saying why: none of its slots runs, fails or sends mail."""
+    logger.info("Schedule %s paused: %s", schedule.pk, OWNER_INACTIVE)
+    set_paused(schedule, True, OWNER_INACTIVE)

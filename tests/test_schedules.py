@@ -306,3 +306,56 @@ def test_a_schedule_that_breaks_the_tick_does_not_stop_the_others(alice_client, 
     assert schedules.run_due() == 1
     assert list(ReportJob.objects.values_list("schedule_id", flat=True)) == [second]
     assert ReportSchedule.objects.get(pk=first).next_run_at == at(2026, 1, 1, 8)  # its slot waits for the next tick
+
+
+def test_a_deactivated_owners_schedules_pause_and_say_why(alice_client, alice, client, make_user):
+    with time_machine.travel(at(2026, 10, 15, 12, 0), tick=False) as traveller:
+        schedule_id = create(alice_client, frequency="daily").json()["id"]
+        alice.is_active = False
+        alice.save()
+        schedule = ReportSchedule.objects.get(pk=schedule_id)
+        assert schedule.paused and schedule.next_run_at is None
+        assert schedule.paused_because == "Its owner's account was deactivated."
+        traveller.move_to(at(2026, 10, 20, 12, 0))
+        assert schedules.run_due() == 0
+    assert not ReportJob.objects.exists() and not mail.outbox and not Notification.objects.exists()
+    staff = make_user("staff", perms=["reports.view_reportschedule"], is_staff=True)
+    client.force_login(staff)
+    page = client.get(f"/admin/reports/reportschedule/{schedule_id}/change/").content.decode()
+    assert "Its owner&#x27;s account was deactivated." in page
+
+
+def test_an_owner_deactivated_by_a_bulk_update_gets_no_run_either(alice_client, alice):
+    with time_machine.travel(at(2026, 10, 15, 12, 0), tick=False) as traveller:
+        schedule_id = create(alice_client, frequency="daily").json()["id"]
+        type(alice).objects.filter(pk=alice.pk).update(is_active=False)  # no signal
+        traveller.move_to(at(2026, 10, 16, 12, 0))
+        assert schedules.run_due() == 0
+    assert not ReportJob.objects.exists() and not mail.outbox
+    schedule = ReportSchedule.objects.get(pk=schedule_id)
+    assert schedule.paused and schedule.paused_because == "Its owner's account was deactivated."
+    # Resumed (by its owner, active again), it runs and says nothing more of it.
+    type(alice).objects.filter(pk=alice.pk).update(is_active=True)
+    assert schedules.set_paused(schedule, False).paused_because == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_schedules_saved_at_once_stay_within_the_limit(alice, redis_queue):
+    """Eight saves at once through the real server, with room for three: three schedules, five refusals."""
+    from .conftest import LiveSession, serve
+
+    body = {"report": "orders", "format": "csv", "frequency": "daily", "time": "08:00", "time_zone": "UTC"}
+    answers = []
+
+    def save(session):
+        answers.append(session.request("POST", "/api/reports/schedules/", body)[0])
+
+    with serve(REPORTS_MAX_SCHEDULES_PER_USER=3) as base_url:
+        session = LiveSession(base_url, alice)
+        threads = [threading.Thread(target=save, args=(session,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(answers) == [201] * 3 + [400] * 5
+    assert ReportSchedule.objects.filter(owner=alice).count() == 3
