@@ -6,6 +6,7 @@ block of a response: a download holds no more than its buffer, however slow the 
 writes every block into Twisted's buffer at once; measured in tests/test_downloads.py and the README).
 """
 
+import os
 import sys
 
 OPTIONS = {
@@ -18,9 +19,34 @@ OPTIONS = {
 }
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def host_of(argv: list[str]) -> str:
+    for option, value in zip(argv, argv[1:], strict=False):
+        if option == "--host":
+            return value
+    return next((arg.split("=", 1)[1] for arg in argv if arg.startswith("--host=")), "127.0.0.1")
+
+
+def refuse_public_debug(argv: list[str]) -> None:
+    """Debug mode shows settings and stack traces to whoever asks: it serves this machine only."""
+    import django
+    from django.conf import settings
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    django.setup()
+    host = host_of(argv)
+    if settings.DEBUG and host not in LOOPBACK:
+        reason = "debug pages show settings and code to anyone who can reach them"
+        advice = "Set DJANGO_DEBUG=false and a DJANGO_SECRET_KEY of your own, or listen on 127.0.0.1."
+        sys.exit(f"Refusing to listen on {host} with DJANGO_DEBUG on: {reason}. {advice}")
+
+
 def main() -> None:
     from uvicorn.main import main as uvicorn_main
 
+    refuse_public_debug(sys.argv[1:])
     options = [word for pair in OPTIONS.items() for word in pair]
     sys.argv = ["uvicorn", "project.asgi:application", *options, *sys.argv[1:]]
     uvicorn_main()

@@ -3,6 +3,7 @@ from functools import wraps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q
+from django.http import HttpResponse
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
@@ -242,6 +243,10 @@ def may_see_queues(user) -> bool:
 def queue_permission_required(view):
     @wraps(view)
     def guarded(request, *args, **kwargs):
+        # django-rq also takes the API token as part of the path, where access logs and proxies keep it.
+        if kwargs.get("token"):
+            message = "Send the token as a header, Authorization: Bearer <RQ_API_TOKEN>; never in the URL."
+            return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
         if request.user.is_authenticated and request.user.is_staff and not may_see_queues(request.user):
             raise PermissionDenied(f"The queue dashboard needs the {QUEUE_PERMISSION!r} permission.")
         return view(request, *args, **kwargs)  # others: the admin's login, or the API token check

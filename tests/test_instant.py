@@ -236,7 +236,6 @@ def test_rows_that_came_to_match_before_the_download_send_it_to_the_queue(alice_
 
 @override_settings(REPORTS_INSTANT_MAX_ROWS=1000, REPORTS_PDF_MAX_ROWS=100)
 def test_the_pdf_cap_is_checked_again_at_the_write(alice_client, run_worker):
-    from shop.models import Order
 
     demo.seed(300)
     paid_every_other(80)

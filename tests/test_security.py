@@ -144,6 +144,10 @@ def test_the_api_token_still_opens_the_stats(client, settings):
     response = client.get("/admin/django_rq/dashboard/stats.json", HTTP_AUTHORIZATION="Bearer s3cret-token")
     assert response.status_code == 200 and "queues" in response.json()
     assert Client().get("/admin/django_rq/dashboard/stats.json").status_code != 200
+    # Never in the path, where access logs keep it.
+    settings.RQ_API_TOKEN = "s3cretToken"
+    in_path = client.get("/admin/django_rq/dashboard/stats.json/s3cretToken/")
+    assert in_path.status_code == 400 and b"queues" not in in_path.content
 
 
 # Defaults a production start gets.
@@ -164,3 +168,19 @@ def test_without_environment_debug_is_off_and_a_secret_key_is_required():
     started = settings_in_a_fresh_interpreter(DJANGO_SECRET_KEY="x" * 50)
     assert started.stdout.split() == ["False", "4"], started.stderr
     assert settings_in_a_fresh_interpreter(DJANGO_DEBUG="true").stdout.split() == ["True", "4"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
+def test_the_web_server_refuses_to_listen_beyond_this_machine_in_debug_mode(host):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    env = {**clean, "DJANGO_SETTINGS_MODULE": "project.settings", "DJANGO_DEBUG": "true"}
+    command = [sys.executable, "-m", "project.web", "--host", host, "--port", "1"]
+    refused = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert f"Refusing to listen on {host} with DJANGO_DEBUG on" in refused.stderr
+
+
+def test_the_local_run_listens_on_this_machine_only():
+    from scripts import run
+
+    assert run.HOST == "127.0.0.1" and run.PROCESSES["web"][run.PROCESSES["web"].index("--host") + 1] == "127.0.0.1"
