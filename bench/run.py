@@ -5,7 +5,7 @@
 Seeds N orders in a PostgreSQL database of its own, then runs every approach as a separate process,
 interleaved over several rounds, and takes medians: rows/s, the ratio to COPY, and the peak memory
 (max RSS) of the process doing the work. Our pipeline runs in a real RQ worker process (SimpleWorker:
-the job runs in the worker process itself, so its peak memory is the worker's). Then, with daphne
+the job runs in the worker process itself, so its peak memory is the worker's). Then, with the web server (project.web)
 and a worker running: POST -> 202 latency while a 1M-row report is generated, and the delay from a
 file being stored to the websocket message. Prints one table and writes it as Markdown and JSON.
 """
@@ -234,7 +234,7 @@ def live(env: dict, posts: int, notifications: int) -> dict:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+    web = subprocess.Popen([PYTHON, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     # As the run command and the Procfile start workers: niced, so background work yields the CPU to the web.
     worker = subprocess.Popen(["nice", "-n", "10", *WORKER], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
@@ -353,8 +353,8 @@ def small_beside_big(env: dict, smalls: int = 10, bigs: int = 4) -> dict:
 
 
 def instant(env: dict, rounds: int) -> str:
-    """A report of 1,000 orders (CSV and XLSX) both ways, over HTTP through daphne, with one worker
-    running: written at once into its download (POST -> 201, GET) and through the queue (POST -> 202,
+    """A report of 1,000 orders (CSV and XLSX) both ways, over HTTP through the web server (project.web),
+    with one worker running: written at once into its download (POST -> 201, GET) and through the queue (POST -> 202,
     the worker, GET once it is ready). From the POST's start: the first byte of the file, its last."""
     from django.contrib.auth import get_user_model
     from django.middleware.csrf import _get_new_csrf_string
@@ -366,7 +366,7 @@ def instant(env: dict, rounds: int) -> str:
     web_env = {k: v for k, v in env.items() if k != "REPORTS_INSTANT_MAX_ROWS"}  # the default limit
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+    web = subprocess.Popen([PYTHON, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
                            cwd=ROOT, env=web_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     worker = subprocess.Popen(WORKER, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -112,8 +112,8 @@ class ReportJobAdmin(admin.ModelAdmin):
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
     fields = ["id", "owner", "title", "format_name", "params", "columns", "delivery", "schedule", "slot", "status",
-              "rows_done", "rows_total", "upper_key", "size", "download", "error", "attempts", "created_at",
-              "started_at", "finished_at", "duration", "queue_dashboard"]  # fmt: skip
+              "rows_done", "rows_total", "upper_key", "size", "download", "error", "error_detail", "attempts",
+              "created_at", "started_at", "finished_at", "duration", "queue_dashboard"]  # fmt: skip
     readonly_fields = fields
 
     def has_add_permission(self, request):

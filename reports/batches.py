@@ -28,7 +28,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from . import queues
-from .definitions import check_rows, json_safe
+from .definitions import ParamsInvalid, check_rows, json_safe
 from .events import job_ended
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
 from .pipeline import discard_segment_files
@@ -71,6 +71,8 @@ def plan(job: ReportJob) -> None:
     if not report.has_permission(job.owner):
         raise PermissionDenied(f"{job.owner} may no longer run the {report.get_title()!r} report: it needs "
                                f"{report.describe_permission()}.")  # fmt: skip
+    if job.format not in report.get_formats():
+        raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     queryset = report.get_report_queryset(job.params, job.owner)
     # Rows inserted after this moment are left out whole, never half-included.
     bounds = queryset.aggregate(total=Count("pk"), upper=Max("pk"))
@@ -175,13 +177,13 @@ def claim_join(job: ReportJob) -> bool:
 # -- Failures ------------------------------------------------------------------------------------
 
 
-def segment_failed(segment: ReportSegment, *, died: bool, error: str = "") -> None:
+def segment_failed(segment: ReportSegment, *, died: bool, error: str = "", detail: str = "") -> None:
     """A run of the segment ended without it: queue it again at once, alone, or fail the job once
     REPORTS_MAX_ATTEMPTS runs have."""
     again = segment.attempts < settings.REPORTS_MAX_ATTEMPTS
     if not ReportSegment.objects.filter(pk=segment.pk, status=SegmentStatus.RUNNING, attempts=segment.attempts).update(
         status=SegmentStatus.QUEUED if again else SegmentStatus.FAILED, queued_at=timezone.now(), rows_done=0,
-        heartbeat_at=None, error=error, last_failure="died" if died else "raised",
+        heartbeat_at=None, error=detail or error, last_failure="died" if died else "raised",
     ):  # fmt: skip
         return  # another run has it already, or the job ended
     job = segment.job
@@ -191,10 +193,10 @@ def segment_failed(segment: ReportSegment, *, died: bool, error: str = "") -> No
         job.sum_progress()
         enqueue_segment(segment)
     else:
-        fail_job(job, died_message(segment.attempts) if died else error)
+        fail_job(job, died_message(segment.attempts) if died else error, detail)
 
 
-def job_run_failed(job: ReportJob, *, died: bool, error: str = "") -> None:
+def job_run_failed(job: ReportJob, *, died: bool, error: str = "", detail: str = "") -> None:
     """The job's own run (planning or joining) ended without finishing: run it again, or fail the job."""
     if not ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by=job.held_by).update(
         held_by="", heartbeat_at=None, attempts=F("attempts") + 1
@@ -202,7 +204,7 @@ def job_run_failed(job: ReportJob, *, died: bool, error: str = "") -> None:
         return
     job.refresh_from_db()
     if job.attempts > settings.REPORTS_MAX_ATTEMPTS:
-        fail_job(job, died_message(job.attempts - 1) if died else error)
+        fail_job(job, died_message(job.attempts - 1) if died else error, detail)
     elif job.segments.exists():
         enqueue_join(job)
     else:
@@ -222,8 +224,9 @@ def died_message(times: int) -> str:
             "it may need more memory.")  # fmt: skip
 
 
-def fail_job(job: ReportJob, error: str) -> None:
-    if job.transition(Status.FAILED, error=error, held_by=""):
+def fail_job(job: ReportJob, error: str, detail: str = "") -> None:
+    """End the job failed: `error` for its owner, `detail` for staff (reports.events.explain_error)."""
+    if job.transition(Status.FAILED, error=error, error_detail=detail, held_by=""):
         job.stop_segments()
         job_ended(job)
         discard_segment_files(job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 
 from django.conf import settings
@@ -75,15 +76,26 @@ def describe(job: ReportJob) -> str:
 
 
 def describe_error(exc: BaseException) -> str:
-    """An exception as the owner reads it in the job's error."""
+    """An exception as the owner reads it in the job's error (explain_error's first half)."""
+    return explain_error(exc)[0]
+
+
+def explain_error(exc: BaseException) -> tuple[str, str]:
+    """(what the owner reads, what staff read in the admin). A refusal is said as it is, with no
+    detail; anything else is "an error on our side" with a reference, and its text (which may name
+    tables, paths or hosts) is for staff and the log only."""
     if isinstance(exc, ParamsInvalid):
-        return " ".join(message for messages in exc.errors.values() for message in messages)
+        return " ".join(message for messages in exc.errors.values() for message in messages), ""
     if isinstance(exc, PermissionDenied) or getattr(exc, "plain", False):
-        return str(exc)
+        return str(exc), ""
     if isinstance(exc, NotRegistered):
-        return f"There is no {str(exc)!r} report any more."
+        return f"There is no {str(exc)!r} report any more.", ""
+    reference = secrets.token_hex(4)
     message = str(exc).strip()
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    detail = f"[{reference}] {type(exc).__name__}: {message}" if message else f"[{reference}] {type(exc).__name__}"
+    logger.error("Report error %s", detail)
+    plain = f"The report could not be written because of an error on our side (reference {reference})."
+    return f"{plain} Ask for it again; if it fails again, give the reference to an administrator.", detail
 
 
 def maybe_email(job: ReportJob, title: str) -> None:

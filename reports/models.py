@@ -81,6 +81,7 @@ class ReportJob(models.Model):
     file = models.FileField(storage=reports_storage, max_length=500, blank=True)
     file_size = models.BigIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
+    error_detail = models.TextField(blank=True, help_text="The error's technical text, for staff only.")
     attempts = models.PositiveIntegerField(default=0, help_text="Runs of the job's own task (plan, join).")
     waiting_for_queue = models.BooleanField(default=False, help_text="Accepted while the queue was unreachable.")
     held_by = models.CharField(max_length=200, blank=True, help_text="The worker planning or joining the job now.")

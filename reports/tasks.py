@@ -13,7 +13,7 @@ from django.core.exceptions import PermissionDenied
 from . import batches, pipeline, schedules
 from .batches import Lease
 from .definitions import ParamsInvalid
-from .events import describe_error
+from .events import explain_error
 from .models import ReportJob, ReportSegment, SegmentStatus
 
 logger = logging.getLogger(__name__)
@@ -68,16 +68,21 @@ def run_in_foreground(job: ReportJob, *, chunk_size: int | None = None, on_progr
     return True
 
 
+def failure(exc: BaseException) -> dict[str, str]:
+    error, detail = explain_error(exc)
+    return {"error": error, "detail": detail}
+
+
 def plan(job: ReportJob) -> bool:
     with Lease.of_job(job):
         try:
             batches.plan(job)
         except (ParamsInvalid, PermissionDenied) as exc:
-            batches.fail_job(job, describe_error(exc))
+            batches.fail_job(job, *explain_error(exc))
             return False
         except Exception as exc:
             logger.exception("Planning report job %s failed.", job.pk)
-            batches.job_run_failed(job, died=False, error=describe_error(exc))
+            batches.job_run_failed(job, died=False, **failure(exc))
             return False
     return True
 
@@ -93,9 +98,9 @@ def write(segment: ReportSegment, *, again: bool = True, **options) -> bool:
     except Exception as exc:
         logger.exception("Report job %s, segment %s failed.", segment.job_id, segment.index)
         if again:
-            batches.segment_failed(segment, died=False, error=describe_error(exc))
+            batches.segment_failed(segment, died=False, **failure(exc))
         else:
-            batches.fail_job(segment.job, describe_error(exc))
+            batches.fail_job(segment.job, *explain_error(exc))
         return False
     return True
 
@@ -119,6 +124,6 @@ def join(job: ReportJob, *, again: bool = True) -> None:
     except Exception as exc:
         logger.exception("Joining report job %s failed.", job.pk)
         if again:
-            batches.job_run_failed(job, died=False, error=describe_error(exc))
+            batches.job_run_failed(job, died=False, **failure(exc))
         else:
-            batches.fail_job(job, describe_error(exc))
+            batches.fail_job(job, *explain_error(exc))

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import batches, downloads
 from .api import runnable_reports
 from .definitions import ParamsInvalid
-from .events import describe_error, job_changed
+from .events import describe_error, explain_error, job_changed
 from .files import download_filename
 from .metrics import registry
 from .models import ACTIVE, RETRYABLE, WEEKDAYS, Delivery, Frequency, ReportDownload, ReportJob, ReportSchedule, Status
@@ -67,7 +67,7 @@ def instant_download(request, job: ReportJob):
         return text(409, "This report was cancelled.")
     except Exception as exc:  # refused (permission, a column gone) or broken: the job says why
         slot.release()
-        batches.fail_job(job, describe_error(exc))
+        batches.fail_job(job, *explain_error(exc))
         if not isinstance(exc, PermissionDenied | ParamsInvalid):
             raise
         return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))

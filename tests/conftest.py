@@ -24,6 +24,13 @@ WORKER_COMMAND = [
 ]  # fmt: skip (the worker class is reports.worker.ReportsWorker, from settings.RQ)
 
 
+# What an owner reads of a report that failed on an error of ours (reports.events.explain_error).
+PLAIN_ERROR = (
+    r"The report could not be written because of an error on our side \(reference ([0-9a-f]{8})\)\. "
+    r"Ask for it again; if it fails again, give the reference to an administrator\."
+)
+
+
 def pytest_configure(config):
     """Pytest's own temporary folders go inside the run's folder, which goes at the end: a test run
     leaves nothing in the system's temporary folder."""

@@ -87,6 +87,18 @@ def test_pdf_over_its_cap_when_it_starts_fails_with_the_same_message(alice, sett
                          "XLSX, which have no limit.")  # fmt: skip
 
 
+def test_a_format_the_report_no_longer_offers_fails_the_queued_job_plainly(alice, monkeypatch):
+    from shop.reports import OrdersReport
+
+    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf")  # asked for while it was offered
+    monkeypatch.setattr(OrdersReport, "formats", ["csv", "xlsx"])
+    demo.seed(10)
+    run_in_foreground(job)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and not job.file
+    assert job.error == "The report is no longer offered as pdf."
+
+
 def test_pdf_is_refused_above_its_cap_at_request_time_and_made_below_it(alice_client, run_worker, settings):
     demo.seed(200)
     settings.REPORTS_PDF_MAX_ROWS = 50

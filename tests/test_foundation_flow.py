@@ -6,6 +6,7 @@ Runs on PostgreSQL and Redis; the worker is a separate `manage.py rqworker` proc
 import csv
 import io
 import json
+import re
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from reports.files import reports_storage
 from reports.models import ReportJob, Status
 from shop import demo
 from shop.models import Order
-from tests.conftest import wait_for
+from tests.conftest import PLAIN_ERROR, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ORDERS = 20_000
@@ -176,13 +177,15 @@ def test_cancel_while_queued_means_it_never_starts(orders, alice, run_worker):
     assert row.status == Status.CANCELLED and row.started_at is None and row.rows_done == 0
 
 
-def test_a_job_that_raises_ends_failed_with_its_message(orders, alice, run_worker):
+def test_a_job_that_raises_ends_failed_with_a_plain_message_and_a_reference(orders, alice, run_worker):
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "exploding", "format": "csv"})
     run_worker(REPORTS_CHUNK_SIZE=1000)
     job = client.get(f"/api/reports/jobs/{job['id']}/").json()
     assert job["status"] == "failed"
-    assert job["error"] == "ValueError: Exploded on purpose at order 4321"
+    reference = re.fullmatch(PLAIN_ERROR, job["error"])[1]
+    detail = ReportJob.objects.get(pk=job["id"]).error_detail
+    assert detail == f"[{reference}] ValueError: Exploded on purpose at order 4321"
     assert job["download_url"] is None
     assert not list(reports_spool().glob(f"{job['id']}-*"))
     assert not list_stored_files(job["id"])

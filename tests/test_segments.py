@@ -9,6 +9,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -27,7 +28,7 @@ from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
 from reports.writers.base import formula_risk
 from shop import demo
 from shop.models import Order
-from tests.conftest import ROOT, horse_pid, rq_worker_name, wait_for
+from tests.conftest import PLAIN_ERROR, ROOT, horse_pid, rq_worker_name, wait_for
 from tests.test_foundation_flow import csrf_client, list_stored_files, post_job, reports_spool
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -152,7 +153,12 @@ def test_a_segment_that_keeps_raising_fails_the_job(orders, alice, start_worker)
     for _ in range(2):
         start_worker(REPORTS_SEGMENT_ROWS=2000, FLAKY_ORDER_ID=target, FLAKY_MODE="always")
     job = ended(job["id"])
-    assert job.status == Status.FAILED and job.error == f"RuntimeError: Flaky on purpose at order {target}"
+    # The owner reads a plain message with a reference; staff read what happened, under the same reference.
+    reference = re.fullmatch(PLAIN_ERROR, job.error)[1]
+    assert job.status == Status.FAILED
+    assert job.error_detail == f"[{reference}] RuntimeError: Flaky on purpose at order {target}"
+    assert str(target) not in json.dumps(csrf_client(alice).get(f"/api/reports/jobs/{job.pk}/").json())
+    assert job.segments.get(index=4).error.endswith(f"RuntimeError: Flaky on purpose at order {target}")
     assert job.segments.get(index=4).attempts == 3
     assert_nothing_left(job.pk)
     assert list(Notification.objects.filter(user=alice).values_list("type", flat=True)) == ["report.failed"]
@@ -186,8 +192,9 @@ def test_the_join_takes_only_segment_objects_that_are_what_was_written(orders, a
         assert job.status == Status.SUCCEEDED and job.file.read() == expected
     else:
         assert job.status == Status.FAILED and not job.file
-        assert job.error == (f"SegmentCorrupt: The segment object {segment.file} is not what was written "
-                             "(size or checksum).")  # fmt: skip
+        assert re.fullmatch(PLAIN_ERROR, job.error) and job.error_detail.endswith(
+            f"SegmentCorrupt: The segment object {segment.file} is not what was written (size or checksum)."
+        )
         assert not list_stored_files(job.pk)
 
 
