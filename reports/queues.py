@@ -20,11 +20,13 @@ from rq import Queue, Worker
 from rq.cron import CronJob, CronScheduler
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.utils import now as now_utc
 
 logger = logging.getLogger(__name__)
 QUEUE_NAME = "reports"
 TASKS = "reports.tasks"
-LIVE_STATES = {"queued", "started", "deferred", "scheduled"}
+WAITING_STATES = {"deferred", "scheduled"}  # live without being in the queue or started
 
 
 @functools.cache
@@ -63,13 +65,41 @@ def enqueue(task: str, *args, rq_job_id: str, at_front: bool = False) -> bool:
     return True
 
 
+def job_heartbeat_seconds() -> int:
+    """How often a ReportsWorker tells Redis it still runs its job: well within the stale window."""
+    return max(1, min(5, settings.REPORTS_STALE_AFTER_SECONDS // 4))
+
+
 def is_live(rq_job_id: str) -> bool:
-    """Whether Redis holds the RQ job queued, started, deferred or scheduled. Raises RedisError."""
+    """Whether a worker will run the RQ job, or runs it now: waiting in the queue itself, started by a
+    worker whose heartbeat for it is younger than REPORTS_STALE_AFTER_SECONDS, deferred or scheduled.
+    A job a worker took and died with (in its started registry, or in the queue's intermediate list
+    between being taken and being started) is not, whatever its status says. Raises RedisError."""
+    queue = reports_queue()
     try:
-        return Job.fetch(rq_job_id, connection=reports_queue().connection,
-                         serializer=reports_queue().serializer).get_status() in LIVE_STATES  # fmt: skip
+        job = Job.fetch(rq_job_id, connection=queue.connection, serializer=queue.serializer)
     except NoSuchJobError:
         return False
+    status = job.get_status()
+    if status == "started":
+        beat = job.last_heartbeat
+        return beat is not None and (now_utc() - beat).total_seconds() < settings.REPORTS_STALE_AFTER_SECONDS
+    if status == "queued":
+        return queue.connection.lpos(queue.key, rq_job_id) is not None
+    return status in WAITING_STATES
+
+
+def forget(rq_job_id: str) -> None:
+    """Take a lost RQ job out of wherever a dead worker left it (the started registry, the queue's
+    intermediate list), so that queueing it again under its id leaves nothing for RQ's own cleanup to
+    fail later. Raises RedisError."""
+    queue = reports_queue()
+    try:
+        job = Job.fetch(rq_job_id, connection=queue.connection, serializer=queue.serializer)
+    except NoSuchJobError:
+        return
+    StartedJobRegistry(queue=queue).remove_executions(job)
+    queue.connection.lrem(queue.intermediate_queue_key, 0, rq_job_id)
 
 
 def worker_count() -> int:

@@ -55,15 +55,25 @@ def requeue_lost(now: dt.datetime) -> int:
     requeued = 0
     background = ReportJob.objects.filter(delivery=Delivery.BACKGROUND)
     for job in background.filter(status=Status.QUEUED, created_at__lt=grace):
-        if not queues.is_live(job.rq_job_id) and batches.enqueue_job(job):
+        if lost(job.rq_job_id) and batches.enqueue_job(job):
             requeued += 1
     queued = ReportSegment.objects.filter(status=SegmentStatus.QUEUED, queued_at__lt=grace, job__status=Status.RUNNING)
     for segment in queued:
-        if not queues.is_live(segment.rq_job_id) and batches.enqueue_segment(segment):
+        if lost(segment.rq_job_id) and batches.enqueue_segment(segment):
             requeued += 1
     for job in background.filter(status=Status.RUNNING, held_by="", updated_at__lt=grace):
         batches.dispatch(job)
     return requeued
+
+
+def lost(rq_job_id: str) -> bool:
+    """Whether the queue entry of a row that has waited the stale window is lost: Redis dropped it, or
+    a worker took it and died before it claimed its row. A lost one is taken out of the dead worker's
+    hands, to be queued again."""
+    if queues.is_live(rq_job_id):
+        return False
+    queues.forget(rq_job_id)
+    return True
 
 
 def end_unfetched(now: dt.datetime) -> int:

@@ -14,13 +14,19 @@ from django.db import DatabaseError, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
 
-from . import batches
+from . import batches, queues
 from .sweeper import clean_spool
 
 logger = logging.getLogger(__name__)
 
 
 class ReportsWorker(Worker):
+    def __init__(self, *args, **kwargs):
+        # RQ's heartbeat for the job a work-horse runs, every few seconds instead of 30: a queue entry
+        # whose heartbeat is older than the stale window is taken for lost (reports.queues.is_live).
+        kwargs.setdefault("job_monitoring_interval", queues.job_heartbeat_seconds())
+        super().__init__(*args, **kwargs)
+
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         """The work-horse died (killed, out of memory): what it ran is queued again at once, or fails."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)

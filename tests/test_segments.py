@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.db.models import F
+from django.utils import timezone
 
 from notifications.models import Notification
 from reports import batches, tasks
@@ -350,3 +351,60 @@ def victim_segment(job_id, worker_name: str, after_rows: float) -> ReportSegment
 def sheet_xml(data: bytes) -> bytes:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         return archive.read("xl/worksheets/sheet1.xml")
+
+
+def take_and_die(queue, rq_job_id: str, stage: str) -> None:
+    """What a worker killed after RQ handed it a queue entry, and before its task claimed the row,
+    leaves behind: the entry off the queue, in the queue's intermediate list ("taken"), or started in
+    the worker's registry with its heartbeat of then ("started")."""
+    from rq import Worker
+
+    dying = Worker([queue], connection=queue.connection, serializer=queue.serializer, name="dying-worker")
+    dying.register_birth()
+    job, _ = dying.dequeue_job_and_maintain_ttl(timeout=5)
+    assert job.id == rq_job_id and queue.count == 0
+    if stage == "started":
+        dying.prepare_execution(job)
+        dying.prepare_job_execution(job)
+        assert job.get_status() == "started" and rq_job_id in queue.started_job_registry.get_job_ids()
+    else:
+        assert rq_job_id.encode() in queue.connection.lrange(queue.intermediate_queue_key, 0, -1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["taken", "started"])
+@pytest.mark.parametrize("entry", ["job", "segment"])
+def test_a_queue_entry_taken_by_a_worker_that_died_before_claiming_it_is_queued_again(
+    alice, settings, redis_queue, start_worker, start_sweeper, entry, stage
+):
+    """The window the kill matrix missed: RQ handed the entry to a worker that died before the row was
+    claimed. Its registry still says "started"; its heartbeat says dead. The sweeper queues it again
+    within the stale window and a sweep, and the report ends as an undisturbed run would."""
+    demo.seed(8_000)
+    expected = reference(alice, "orders", "csv", settings, REPORTS_SEGMENT_ROWS=2000)
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "orders", "format": "csv"})
+    row = ReportJob.objects.get(pk=job["id"])
+    if entry == "segment":  # the job is planned and its first segment written; the second is stranded
+        row.transition(Status.RUNNING, attempts=1)
+        settings.REPORTS_SEGMENT_ROWS = 2000
+        batches.plan(ReportJob.objects.get(pk=row.pk))
+        redis_queue.empty()
+        segment = row.segments.get(index=1)
+        ReportSegment.objects.filter(pk=segment.pk).update(status=SegmentStatus.QUEUED, queued_at=timezone.now())
+        assert batches.enqueue_segment(segment)
+        stranded = segment.rq_job_id
+    else:
+        stranded = row.rq_job_id
+    take_and_die(redis_queue, stranded, stage)
+    died_at = time.monotonic()
+    start_sweeper(**QUICK)
+    start_worker(**QUICK, REPORTS_SEGMENT_ROWS=2000)
+    done = ended(job["id"], timeout=60)
+    recovery = time.monotonic() - died_at
+    assert done.status == Status.SUCCEEDED, done.error
+    assert downloaded(client, done.pk) == expected
+    assert stranded not in redis_queue.started_job_registry.get_job_ids()
+    assert not redis_queue.failed_job_registry.get_job_ids()
+    record(case="entry taken, worker died before the claim", entry=entry, stage=stage, recovery=round(recovery, 2))
+    assert recovery < QUICK["REPORTS_STALE_AFTER_SECONDS"] + 10
