@@ -18,6 +18,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import socket
 import threading
 
@@ -209,6 +210,30 @@ def job_run_failed(job: ReportJob, *, died: bool, error: str = "", detail: str =
         enqueue_join(job)
     else:
         enqueue_job(job)
+
+
+RQ_JOB_ID = re.compile(r"^report-(?P<job>[0-9a-f-]{36})(?:-s(?P<index>\d+))?-a\d+(?P<join>-join)?$")
+
+
+def entry_died(rq_job_id: str) -> None:
+    """The work-horse running the RQ job `rq_job_id` died before the run claimed its row (or a claimed
+    row was released by worker_died): the row is queued again at once, under the id its next run has."""
+    match = RQ_JOB_ID.match(rq_job_id)
+    if match is None:
+        return
+    job = ReportJob.objects.select_related("owner").filter(pk=match["job"]).first()
+    if job is None:
+        return
+    if match["index"] is not None:
+        segment = job.segments.filter(index=int(match["index"]), status=SegmentStatus.QUEUED).first()
+        if segment is not None and segment.rq_job_id == rq_job_id and job.status == Status.RUNNING:
+            queues.forget(rq_job_id)
+            enqueue_segment(segment)
+    elif job.status == Status.QUEUED and job.rq_job_id == rq_job_id:
+        queues.forget(rq_job_id)
+        enqueue_job(job)
+    elif job.status == Status.RUNNING and not job.held_by:
+        dispatch(job)
 
 
 def worker_died(name: str) -> None:

@@ -20,7 +20,7 @@ from rq import Queue, Worker
 from rq.cron import CronJob, CronScheduler
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.registry import StartedJobRegistry
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import now as now_utc
 
 logger = logging.getLogger(__name__)
@@ -91,14 +91,15 @@ def is_live(rq_job_id: str) -> bool:
 
 def forget(rq_job_id: str) -> None:
     """Take a lost RQ job out of wherever a dead worker left it (the started registry, the queue's
-    intermediate list), so that queueing it again under its id leaves nothing for RQ's own cleanup to
-    fail later. Raises RedisError."""
+    intermediate list; the failed registry, where RQ puts the job of a work-horse that died), so that
+    queueing it again under its id leaves nothing for RQ's own cleanup to fail later. Raises RedisError."""
     queue = reports_queue()
     try:
         job = Job.fetch(rq_job_id, connection=queue.connection, serializer=queue.serializer)
     except NoSuchJobError:
         return
     StartedJobRegistry(queue=queue).remove_executions(job)
+    FailedJobRegistry(queue=queue).remove(rq_job_id)
     queue.connection.lrem(queue.intermediate_queue_key, 0, rq_job_id)
 
 

@@ -30,6 +30,7 @@ class ReportsWorker(Worker):
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         """The work-horse died (killed, out of memory): what it ran is queued again at once, or fails."""
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        self.horse_killed = True
         try:
             batches.worker_died(self.name)
         except DatabaseError:
@@ -52,10 +53,24 @@ class ReportsWorker(Worker):
                 pause = min(pause * 2, 60)
 
     def execute_job(self, job, queue):
+        self.horse_killed = False
         try:
             super().execute_job(job, queue)
         except RedisConnectionError as exc:  # e.g. the work-horse ended while Redis was away
             self.log.warning("Worker %s: Redis went away while ending job %s (%s); going on.", self.name, job.id, exc)
+        if self.horse_killed:
+            self.requeue_entry(job.id)
+
+    def requeue_entry(self, rq_job_id: str) -> None:
+        """After RQ has recorded the killed work-horse's job as failed: its row, if the run never claimed
+        it, is queued again now rather than after the stale window."""
+        try:
+            batches.entry_died(rq_job_id)
+        except (DatabaseError, RedisConnectionError):
+            message = "Could not queue again what %s's work-horse died with; the sweeper will."
+            logger.warning(message, self.name, exc_info=True)
+        finally:
+            connections.close_all()
 
     def heartbeat(self, *args, **kwargs):
         try:

@@ -353,6 +353,26 @@ def sheet_xml(data: bytes) -> bytes:
         return archive.read("xl/worksheets/sheet1.xml")
 
 
+def queued_entry(alice, settings, redis_queue, entry: str):
+    """A job asked for over 8,000 orders, and the queue entry of its own run ("job") or, once planned in
+    segments of 2,000, of its second segment ("segment"): (client, job JSON, the entry's id, the bytes
+    an undisturbed run writes)."""
+    demo.seed(8_000)
+    expected = reference(alice, "orders", "csv", settings, REPORTS_SEGMENT_ROWS=2000)
+    client = csrf_client(alice)
+    _, job = post_job(client, {"report": "orders", "format": "csv"})
+    row = ReportJob.objects.get(pk=job["id"])
+    if entry == "job":
+        return client, job, row.rq_job_id, expected
+    row.transition(Status.RUNNING, attempts=1)
+    batches.plan(ReportJob.objects.get(pk=row.pk))
+    redis_queue.empty()
+    segment = row.segments.get(index=1)
+    ReportSegment.objects.filter(pk=segment.pk).update(status=SegmentStatus.QUEUED, queued_at=timezone.now())
+    assert batches.enqueue_segment(segment)
+    return client, job, segment.rq_job_id, expected
+
+
 def take_and_die(queue, rq_job_id: str, stage: str) -> None:
     """What a worker killed after RQ handed it a queue entry, and before its task claimed the row,
     leaves behind: the entry off the queue, in the queue's intermediate list ("taken"), or started in
@@ -380,22 +400,7 @@ def test_a_queue_entry_taken_by_a_worker_that_died_before_claiming_it_is_queued_
     """The window the kill matrix missed: RQ handed the entry to a worker that died before the row was
     claimed. Its registry still says "started"; its heartbeat says dead. The sweeper queues it again
     within the stale window and a sweep, and the report ends as an undisturbed run would."""
-    demo.seed(8_000)
-    expected = reference(alice, "orders", "csv", settings, REPORTS_SEGMENT_ROWS=2000)
-    client = csrf_client(alice)
-    _, job = post_job(client, {"report": "orders", "format": "csv"})
-    row = ReportJob.objects.get(pk=job["id"])
-    if entry == "segment":  # the job is planned and its first segment written; the second is stranded
-        row.transition(Status.RUNNING, attempts=1)
-        settings.REPORTS_SEGMENT_ROWS = 2000
-        batches.plan(ReportJob.objects.get(pk=row.pk))
-        redis_queue.empty()
-        segment = row.segments.get(index=1)
-        ReportSegment.objects.filter(pk=segment.pk).update(status=SegmentStatus.QUEUED, queued_at=timezone.now())
-        assert batches.enqueue_segment(segment)
-        stranded = segment.rq_job_id
-    else:
-        stranded = row.rq_job_id
+    client, job, stranded, expected = queued_entry(alice, settings, redis_queue, entry)
     take_and_die(redis_queue, stranded, stage)
     died_at = time.monotonic()
     start_sweeper(**QUICK)
@@ -408,3 +413,24 @@ def test_a_queue_entry_taken_by_a_worker_that_died_before_claiming_it_is_queued_
     assert not redis_queue.failed_job_registry.get_job_ids()
     record(case="entry taken, worker died before the claim", entry=entry, stage=stage, recovery=round(recovery, 2))
     assert recovery < QUICK["REPORTS_STALE_AFTER_SECONDS"] + 10
+
+
+@pytest.mark.parametrize("entry", ["job", "segment"])
+def test_a_work_horse_that_dies_before_claiming_its_row_has_it_queued_again_at_once(
+    alice, settings, redis_queue, start_worker, entry
+):
+    """RQ records the dead work-horse's job as failed; the worker then queues the unclaimed row again
+    under the same id (out of the failed registry), without waiting for the stale window."""
+    from rq.job import Job
+
+    client, job, rq_job_id, expected = queued_entry(alice, settings, redis_queue, entry)
+    take_and_die(redis_queue, rq_job_id, "started")
+    failed = Job.fetch(rq_job_id, connection=redis_queue.connection, serializer=redis_queue.serializer)
+    failed.set_status("failed")
+    redis_queue.failed_job_registry.add(failed, ttl=600)
+    batches.entry_died(rq_job_id)  # what ReportsWorker.execute_job does once RQ has recorded the death
+    assert redis_queue.job_ids == [rq_job_id] and not redis_queue.failed_job_registry.get_job_ids()
+    assert rq_job_id not in redis_queue.started_job_registry.get_job_ids()
+    start_worker(REPORTS_SEGMENT_ROWS=2000)  # no sweeper: only the worker can finish it
+    done = ended(job["id"], timeout=60)
+    assert done.status == Status.SUCCEEDED and downloaded(client, done.pk) == expected
