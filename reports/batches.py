@@ -129,12 +129,15 @@ def claim_next(job: ReportJob, *, states=(SegmentStatus.PENDING,)) -> ReportSegm
 def dispatch(job: ReportJob) -> None:
     """Queue the job's next pending segments, keeping at most REPORTS_SEGMENTS_IN_FLIGHT (by default,
     as many as there are workers) queued or running; once all are done and nobody joins them, queue
-    the join."""
+    the join; a job not planned yet (its planning run died) gets its own run again."""
     limit = settings.REPORTS_SEGMENTS_IN_FLIGHT or queues.worker_count()
     with transaction.atomic():
         if ReportJob.objects.select_for_update().filter(pk=job.pk, status=Status.RUNNING).first() is None:
             return
         segments = job.segments.all()
+        if not segments.exists():  # not planned yet (its planning run died): plan it
+            transaction.on_commit(functools.partial(enqueue_job, job))
+            return
         if not segments.exclude(status=SegmentStatus.DONE).exists():
             if ReportJob.objects.filter(pk=job.pk, held_by="").exists():
                 transaction.on_commit(functools.partial(enqueue_join, job))
@@ -166,8 +169,10 @@ def enqueue_join(job: ReportJob) -> bool:
 
 def claim_join(job: ReportJob) -> bool:
     """The run that finds every segment done and nobody joining them takes the join."""
+    # Planned (every plan has a segment, an empty report too), and every segment done.
+    planned = Exists(ReportSegment.objects.filter(job=OuterRef("pk")))
     undone = Exists(ReportSegment.objects.filter(job=OuterRef("pk")).exclude(status=SegmentStatus.DONE))
-    if ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by="").filter(~undone).update(
+    if ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by="").filter(planned, ~undone).update(
         held_by=worker_name(), heartbeat_at=timezone.now()
     ):  # fmt: skip
         job.refresh_from_db()

@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import batches, queues
 from .events import job_changed
 from .files import SEGMENT_OBJECT, SPOOL_NAME, delete_file, reports_storage, spool_dir
-from .models import ACTIVE, Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
+from .models import Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
 
 logger = logging.getLogger(__name__)
 SEGMENTS = "segments"
@@ -78,13 +78,23 @@ def lost(rq_job_id: str) -> bool:
 
 def end_unfetched(now: dt.datetime) -> int:
     """Small reports are written by their download: one not fetched within INSTANT_WAIT (a client that
-    never came for it), or whose web process died while writing it, ends failed."""
+    never came for it) ends failed, and so does one still being written after the stale window (its
+    web process died: a write takes seconds, and the job ends before its bytes are sent)."""
     ended, minutes = 0, int(INSTANT_WAIT.total_seconds() // 60)
-    instant = ReportJob.objects.filter(delivery=Delivery.INSTANT, status__in=ACTIVE, updated_at__lt=now - INSTANT_WAIT)
-    for job in instant.select_related("owner"):
-        if job.transition(Status.FAILED, error=f"Not downloaded within {minutes} minutes. Ask for it again."):
-            job_changed(job)
-            ended += 1
+    instant = ReportJob.objects.filter(delivery=Delivery.INSTANT).select_related("owner")
+    reasons = {
+        f"Not downloaded within {minutes} minutes. Ask for it again.": instant.filter(
+            status=Status.QUEUED, updated_at__lt=now - INSTANT_WAIT
+        ),
+        "The download stopped while the report was being written. Ask for it again.": instant.filter(
+            status=Status.RUNNING, updated_at__lt=stale_before(now)
+        ),
+    }
+    for error, jobs in reasons.items():
+        for job in jobs:
+            if job.transition(Status.FAILED, error=error):
+                job_changed(job)
+                ended += 1
     return ended
 
 

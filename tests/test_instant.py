@@ -160,6 +160,19 @@ def test_a_download_never_fetched_ends_failed(alice_client):
     assert download(alice_client, job["download_url"])[0] == 409
 
 
+@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
+def test_a_download_whose_web_process_died_while_writing_ends_failed_after_the_stale_window(alice_client, settings):
+    demo.seed(10)
+    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    assert ReportJob.objects.get(pk=job["id"]).transition(Status.RUNNING)  # its writer is gone from here on
+    now = dt.datetime.now(dt.UTC)
+    assert end_unfetched(now) == 0
+    assert end_unfetched(now + dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS + 1)) == 1
+    ended = ReportJob.objects.get(pk=job["id"])
+    assert ended.status == Status.FAILED
+    assert ended.error == "The download stopped while the report was being written. Ask for it again."
+
+
 @pytest.mark.integration
 def test_over_http_the_download_streams_and_the_page_hears_of_it(alice, redis_queue):
     """Over real HTTP (the web server): 201, then the download; the owner's open pages get the job's update

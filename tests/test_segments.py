@@ -434,3 +434,18 @@ def test_a_work_horse_that_dies_before_claiming_its_row_has_it_queued_again_at_o
     start_worker(REPORTS_SEGMENT_ROWS=2000)  # no sweeper: only the worker can finish it
     done = ended(job["id"], timeout=60)
     assert done.status == Status.SUCCEEDED and downloaded(client, done.pk) == expected
+
+
+def test_a_job_whose_planning_run_died_is_planned_again_never_joined_empty(alice, redis_queue, start_worker):
+    """Found by the random kills: a job left running, unplanned and held by nobody was "joined" with no
+    segment at all, and succeeded with a file of no rows."""
+    demo.seed(3_000)
+    job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
+    assert job.transition(Status.RUNNING, attempts=1)  # its planning run took it and died, before the plan
+    redis_queue.empty()
+    assert not batches.claim_join(job)
+    batches.dispatch(job)
+    assert redis_queue.job_ids == [job.rq_job_id]  # its own run again, not a join
+    start_worker()
+    done = ended(job.pk, timeout=60)
+    assert done.status == Status.SUCCEEDED and done.rows_done == 3_000 and done.segments.count() >= 1
