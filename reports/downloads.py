@@ -92,8 +92,8 @@ class DownloadSlot:
 
 def busy(retry_after: int = 10) -> HttpResponse:
     limit = settings.REPORTS_DOWNLOADS_PER_USER
-    response = HttpResponse(f"You have {limit} downloads in progress already; wait for one to finish.",
-                            status=429, content_type="text/plain; charset=utf-8")  # fmt: skip
+    message = f"You have {limit} downloads in progress already; wait for one to finish."
+    response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(retry_after)
     return response
 
@@ -123,8 +123,9 @@ async def async_blocks(blocks: Iterable[bytes], slot: DownloadSlot | None = None
             await sync_to_async(close, thread_sensitive=False)()
 
 
-def stream(request, blocks: Iterator[bytes], *, slot: DownloadSlot, content_type: str, filename: str,
-           size: int | None) -> StreamingHttpResponse:  # fmt: skip
+def stream(
+    request, blocks: Iterator[bytes], *, slot: DownloadSlot, content_type: str, filename: str, size: int | None
+) -> StreamingHttpResponse:
     """A response that sends `blocks` as the client takes them, and frees the slot when it ends."""
     content = async_blocks(blocks, slot) if isinstance(request, ASGIRequest) else blocks
     response = StreamingHttpResponse(content, content_type=content_type)

@@ -73,8 +73,10 @@ def instant_download(request, job: ReportJob):
         return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))
     ReportDownload.record(job, request)
     job_changed(job)
-    response = downloads.stream(request, file.blocks(), slot=slot, content_type=FORMATS[job.format].content_type,
-                                filename=download_filename(job), size=file.size)  # fmt: skip
+    content_type = FORMATS[job.format].content_type
+    response = downloads.stream(
+        request, file.blocks(), slot=slot, content_type=content_type, filename=download_filename(job), size=file.size
+    )
     response._resource_closers.append(file.close)
     return response
 
@@ -83,8 +85,8 @@ def queued_instead(job: ReportJob, reason: str) -> HttpResponse:
     if not move_to_queue(job):
         job.refresh_from_db()
         return text(409, f"This report is {job.status}; there is no file to download.")
-    return text(409, f"This report was not written at once ({reason}): it is queued instead, and you will "
-                     "be notified when its file is ready.")  # fmt: skip
+    queued = "it is queued instead, and you will be notified when its file is ready"
+    return text(409, f"This report was not written at once ({reason}): {queued}.")
 
 
 def text(status: int, message: str) -> HttpResponse:

@@ -36,8 +36,8 @@ def test_a_copied_env_example_starts_the_app(tmp_path):
     assert check.returncode == 0 and "no issues" in check.stdout, check.stderr
     assert (app / "var" / "db.sqlite3").exists()  # VAR_DIR= and DATABASE_URL= empty: the defaults
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
-                              cwd=app, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [sys.executable, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, cwd=app, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=30, message="the web server")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login/") as page:
