@@ -17,7 +17,7 @@ from .events import describe_error, explain_error, job_changed
 from .files import download_filename
 from .metrics import registry
 from .models import ACTIVE, RETRYABLE, WEEKDAYS, Delivery, Frequency, ReportDownload, ReportJob, ReportSchedule, Status
-from .pipeline import NotInstant, Stopped, write_instant
+from .pipeline import InstantFile, NotInstant, Stopped, write_instant
 from .services import move_to_queue
 from .writers import FORMATS
 
@@ -30,55 +30,63 @@ def download(request, job_id):
         raise Http404("No such report file.")
     if job.status == Status.EXPIRED:
         return text(410, "This report file has expired and was deleted. Ask for the report again.")
-    if job.delivery == Delivery.INSTANT:
-        return instant_download(request, job)
-    if job.status != Status.SUCCEEDED or not job.file:
+    instant = job.delivery == Delivery.INSTANT
+    if instant and job.status == Status.SUCCEEDED:
+        return text(410, "This report was written straight into its download and not kept. Ask for it again.")
+    if not instant and (job.status != Status.SUCCEEDED or not job.file):
         return text(409, f"This report is {job.status}; there is no file to download.")
-    if request.method == "HEAD":  # a link preview or a prefetch: nothing read, nothing recorded
+    if request.method == "HEAD":  # a link preview or a prefetch: nothing written, read or recorded
         return text(200, "")
+    if instant:
+        return instant_download(request, job)
     response = downloads.stored_file(request, job)
     if response.status_code < 400:
         ReportDownload.record(job, request)
     return response
 
 
-def instant_download(request, job: ReportJob):
+def instant_download(request, job: ReportJob) -> HttpResponse:
     """A small report written now, by this process, and sent as it is put together: once (it is not
     kept). One that may not be written here now (it grew, or too much is being written) is queued."""
-    if job.status == Status.SUCCEEDED:
-        return text(410, "This report was written straight into its download and not kept. Ask for it again.")
-    if request.method == "HEAD":  # a link preview or a prefetch does not use up the one download
-        return text(200, "")
     slot = downloads.DownloadSlot(job.owner_id)
     if not slot.acquire():
         return queued_instead(job, "you have other downloads in progress")
-    if not job.transition(Status.RUNNING):
+    try:
+        written = write_now(job)
+    except BaseException:
         slot.release()
+        raise
+    if isinstance(written, HttpResponse):
+        slot.release()
+        return written
+    ReportDownload.record(job, request)
+    job_changed(job)
+    content_type = FORMATS[job.format].content_type
+    filename = download_filename(job)
+    response = downloads.stream(
+        request, written.blocks(), slot=slot, content_type=content_type, filename=filename, size=written.size
+    )
+    response._resource_closers.append(written.close)
+    return response
+
+
+def write_now(job: ReportJob) -> InstantFile | HttpResponse:
+    """The instant job's file, or the answer that says why there is none (refused, cancelled, queued)."""
+    if not job.transition(Status.RUNNING):
         job.refresh_from_db()
         return text(409, f"This report is {job.status}; there is no file to download.")
     job_changed(job)
     try:
-        file = write_instant(job)
+        return write_instant(job)
     except NotInstant as exc:
-        slot.release()
         return queued_instead(job, str(exc))
     except Stopped:
-        slot.release()
         return text(409, "This report was cancelled.")
     except Exception as exc:  # refused (permission, a column gone) or broken: the job says why
-        slot.release()
         batches.fail_job(job, *explain_error(exc))
         if not isinstance(exc, PermissionDenied | ParamsInvalid):
             raise
         return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))
-    ReportDownload.record(job, request)
-    job_changed(job)
-    content_type = FORMATS[job.format].content_type
-    response = downloads.stream(
-        request, file.blocks(), slot=slot, content_type=content_type, filename=download_filename(job), size=file.size
-    )
-    response._resource_closers.append(file.close)
-    return response
 
 
 def queued_instead(job: ReportJob, reason: str) -> HttpResponse:
