@@ -25,7 +25,7 @@ run: install  ## the whole stack with demo data: Redis, migrations, seed, daphne
 	$(BIN)/python scripts/run.py
 
 test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne, S3, Chromium and LibreOffice
-	scripts/services.sh postgres redis chromium libreoffice fonts
+	scripts/services.sh postgres redis chromium libreoffice fonts nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the tests that need no worker process, browser or slow run (PostgreSQL and Redis all the same)

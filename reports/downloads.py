@@ -69,12 +69,12 @@ class DownloadSlot:
             return False
         return True
 
+    def due(self) -> bool:
+        """Whether the lease should be renewed now: every third of it, while the download streams."""
+        return self.held and time.time() - self.renewed >= LEASE_SECONDS / 3
+
     def renew(self) -> None:
-        """Extend the lease, at most every third of it (while the download streams)."""
-        now = time.time()
-        if not self.held or now - self.renewed < LEASE_SECONDS / 3:
-            return
-        self.renewed = now
+        now = self.renewed = time.time()
         # With Redis away the lease runs out: at worst the user may start one more download.
         with contextlib.suppress(RedisError):
             connection = queues.redis_connection()
@@ -98,23 +98,29 @@ def busy(retry_after: int = 10) -> HttpResponse:
     return response
 
 
-def iter_blocks(fh, slot: DownloadSlot | None = None, size: int = BLOCK) -> Iterator[bytes]:
+def iter_blocks(fh, size: int = BLOCK) -> Iterator[bytes]:
     with fh:
         while block := fh.read(size):
-            if slot:
-                slot.renew()
             yield block
 
 
-async def async_blocks(blocks: Iterable[bytes], slot: DownloadSlot | None = None) -> AsyncIterator[bytes]:
+def renewing(blocks: Iterable[bytes], slot: DownloadSlot) -> Iterator[bytes]:
+    """The blocks, the slot's lease renewed as they go (a synchronous server)."""
+    for block in blocks:
+        if slot.due():
+            slot.renew()
+        yield block
+
+
+async def async_blocks(blocks: Iterable[bytes], slot: DownloadSlot) -> AsyncIterator[bytes]:
     """A synchronous iterator of blocks (a file being read, or a file being put together) as an async
-    one, each block made off the event loop: Django under ASGI would otherwise read all of it into a
-    list before the first byte went out."""
+    one, each block made off the event loop, the slot's lease renewed as they go: Django under ASGI
+    would otherwise read all of it into a list before the first byte went out."""
     iterator = iter(blocks)
     step = sync_to_async(next, thread_sensitive=False)
     try:
         while (block := await step(iterator, None)) is not None:
-            if slot:
+            if slot.due():
                 await sync_to_async(slot.renew, thread_sensitive=False)()
             yield block
     finally:
@@ -127,7 +133,7 @@ def stream(
     request, blocks: Iterator[bytes], *, slot: DownloadSlot, content_type: str, filename: str, size: int | None
 ) -> StreamingHttpResponse:
     """A response that sends `blocks` as the client takes them, and frees the slot when it ends."""
-    content = async_blocks(blocks, slot) if isinstance(request, ASGIRequest) else blocks
+    content = async_blocks(blocks, slot) if isinstance(request, ASGIRequest) else renewing(blocks, slot)
     response = StreamingHttpResponse(content, content_type=content_type)
     if size is not None:
         response["Content-Length"] = str(size)
@@ -150,8 +156,7 @@ def stored_file(request, job) -> HttpResponse:
     if not slot.acquire():
         return busy()
     fh = storage.open(job.file.name, "rb")
-    blocks = iter_blocks(fh, slot)
-    return stream(request, blocks, slot=slot, content_type=content_type, filename=filename, size=job.file.size)
+    return stream(request, iter_blocks(fh), slot=slot, content_type=content_type, filename=filename, size=job.file.size)
 
 
 def offloaded(job, storage: FileSystemStorage, offload: str, filename: str, content_type: str) -> HttpResponse:

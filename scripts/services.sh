@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the named services (redis, postgres, chromium, libreoffice, fonts) are there and running on this machine.
+# Make sure the named services (redis, postgres, chromium, libreoffice, fonts, nginx) are there and running on this machine.
 # Starts them when they are installed but down; installs them from Debian's packages when missing
 # (as root). A REDIS_URL or DATABASE_URL that points at another host is left alone.
 set -euo pipefail
@@ -67,6 +67,10 @@ ensure_libreoffice() {  # a second XLSX reader for the tests, and pdftoppm for t
   command -v soffice >/dev/null && command -v pdftoppm >/dev/null || apt_install libreoffice-calc-nogui poppler-utils
 }
 
+ensure_nginx() {  # the proxy the download offload is tested behind (tests/test_downloads.py); not started here
+  command -v nginx >/dev/null || apt_install nginx-light
+}
+
 ensure_fonts() {  # what PDFs are set in (reports/writers/pdf.py): Latin and more, CJK, Korean, emoji
   local root=/usr/share/fonts/truetype
   [ -f $root/dejavu/DejaVuSans.ttf ] && [ -f $root/droid/DroidSansFallbackFull.ttf ] && [ -f $root/nanum/NanumGothic.ttf ] \
@@ -80,6 +84,7 @@ for service in "$@"; do
     chromium) ensure_chromium ;;
     libreoffice) ensure_libreoffice ;;
     fonts) ensure_fonts ;;
-    *) log "unknown service $service (redis, postgres, chromium, libreoffice, fonts)"; exit 2 ;;
+    nginx) ensure_nginx ;;
+    *) log "unknown service $service (redis, postgres, chromium, libreoffice, fonts, nginx)"; exit 2 ;;
   esac
 done

@@ -18,7 +18,7 @@ from reports.models import ReportJob, Status
 
 from .conftest import LiveSession, serve, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 MB = 1024 * 1024
 FILE_SIZE = 300 * MB
 
@@ -47,6 +47,7 @@ def stored_job(owner, size: int) -> tuple[ReportJob, str]:
             fh.write(piece)
             digest.update(piece)
     ReportJob.objects.filter(pk=job.pk).update(file=name, file_size=size)
+    job.refresh_from_db()
     return job, digest.hexdigest()
 
 
@@ -98,6 +99,7 @@ def server_pid(base_url: str) -> int:
     raise AssertionError("the listening process was not found")
 
 
+@pytest.mark.slow
 def test_five_slow_clients_of_a_300_mb_file_cost_the_server_under_50_mb(server, alice):
     session = LiveSession(server, alice)
     job, _ = stored_job(alice, FILE_SIZE)
@@ -180,3 +182,92 @@ def test_downloads_past_the_users_limit_are_429_until_one_ends(server, alice, ma
     assert answers[-1] == (200, 64 * MB)
     for sock in held:
         sock.close()
+
+
+# -- Offloaded to the proxy --------------------------------------------------------------------------
+
+NGINX_CONF = """
+daemon off;
+user root;
+worker_processes 1;
+error_log {prefix}/error.log;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /protected-reports/ {{
+            internal;
+            alias {root}/;
+        }}
+        location / {{
+            proxy_pass {upstream};
+            proxy_set_header Host $http_host;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_in_front(transactional_db, redis_queue, tmp_path):
+    """A real nginx (Debian's) in front of the web server, which hands files to it: its base URL."""
+    import shutil
+    import subprocess
+
+    from .conftest import free_port
+
+    assert shutil.which("nginx"), "nginx is installed by `scripts/services.sh nginx` (make test does it)"
+    with serve(REPORTS_DOWNLOAD_OFFLOAD="x-accel-redirect") as upstream:
+        port = free_port()
+        conf = tmp_path / "nginx.conf"
+        root = Path(reports_storage().location)
+        conf.write_text(NGINX_CONF.format(prefix=tmp_path, port=port, root=root, upstream=upstream))
+        process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, timeout=15, message="nginx")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_behind_nginx_the_proxy_sends_the_file_after_the_owner_check(nginx_in_front, alice, make_user):
+    job, digest = stored_job(alice, 8 * MB)
+    status, data, headers = LiveSession(nginx_in_front, alice).request("GET", f"/reports/jobs/{job.pk}/download/")
+    assert status == 200 and len(data) == 8 * MB and hashlib.sha256(data).hexdigest() == digest
+    assert 'attachment; filename="Orders' in headers["Content-Disposition"]
+    assert "X-Accel-Redirect" not in headers  # nginx consumed it
+    assert job.downloads.count() == 1
+    # Someone else's job: the owner check answers, and nginx never sends the file.
+    status, data, _ = LiveSession(nginx_in_front, make_user("bob")).request("GET", f"/reports/jobs/{job.pk}/download/")
+    assert status == 404 and len(data) < 10_000
+    # The internal location is not reachable from outside.
+    status, _, _ = LiveSession(nginx_in_front, alice).request("GET", f"/protected-reports/{job.file.name}")
+    assert status == 404
+
+
+def test_the_offload_headers_name_the_file_and_nothing_is_streamed(alice_client, alice, settings):
+    job, _ = stored_job(alice, MB)
+    settings.REPORTS_DOWNLOAD_OFFLOAD = "x-accel-redirect"
+    response = alice_client.get(f"/reports/jobs/{job.pk}/download/")
+    assert response.status_code == 200 and response.content == b""
+    assert response["X-Accel-Redirect"] == f"/protected-reports/{job.file.name}"
+    settings.REPORTS_DOWNLOAD_OFFLOAD = "x-sendfile"
+    response = alice_client.get(f"/reports/jobs/{job.pk}/download/")
+    assert response["X-Sendfile"] == reports_storage().path(job.file.name) and response.content == b""
+    assert job.downloads.count() == 2
+
+
+def test_an_unknown_offload_is_a_system_check_error(settings):
+    from django.core import checks
+
+    settings.REPORTS_DOWNLOAD_OFFLOAD = "x-accel"
+    errors = [m for m in checks.run_checks() if m.id == "reports.E101"]
+    assert len(errors) == 1 and "x-accel-redirect, x-sendfile" in errors[0].hint
