@@ -161,7 +161,9 @@ def test_a_download_never_fetched_ends_failed(alice_client):
 
 
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
-def test_a_download_whose_web_process_died_while_writing_ends_failed_after_the_stale_window(alice_client, settings):
+def test_a_download_whose_web_process_died_while_writing_ends_failed_after_the_stale_window(alice_client):
+    from django.conf import settings
+
     demo.seed(10)
     job = post(alice_client, {"report": "orders", "format": "csv"}).json()
     assert ReportJob.objects.get(pk=job["id"]).transition(Status.RUNNING)  # its writer is gone from here on
@@ -281,8 +283,9 @@ def test_a_user_has_few_instant_links_waiting_the_rest_are_queued(alice_client):
     assert post(alice_client, {"report": "orders", "format": "ndjson"}).status_code == 201
 
 
-@override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 def test_a_process_writing_its_most_queues_the_request_and_the_download(alice_client, settings):
+    # (The settings fixture alone: mixed with override_settings, its undo would bring the override back.)
+    settings.REPORTS_INSTANT_MAX_ROWS = 500
     demo.seed(10)
     job = post(alice_client, {"report": "orders", "format": "csv"}).json()
     assert job["delivery"] == "instant"

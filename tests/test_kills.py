@@ -209,7 +209,8 @@ def test_forty_kills_at_random_moments_cost_at_most_their_segment(alice, setting
         redone = sum(s.attempts - 1 for s in row.segments.filter(~Q(attempts=0)))
         assert redone <= deaths, (fmt, redone, deaths)
     write_table(kills)
-    assert all(k["recovery"] is not None and k["recovery"] < RECOVERY_LIMIT for k in kills)
+    slow = [k for k in kills if k["recovery"] is None or k["recovery"] >= RECOVERY_LIMIT]
+    assert not slow, slow
 
 
 def settle(record: dict) -> bool:
@@ -221,6 +222,8 @@ def settle(record: dict) -> bool:
 
 def write_table(kills: list[dict]) -> None:
     cells = defaultdict(list)
+    for k in kills:
+        cells[(k["phase"], k["fault"])].append(k["recovery"])
     lines = ["| phase | fault | kills | recovered | recovery median s | recovery max s |", "|---|---|---|---|---|---|"]
     for (phase, fault), times in sorted(cells.items()):
         done = [t for t in times if t is not None]
