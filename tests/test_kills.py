@@ -176,6 +176,10 @@ def test_forty_kills_at_random_moments_cost_at_most_their_segment(alice, setting
     while len(kills) < KILLS:
         stack.keep_busy()
         fault = rng.choice(FAULTS)
+        if fault == "worker" and any(k["fault"] == "worker" for k in stack.pending):
+            # One lost machine at a time: a second could take the first one's work with it (then the
+            # first recovery would hold two stale windows), which says nothing about either.
+            fault = rng.choice(["horse", "term"])
         index, phase, target = wait_for_phase(stack, rng.choice(PHASES))
         time.sleep(rng.uniform(0, 0.03))
         worker, _ = stack.workers[index]
