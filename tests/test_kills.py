@@ -10,11 +10,8 @@ run, each death cost at most the segment it interrupted, and each recovery (from
 what it interrupted is taken up again) be under 60 s. The table goes to test-output/kills.md.
 """
 
-import os
 import random
-import signal
 import statistics
-import subprocess
 import time
 from collections import defaultdict
 
@@ -24,9 +21,9 @@ from django.db.models import Q
 from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
 from shop import demo
 
-from .conftest import ROOT, horse_pid, wait_for
+from .conftest import ROOT, wait_for
 from .test_foundation_flow import csrf_client, post_job
-from .test_segments import GRACE, downloaded, reference, sheet_xml
+from .test_segments import downloaded, kill, reference, sheet_xml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 KILLS = 40
@@ -50,28 +47,6 @@ def phase_of(name: str) -> tuple[str, dict]:
     if segment is not None:
         return "writing", {"segment": segment.pk, "attempts": segment.attempts}
     return "idle", {}
-
-
-def deliver(worker, fault: str) -> bool:
-    """The fault, to a worker process: False when there was nothing to kill (no work-horse)."""
-    horse = horse_pid(worker)
-    if fault == "horse":
-        if horse is None:
-            return False
-        os.kill(horse, signal.SIGKILL)
-    elif fault == "worker":  # the machine is gone: the worker and its work-horse
-        worker.kill()
-        if horse is not None:
-            os.kill(horse, signal.SIGKILL)
-    else:  # a deploy: SIGTERM, then SIGKILL after the grace period
-        worker.terminate()
-        try:
-            worker.wait(GRACE)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            if (horse := horse_pid(worker)) is not None:
-                os.kill(horse, signal.SIGKILL)
-    return True
 
 
 def recovered(phase: str, target: dict) -> bool:
@@ -184,7 +159,7 @@ def test_forty_kills_at_random_moments_cost_at_most_their_segment(alice, setting
         time.sleep(rng.uniform(0, 0.03))
         worker, _ = stack.workers[index]
         at = time.monotonic()
-        if not deliver(worker, fault):
+        if not kill(worker, fault):
             phase, target = "idle", {}
         record = {"fault": fault, "phase": phase, "target": target, "at": at, "wall": time.time(), "recovery": None}
         kills.append(record)

@@ -280,21 +280,35 @@ KILL_ENV = {**QUICK, "REPORTS_SEGMENT_ROWS": 4000, "REPORTS_CHUNK_SIZE": 500, "P
 GRACE = 5  # seconds between SIGTERM and SIGKILL, as an orchestrator gives (30 s in production)
 
 
-def kill(worker: subprocess.Popen, fault: str) -> None:
+def kill(worker: subprocess.Popen, fault: str) -> bool:
+    """Deliver the fault to a worker process; False when there was nothing to kill (no work-horse)."""
     horse = horse_pid(worker)
     if fault == "horse":
-        os.kill(horse, signal.SIGKILL)
-    elif fault == "worker":  # the machine is gone: the worker and its work-horse
+        return sigkill(horse)
+    if fault == "worker":  # the machine is gone: the worker and its work-horse
+        # Frozen first, so that it forks no new work-horse between the look and the kill.
+        os.kill(worker.pid, signal.SIGSTOP)
+        sigkill(horse_pid(worker))
         worker.kill()
-        os.kill(horse, signal.SIGKILL)
-    else:  # a deploy: SIGTERM, then SIGKILL after the grace period
-        worker.terminate()
-        try:
-            worker.wait(GRACE)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            if horse_pid(worker):
-                os.kill(horse_pid(worker), signal.SIGKILL)
+        return True
+    worker.terminate()  # a deploy: SIGTERM, then SIGKILL after the grace period
+    try:
+        worker.wait(GRACE)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        sigkill(horse_pid(worker))
+    return True
+
+
+def sigkill(pid: int | None) -> bool:
+    """SIGKILL the process; False when there is none (a work-horse may end between looking and killing)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.slow
