@@ -111,9 +111,31 @@ class ReportJobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs", "retry_jobs"]
-    fields = ["id", "owner", "title", "format_name", "params", "columns", "delivery", "schedule", "slot", "status",
-              "rows_done", "rows_total", "upper_key", "size", "download", "error", "error_detail", "attempts",
-              "created_at", "started_at", "finished_at", "duration", "queue_dashboard"]  # fmt: skip
+    fields = [
+        "id",
+        "owner",
+        "title",
+        "format_name",
+        "params",
+        "columns",
+        "delivery",
+        "schedule",
+        "slot",
+        "status",
+        "rows_done",
+        "rows_total",
+        "upper_key",
+        "size",
+        "download",
+        "error",
+        "error_detail",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "queue_dashboard",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -280,8 +302,20 @@ class ReportScheduleAdmin(admin.ModelAdmin):
     search_fields = ["owner__username", "report"]
     list_select_related = ["owner"]
     actions = ["pause", "resume"]
-    fields = ["owner", "title", "format", "params", "columns", "when", "time_zone", "paused", "paused_because",
-              "next_run_at", "last_run", "created_at"]  # fmt: skip
+    fields = [
+        "owner",
+        "title",
+        "format",
+        "params",
+        "columns",
+        "when",
+        "time_zone",
+        "paused",
+        "paused_because",
+        "next_run_at",
+        "last_run",
+        "created_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request):

@@ -124,7 +124,7 @@ def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None)
     min_age = settings.REPORTS_STALE_AFTER_SECONDS if min_age is None else min_age
     removed = size = 0
     # Only files named as runs name them: whatever else is in the folder is not ours to delete.
-    for path in spool_dir().glob("*.part") if spool_dir().exists() else ():
+    for path in spool_dir().glob("*") if spool_dir().exists() else ():
         try:
             stat = path.stat()
         except FileNotFoundError:  # its run just finished
