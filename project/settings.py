@@ -117,6 +117,8 @@ def reports_storage_config(environ) -> dict:
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": environ.get("REPORTS_FILE_ROOT", str(VAR_DIR / "reports"))},
         }
+    from botocore.config import Config
+
     return {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -125,8 +127,16 @@ def reports_storage_config(environ) -> dict:
             "region_name": environ.get("AWS_S3_REGION_NAME") or None,
             "access_key": environ.get("AWS_ACCESS_KEY_ID") or None,
             "secret_key": environ.get("AWS_SECRET_ACCESS_KEY") or None,
-            "addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE") or None,
-            "signature_version": "s3v4",
+            # botocore's standard retries, 10 by default (botocore's AWS_MAX_ATTEMPTS sets it): an S3
+            # answering 500/503, resetting connections or away for half a minute costs a segment time,
+            # not one of its REPORTS_MAX_ATTEMPTS.
+            "client_config": Config(
+                s3={"addressing_style": environ.get("AWS_S3_ADDRESSING_STYLE") or None},
+                signature_version="s3v4",
+                retries={"mode": "standard", "max_attempts": int(environ.get("AWS_MAX_ATTEMPTS", 10))},
+                connect_timeout=5,
+                read_timeout=30,
+            ),
             "default_acl": "private",  # objects are never public: downloads go through signed URLs
             "querystring_auth": True,
             "querystring_expire": int(environ.get("REPORTS_SIGNED_URL_SECONDS", 300)),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import secrets
 import time
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
+from django.db import InterfaceError, OperationalError
 from django.template.defaultfilters import filesizeformat
 
 from notifications.services import notify
@@ -94,8 +97,29 @@ def explain_error(exc: BaseException) -> tuple[str, str]:
     message = str(exc).strip()
     detail = f"[{reference}] {type(exc).__name__}: {message}" if message else f"[{reference}] {type(exc).__name__}"
     logger.error("Report error %s", detail)
-    plain = f"The report could not be written because of an error on our side (reference {reference})."
-    return f"{plain} Ask for it again; if it fails again, give the reference to an administrator.", detail
+    cause = outage(exc)
+    if cause:
+        plain = f"The report could not be written: {cause} (reference {reference}). Ask for it again in a few minutes"
+    else:
+        plain = (
+            f"The report could not be written because of an error on our side (reference {reference}). Ask for it again"
+        )
+    return f"{plain}; if it fails again, give the reference to an administrator.", detail
+
+
+def outage(exc: BaseException) -> str | None:
+    """The part of the system an error says was out of reach or full, in the owner's words (a
+    passing state: asking again later may work), or None."""
+    # (Polars raises an OSError with no errno, saying it: "No space left on device (os error 28)".)
+    full = (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, OSError) and (exc.errno in full or any(os.strerror(e) in str(exc) for e in full)):
+        return "the disk it is written on was full"
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return "the database could not be reached"
+    # botocore and what it uses (urllib3): the S3 storage answered with an error or not at all.
+    if type(exc).__module__.partition(".")[0] in ("botocore", "urllib3", "s3transfer"):
+        return "the file storage answered with an error or not at all"
+    return None
 
 
 def maybe_email(job: ReportJob, title: str) -> None:

@@ -29,6 +29,11 @@ PLAIN_ERROR = (
     r"The report could not be written because of an error on our side \(reference ([0-9a-f]{8})\)\. "
     r"Ask for it again; if it fails again, give the reference to an administrator\."
 )
+# ... and of one that failed because a part of the system was out of reach or full (the cause in words).
+OUTAGE_ERROR = (
+    r"The report could not be written: {cause} \(reference [0-9a-f]{{8}}\)\. Ask for it again in a few minutes; "
+    r"if it fails again, give the reference to an administrator\."
+)
 
 
 def pytest_configure(config):
@@ -188,6 +193,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3 HTTP server (moto's), for the session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
 
 
 @pytest.fixture

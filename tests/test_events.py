@@ -1,11 +1,16 @@
 import datetime as dt
+import errno
+import re
 
 import pytest
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from django.core import mail
+from django.db import OperationalError
 
 from notifications.models import Notification
 from reports import events
 from reports.models import ReportJob, Status
+from tests.conftest import OUTAGE_ERROR, PLAIN_ERROR
 
 pytestmark = pytest.mark.django_db
 
@@ -74,3 +79,24 @@ def test_no_email_by_default(alice):
     job.transition(Status.SUCCEEDED, file_size=1)
     events.job_ended(job)
     assert mail.outbox == []
+
+
+@pytest.mark.parametrize(
+    "exc, cause",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "the disk it is written on was full"),
+        (OSError("No space left on device (os error 28)"), "the disk it is written on was full"),
+        (OperationalError("server closed the connection unexpectedly"), "the database could not be reached"),
+        (EndpointConnectionError(endpoint_url="http://s3"), "the file storage answered with an error or not at all"),
+        (ReadTimeoutError(endpoint_url="http://s3"), "the file storage answered with an error or not at all"),
+    ],
+)
+def test_an_outage_is_named_to_the_owner_and_detailed_for_staff(exc, cause):
+    error, detail = events.explain_error(exc)
+    assert re.fullmatch(OUTAGE_ERROR.format(cause=cause), error)
+    assert detail.endswith(f"{type(exc).__name__}: {exc}")
+
+
+def test_any_other_error_is_ours_and_names_nothing_of_the_system():
+    error, detail = events.explain_error(OSError(errno.EACCES, "Permission denied: '/srv/secret'"))
+    assert re.fullmatch(PLAIN_ERROR, error) and "/srv/secret" in detail

@@ -49,7 +49,8 @@ def reference(user, report: str, fmt: str, settings, params=None, **overrides) -
         setattr(settings, name, value)
     job = ReportJob.objects.create(owner=user, report=report, format=fmt, params=params or {})
     assert tasks.run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
-    with job.file.open("rb") as fh:
+    # (The reports storage as settings say now: the file field's storage is the one of import time.)
+    with reports_storage().open(job.file.name, "rb") as fh:
         return fh.read()
 
 

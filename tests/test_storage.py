@@ -14,7 +14,6 @@ import boto3
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
-from moto.server import ThreadedMotoServer
 
 from project.settings import reports_storage_config
 from reports.files import reports_storage
@@ -29,32 +28,29 @@ from tests.test_segments import ended
 ORDERS = 3000
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_env(s3_endpoint, settings):
-    """A fresh private bucket; this process and the worker processes both store files in it."""
+def s3_env_for(endpoint: str) -> dict:
+    """The environment of a fresh private bucket on the S3 server at `endpoint` (workers read it), with
+    a client of the bucket under "client"."""
     env = {
         "AWS_STORAGE_BUCKET_NAME": f"reports-{uuid.uuid4().hex[:12]}",
-        "AWS_S3_ENDPOINT_URL": s3_endpoint,
+        "AWS_S3_ENDPOINT_URL": endpoint,
         "AWS_S3_REGION_NAME": "us-east-1",
         "AWS_S3_ADDRESSING_STYLE": "path",
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "REPORTS_SIGNED_URL_SECONDS": "3",
     }
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
     client.create_bucket(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
+    return {**env, "client": client}
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, settings):
+    """A fresh private bucket; this process and the worker processes both store files in it."""
+    env = s3_env_for(s3_endpoint)
     settings.STORAGES = {**settings.STORAGES, "reports": reports_storage_config(env)}
-    env["client"] = client
     return env
 
 
