@@ -86,6 +86,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # A web process and a worker both write: take the write lock up front and wait for it.
     DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+# Under ASGI every request in flight runs in a thread of its own, with a connection of its own: a
+# burst of requests would open as many connections as it has requests (PostgreSQL refuses past
+# max_connections, 100 by default). The web server (project.web) shares a pool of this many instead;
+# a request waits for a free one. Off (0) elsewhere: a work-horse is forked, and a pool is not.
+if env.int("DATABASE_POOL_SIZE", default=0) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    pool = {"min_size": 2, "max_size": env.int("DATABASE_POOL_SIZE"), "timeout": 30}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # (the pool keeps them)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -43,9 +43,14 @@ def refuse_public_debug(argv: list[str]) -> None:
         sys.exit(f"Refusing to listen on {host} with DJANGO_DEBUG on: {reason}. {advice}")
 
 
+# Connections to PostgreSQL each web process shares among its requests (project.settings).
+POOL_SIZE = "20"
+
+
 def main() -> None:
     from uvicorn.main import main as uvicorn_main
 
+    os.environ.setdefault("DATABASE_POOL_SIZE", POOL_SIZE)
     refuse_public_debug(sys.argv[1:])
     options = [word for pair in OPTIONS.items() for word in pair]
     sys.argv = ["uvicorn", "project.asgi:application", *options, *sys.argv[1:]]
