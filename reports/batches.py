@@ -158,8 +158,9 @@ def enqueue_job(job: ReportJob) -> bool:
     It goes first in line, before the queued segments of jobs already running: a newcomer waits for one
     segment to end, however many big reports are under way."""
     enqueued = queues.enqueue("run_report", str(job.pk), rq_job_id=job.rq_job_id, at_front=True)
-    ReportJob.objects.filter(pk=job.pk, waiting_for_queue=enqueued).update(waiting_for_queue=not enqueued)
-    job.waiting_for_queue = not enqueued
+    if job.waiting_for_queue == enqueued:  # (a new job is not waiting: nothing to write when enqueued)
+        ReportJob.objects.filter(pk=job.pk, waiting_for_queue=enqueued).update(waiting_for_queue=not enqueued)
+        job.waiting_for_queue = not enqueued
     return enqueued
 
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from . import queues
@@ -18,7 +18,7 @@ from .batches import enqueue_job
 from .dates import resolve_relative_dates
 from .definitions import ParamsInvalid, check_rows, instant_max_rows, json_safe, row_cap
 from .events import NOTHING_MATCHES, job_changed, job_ended
-from .models import RETRYABLE, Delivery, ReportJob, Status
+from .models import ACTIVE, RETRYABLE, Delivery, ReportJob, Status
 from .pipeline import INSTANT_WRITES, discard_segment_files
 from .registry import get_report
 
@@ -128,12 +128,18 @@ def count_up_to(rows, limit: int) -> tuple[int, Any]:
 def check_limits(user, *, active: bool) -> None:
     """At most REPORTS_MAX_ACTIVE_JOBS_PER_USER queued or running jobs (when `active`), and at most
     REPORTS_MAX_JOBS_PER_MINUTE new jobs a minute, cancelled ones included."""
-    limit = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER
-    if active and ReportJob.objects.for_user(user).active().filter(delivery=Delivery.BACKGROUND).count() >= limit:
-        raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
-    rate = settings.REPORTS_MAX_JOBS_PER_MINUTE
+    limit, rate = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER, settings.REPORTS_MAX_JOBS_PER_MINUTE
     since = timezone.now() - dt.timedelta(minutes=1)
-    if ReportJob.objects.for_user(user).filter(created_at__gte=since).count() >= rate:
+    # One query: the user's active jobs and those of the last minute, each counted.
+    active_jobs, recent = Q(status__in=ACTIVE, delivery=Delivery.BACKGROUND), Q(created_at__gte=since)
+    counts = (
+        ReportJob.objects.for_user(user)
+        .filter(active_jobs | recent)
+        .aggregate(active=Count("pk", filter=active_jobs), recent=Count("pk", filter=recent))
+    )
+    if active and counts["active"] >= limit:
+        raise TooManyJobs(f"You already have {limit} reports queued or running; wait for one to finish.")
+    if counts["recent"] >= rate:
         raise TooManyJobs(f"You asked for {rate} reports in the last minute; wait a moment before asking again.")
 
 
