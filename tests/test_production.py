@@ -1,6 +1,7 @@
 """Ready for production: a clean deploy check, security headers, one job per request, the download
 audit, and the metrics endpoint."""
 
+import asyncio
 import json
 import os
 import secrets
@@ -94,6 +95,40 @@ def test_twenty_identical_posts_at_once_make_one_job(alice, web_server):
     ids = {json.loads(data)["id"] for _, data, _ in answers}
     assert statuses == [200] * 19 + [202] and len(ids) == 1
     assert ReportJob.objects.count() == 1
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_more_requests_at_once_than_postgresql_takes_connections_are_all_answered(make_user, web_server):
+    """Under ASGI every request in flight has a thread; without the web process's pool of connections
+    each would open one, and those past PostgreSQL's max_connections answered 500."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_connections")
+        burst = 2 * int(cursor.fetchone()[0])
+    demo.seed(200)
+    sessions = [LiveSession(web_server, make_user(f"user{n}")) for n in range(burst)]
+    body = json.dumps({"report": "orders", "format": "csv", "delivery": "background"}).encode()
+
+    async def ask(session: LiveSession) -> int:
+        """One request on a connection of its own, sent with all the others at once."""
+        reader, writer = await asyncio.open_connection(*web_server.removeprefix("http://").split(":"))
+        writer.write(
+            f"POST /api/reports/jobs/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {session.cookie}\r\n"
+            f"X-CSRFToken: {session.csrf}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + body
+        )
+        response = await reader.read()
+        writer.close()
+        return int(response.split(b" ", 2)[1])
+
+    async def ask_all() -> list[int]:
+        return await asyncio.gather(*(ask(session) for session in sessions))
+
+    assert sorted(asyncio.run(ask_all())) == [202] * burst
+    assert ReportJob.objects.filter(status=Status.QUEUED).count() == burst
 
 
 def test_the_admin_action_clicked_twice_makes_one_job(client, make_user):
