@@ -232,7 +232,8 @@ async def measure(args, env: dict) -> dict:
         results["burst_jobs"] = await ended(job_ids, timeout=600)
         results["burst_jobs_done_s"] = round(time.monotonic() - burst_started, 1)
         await asyncio.sleep(2)  # the last notifications on their way
-        owner_of = dict(zip(job_ids, [name for (_, status, _), (_, name) in zip(answers, accounts) if status == 202]))
+        owners = [name for (_, status, _), (_, name) in zip(answers, accounts, strict=True) if status == 202]
+        owner_of = dict(zip(job_ids, owners, strict=True))
         finished = {str(j.pk): j.finished_at.timestamp() for j in ReportJob.objects.filter(pk__in=job_ids)}
         delays, missing = [], 0
         for page in pages:
