@@ -53,8 +53,22 @@ def naive(path):
         writer = csv.writer(fh)
         writer.writerow(HEADER)
         for o in orders:
-            writer.writerow([o.id, o.number, o.customer.name, o.country, o.status, o.amount, o.discount,
-                             o.quantity, o.is_gift, o.note, o.created_at, o.shipped_at])  # fmt: skip
+            writer.writerow(
+                [
+                    o.id,
+                    o.number,
+                    o.customer.name,
+                    o.country,
+                    o.status,
+                    o.amount,
+                    o.discount,
+                    o.quantity,
+                    o.is_gift,
+                    o.note,
+                    o.created_at,
+                    o.shipped_at,
+                ]
+            )
     return len(orders)
 
 
@@ -109,8 +123,10 @@ def json_loop(path):
     with open(path, "w", encoding="utf-8") as fh, transaction.atomic():
         fh.write("[")
         for n, row in enumerate(Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000), 1):
-            fh.write(("\n" if n == 1 else ",\n") + json.dumps(dict(zip(names, row, strict=True)), default=str,
-                                                               ensure_ascii=False, separators=(",", ":")))  # fmt: skip
+            fh.write(
+                ("\n" if n == 1 else ",\n")
+                + json.dumps(dict(zip(names, row, strict=True)), default=str, ensure_ascii=False, separators=(",", ":"))
+            )
         fh.write("\n]\n")
     return n
 
@@ -133,8 +149,17 @@ def show(job_id):
 
     job = ReportJob.objects.get(pk=job_id)
     seconds = (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
-    print(json.dumps({"status": job.status, "rows": job.rows_done, "seconds": seconds, "error": job.error,
-                      "bytes": job.file_size}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "status": job.status,
+                "rows": job.rows_done,
+                "seconds": seconds,
+                "error": job.error,
+                "bytes": job.file_size,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

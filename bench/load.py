@@ -54,8 +54,13 @@ def users(count: int, prefix: str) -> list[tuple[str, str]]:
         user, _ = model.objects.get_or_create(username=f"{prefix}{n}")
         user.user_permissions.set(permissions)
         session = SessionStore()
-        session.update({SESSION_KEY: str(user.pk), HASH_SESSION_KEY: user.get_session_auth_hash(),
-                        BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend"})  # fmt: skip
+        session.update(
+            {
+                SESSION_KEY: str(user.pk),
+                HASH_SESSION_KEY: user.get_session_auth_hash(),
+                BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+            }
+        )
         session.create()
         made.append((session.session_key, user.username))
     return made
@@ -71,7 +76,8 @@ class Stack:
         if web_processes > 1:
             web += ["--workers", str(web_processes)]
         quiet = {"cwd": ROOT, "env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        with log.open("w") as out:  # what went wrong, if anything did
+        # what went wrong, if anything did
+        with log.open("w") as out:
             self.web = subprocess.Popen(web, **{**quiet, "stdout": out, "stderr": subprocess.STDOUT})
         self.others = [subprocess.Popen(["nice", "-n", "10", *WORKER], **quiet) for _ in range(2)]
         self.others.append(subprocess.Popen([PYTHON, "manage.py", "sweep_reports", "--every", "10"], **quiet))
@@ -99,7 +105,8 @@ class Stack:
         total = 0
         for pid in self.web_pids():
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            # utime, stime
+            total += int(fields[11]) + int(fields[12])
         return total / ticks
 
     def stop(self) -> None:
@@ -188,7 +195,8 @@ async def ended(job_ids: list[str], timeout: float) -> dict[str, int]:
     while time.monotonic() < deadline:
         if not ReportJob.objects.filter(pk__in=job_ids, status__in=["queued", "running"]).exists():
             break
-        await asyncio.sleep(0.2)  # the pages' sockets are read meanwhile
+        # the pages' sockets are read meanwhile
+        await asyncio.sleep(0.2)
     counts = ReportJob.objects.filter(pk__in=job_ids).values("status").annotate(n=Count("pk"))
     return {row["status"]: row["n"] for row in counts}
 
@@ -207,7 +215,8 @@ async def measure(args, env: dict) -> dict:
         # 1. The pages.
         pages = [Page(*account) for account in accounts for _ in range(args.sockets_per_user)]
         started = time.perf_counter()
-        for start in range(0, len(pages), 100):  # 100 at a time, as page loads arrive
+        # 100 at a time, as page loads arrive
+        for start in range(0, len(pages), 100):
             await asyncio.gather(*(page.open(stack.base) for page in pages[start : start + 100]))
         results["sockets"] = len(pages)
         results["sockets_open_s"] = round(time.perf_counter() - started, 1)
@@ -231,7 +240,8 @@ async def measure(args, env: dict) -> dict:
         burst_started = time.monotonic()
         results["burst_jobs"] = await ended(job_ids, timeout=600)
         results["burst_jobs_done_s"] = round(time.monotonic() - burst_started, 1)
-        await asyncio.sleep(2)  # the last notifications on their way
+        # the last notifications on their way
+        await asyncio.sleep(2)
         owners = [name for (_, status, _), (_, name) in zip(answers, accounts, strict=True) if status == 202]
         owner_of = dict(zip(job_ids, owners, strict=True))
         finished = {str(j.pk): j.finished_at.timestamp() for j in ReportJob.objects.filter(pk__in=job_ids)}
@@ -301,8 +311,10 @@ def main() -> int:
     parser.add_argument("--queued-users", type=int, default=50)
     parser.add_argument("--queued-per-user", type=int, default=10)
     parser.add_argument("--web-processes", type=int, default=1)
-    parser.add_argument("--database", default=os.environ.get(
-        "BENCH_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/reports_bench"))  # fmt: skip
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/reports_bench"),
+    )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()

@@ -34,8 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 sys.path.insert(0, str(ROOT))
 WORKER = [PYTHON, "manage.py", "rqworker", "reports", "--serializer", "rq.serializers.JSONSerializer"]
-SMALL = {"created_to": "2024-01-08"}  # about 1% of the demo orders: the "10k rows" memory baseline
-PDF_PARAMS = {"created_to": "2024-01-03"}  # under the PDF cap at 1M orders
+# about 1% of the demo orders: the "10k rows" memory baseline
+SMALL = {"created_to": "2024-01-08"}
+# under the PDF cap at 1M orders
+PDF_PARAMS = {"created_to": "2024-01-03"}
 
 
 def run_measured(command: list[str], env: dict) -> tuple[str, float, float]:
@@ -80,8 +82,10 @@ class PostgresCpu:
     def watch(self) -> None:
         with self.connection.cursor() as cursor:
             while not self.stop.wait(0.05):
-                cursor.execute("SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND pid <> pg_backend_pid()")  # fmt: skip
+                cursor.execute(
+                    "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
                 for pid, started in cursor.fetchall():
                     with contextlib.suppress(FileNotFoundError, IndexError):
                         now = self.cpu(pid)
@@ -94,19 +98,31 @@ def approach(name: str, env: dict, workdir: Path) -> dict:
     with PostgresCpu() as postgres:
         out, rss, _ = run_measured([PYTHON, "bench/approaches.py", name, str(workdir / f"{name}.out")], env)
     result = json.loads(out.strip().splitlines()[-1])
-    return {"rows": result["rows"], "seconds": result["seconds"], "rss_mb": rss, "pg_cpu": postgres.seconds,
-            "cpu": result["cpu"]}  # fmt: skip
+    return {
+        "rows": result["rows"],
+        "seconds": result["seconds"],
+        "rss_mb": rss,
+        "pg_cpu": postgres.seconds,
+        "cpu": result["cpu"],
+    }
 
 
-def pipeline(fmt: str, env: dict, params: dict | None = None, workers: int = 1, slug: str = "orders",
-             **extra_env) -> dict:  # fmt: skip
+def pipeline(
+    fmt: str, env: dict, params: dict | None = None, workers: int = 1, slug: str = "orders", **extra_env
+) -> dict:
     """One report through our pipeline in real RQ worker processes. With one worker, a burst worker
     works the job off (all its segments, one after the other) and exits; with more, as many workers
     share its segments until the job has ended. The peak memory is the largest worker's; the CPU
     time is theirs together (start-up included)."""
     env = {**env, **{k: str(v) for k, v in extra_env.items()}}
-    job_id = subprocess.run([PYTHON, "bench/approaches.py", "enqueue", fmt, json.dumps(params or {}), slug], cwd=ROOT,
-                            env=env, check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
+    job_id = subprocess.run(
+        [PYTHON, "bench/approaches.py", "enqueue", fmt, json.dumps(params or {}), slug],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     command = [*WORKER, "--worker-class", "rq.SimpleWorker"]
     with PostgresCpu() as postgres:
         if workers == 1:
@@ -115,10 +131,12 @@ def pipeline(fmt: str, env: dict, params: dict | None = None, workers: int = 1, 
             quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
             processes = [subprocess.Popen(command, cwd=ROOT, env=env, **quiet) for _ in range(workers)]
             rss, cpu = run_until_ended(job_id, processes)
-    shown = subprocess.run([PYTHON, "bench/approaches.py", "show", job_id], cwd=ROOT, env=env, check=True,
-                           capture_output=True, text=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        [PYTHON, "bench/approaches.py", "show", job_id], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
     job = json.loads(shown)
-    shutil.rmtree(Path(env["VAR_DIR"]) / "reports", ignore_errors=True)  # its file (GBs over a whole run)
+    # its file (GBs over a whole run)
+    shutil.rmtree(Path(env["VAR_DIR"]) / "reports", ignore_errors=True)
     if job["status"] != "succeeded":
         raise RuntimeError(f"pipeline {fmt} ended {job['status']}: {job['error']}")
     cpu -= workers * idle_worker_cpu(tuple(sorted(env.items())))
@@ -128,8 +146,9 @@ def pipeline(fmt: str, env: dict, params: dict | None = None, workers: int = 1, 
 @functools.cache
 def idle_worker_cpu(env_key: tuple) -> float:
     """The CPU seconds a worker spends starting and stopping with nothing to do (imports, Django)."""
-    return statistics.median(run_measured([*WORKER, "--worker-class", "rq.SimpleWorker", "--burst"], dict(env_key))[2]
-                             for _ in range(3))  # fmt: skip
+    return statistics.median(
+        run_measured([*WORKER, "--worker-class", "rq.SimpleWorker", "--burst"], dict(env_key))[2] for _ in range(3)
+    )
 
 
 def shared(fmt: str, workers: int, params: dict | None = None):
@@ -185,16 +204,19 @@ def setup(args) -> dict:
         "RQ_LOG_LEVEL": "WARNING",
         "REPORTS_MAX_ACTIVE_JOBS_PER_USER": "1000",
         "REPORTS_MAX_JOBS_PER_MINUTE": "100000",
-        "REPORTS_INSTANT_MAX_ROWS": "0",  # every case here goes through the queue; --instant compares the two ways
+        # every case here goes through the queue; --instant compares the two ways
+        "REPORTS_INSTANT_MAX_ROWS": "0",
         # As in production: no debug bookkeeping (query log, debug pages) in the web or the workers.
         "DJANGO_DEBUG": "false",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-        "DJANGO_SECURE_SSL_REDIRECT": "false",  # plain HTTP on localhost
+        # plain HTTP on localhost
+        "DJANGO_SECURE_SSL_REDIRECT": "false",
     }
     os.environ.update(env)
     db = args.database.rsplit("/", 1)[1]
-    subprocess.run(["psql", args.database.rsplit("/", 1)[0] + "/postgres", "-qc", f"CREATE DATABASE {db}"],
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["psql", args.database.rsplit("/", 1)[0] + "/postgres", "-qc", f"CREATE DATABASE {db}"], capture_output=True
+    )
     subprocess.run([PYTHON, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     import django
 
@@ -206,8 +228,12 @@ def setup(args) -> dict:
 
     if Order.objects.count() != args.rows:
         print(f"Seeding {args.rows:,} orders…", flush=True)
-        subprocess.run([PYTHON, "manage.py", "seed_demo", "--orders", str(args.rows), "--no-user", "-v0"], cwd=ROOT,
-                       env=env, check=True)  # fmt: skip
+        subprocess.run(
+            [PYTHON, "manage.py", "seed_demo", "--orders", str(args.rows), "--no-user", "-v0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
     user, _ = get_user_model().objects.get_or_create(username="bench")
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="shop"))
     import django_rq
@@ -234,11 +260,17 @@ def live(env: dict, posts: int, notifications: int) -> dict:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([PYTHON, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
-                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    web = subprocess.Popen(
+        [PYTHON, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     # As the run command and the Procfile start workers: niced, so background work yields the CPU to the web.
-    worker = subprocess.Popen(["nice", "-n", "10", *WORKER], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen(
+        ["nice", "-n", "10", *WORKER], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         user = get_user_model().objects.get(username="bench")
         client = Client()
@@ -253,9 +285,11 @@ def live(env: dict, posts: int, notifications: int) -> dict:
                 time.sleep(0.2)
 
         def post(body: dict) -> tuple[float, dict]:
-            request = urllib.request.Request(base + "/api/reports/jobs/", data=json.dumps(body).encode(),
-                                             headers={"Cookie": cookie, "X-CSRFToken": csrf,
-                                                      "Content-Type": "application/json"})  # fmt: skip
+            request = urllib.request.Request(
+                base + "/api/reports/jobs/",
+                data=json.dumps(body).encode(),
+                headers={"Cookie": cookie, "X-CSRFToken": csrf, "Content-Type": "application/json"},
+            )
             started = time.perf_counter()
             with urllib.request.urlopen(request, timeout=30) as response:
                 answer = json.loads(response.read())
@@ -266,13 +300,15 @@ def live(env: dict, posts: int, notifications: int) -> dict:
         while ReportJob.objects.get(pk=big.pk).status != Status.RUNNING:
             time.sleep(0.1)
 
-        def tiny(n: int) -> dict:  # a new request each time (the same one again would be the same job)
+        # a new request each time (the same one again would be the same job)
+        def tiny(n: int) -> dict:
             return {"report": "orders", "format": "csv", "params": {"created_to": "2024-01-01", "min_amount": n}}
 
         latencies = [post(tiny(n))[0] for n in range(posts)]
         still_running = ReportJob.objects.get(pk=big.pk).status == Status.RUNNING
         for job in ReportJob.objects.filter(owner=user, status__in=[Status.QUEUED, Status.RUNNING]):
-            with contextlib.suppress(JobConflict):  # it may have finished meanwhile
+            # it may have finished meanwhile
+            with contextlib.suppress(JobConflict):
                 cancel_report(job)
         while ReportJob.objects.filter(owner=user, status=Status.RUNNING).exists():
             time.sleep(0.1)
@@ -280,7 +316,8 @@ def live(env: dict, posts: int, notifications: int) -> dict:
         delays = []
         ws_url = base.replace("http", "ws") + "/ws/notifications/"
         with connect(ws_url, additional_headers={"Cookie": cookie, "Origin": base}) as ws:
-            while True:  # drain the replay of earlier notifications
+            # drain the replay of earlier notifications
+            while True:
                 try:
                     ws.recv(timeout=1)
                 except TimeoutError:
@@ -319,14 +356,19 @@ def small_beside_big(env: dict, smalls: int = 10, bigs: int = 4) -> dict:
     from reports.models import ReportJob, Status
     from reports.services import request_report
 
-    workers = [subprocess.Popen(WORKER, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for _ in range(2)]  # fmt: skip
+    workers = [
+        subprocess.Popen(WORKER, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
     try:
         owner = get_user_model().objects.get(username="bench")
         other, _ = get_user_model().objects.get_or_create(username="bench-other")
         other.user_permissions.set(owner.user_permissions.all())
-        big = [request_report(user=owner, slug="orders", format="xlsx", params={"min_amount": str(-(10**9) - n)}).pk
-               for n in range(bigs)]  # every row, yet not the same request (that would be one job)  # fmt: skip
+        big = [
+            request_report(user=owner, slug="orders", format="xlsx", params={"min_amount": str(-(10**9) - n)}).pk
+            # every row, yet not the same request (that would be one job)
+            for n in range(bigs)
+        ]
         running = ReportJob.objects.filter(pk__in=big, status=Status.RUNNING)
         while not running.filter(segments__status="running").exists():
             time.sleep(0.05)
@@ -338,8 +380,11 @@ def small_beside_big(env: dict, smalls: int = 10, bigs: int = 4) -> dict:
             started.append(job)
         ended = [job.finished_at for job in ReportJob.objects.filter(pk__in=big)]
         last_big = None if None in ended else max(ended)
-        delays = [(job.started_at - job.created_at).total_seconds() for job in started
-                  if last_big is None or job.started_at < last_big]  # fmt: skip
+        delays = [
+            (job.started_at - job.created_at).total_seconds()
+            for job in started
+            if last_big is None or job.started_at < last_big
+        ]
         return {
             "start_delay_median": statistics.median(delays) if delays else None,
             "start_delay_worst": max(delays, default=None),
@@ -363,18 +408,27 @@ def instant(env: dict, rounds: int) -> str:
     from reports.models import ReportJob, Status
     from shop.models import Order
 
-    web_env = {k: v for k, v in env.items() if k != "REPORTS_INSTANT_MAX_ROWS"}  # the default limit
+    # the default limit
+    web_env = {k: v for k, v in env.items() if k != "REPORTS_INSTANT_MAX_ROWS"}
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([PYTHON, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
-                           cwd=ROOT, env=web_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    web = subprocess.Popen(
+        [PYTHON, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=web_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     worker = subprocess.Popen(WORKER, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         client = Client()
         client.force_login(get_user_model().objects.get(username="bench"))
         csrf = _get_new_csrf_string()
-        headers = {"Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}", "X-CSRFToken": csrf,
-                   "Content-Type": "application/json"}  # fmt: skip
+        headers = {
+            "Cookie": f"sessionid={client.cookies['sessionid'].value}; csrftoken={csrf}",
+            "X-CSRFToken": csrf,
+            "Content-Type": "application/json",
+        }
         for _ in range(100):
             with contextlib.suppress(OSError):
                 urllib.request.urlopen(base + "/login/", timeout=1)
@@ -396,8 +450,10 @@ def instant(env: dict, rounds: int) -> str:
                 size = len(first) + len(response.read())
             return ttfb, time.perf_counter() - started, size
 
-        lines = ["| format, way | rows | bytes | first byte ms, median | last byte ms, median | last byte ms, worst |",
-                 "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines = [
+            "| format, way | rows | bytes | first byte ms, median | last byte ms, median | last byte ms, worst |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for fmt in ("csv", "xlsx"):
             for way in ("auto", "background"):
                 ttfbs, totals = [], []
@@ -415,8 +471,10 @@ def instant(env: dict, rounds: int) -> str:
                     totals.append(total * 1000)
                 rows = ReportJob.objects.get(pk=job["id"]).rows_done
                 name = "at once (201)" if way == "auto" else "queued (202)"
-                lines.append(f"| {fmt.upper()}, {name} | {rows:,} | {size:,} | {statistics.median(ttfbs):.0f} | "
-                             f"{statistics.median(totals):.0f} | {max(totals):.0f} |")  # fmt: skip
+                lines.append(
+                    f"| {fmt.upper()}, {name} | {rows:,} | {size:,} | {statistics.median(ttfbs):.0f} | "
+                    f"{statistics.median(totals):.0f} | {max(totals):.0f} |"
+                )
         return "\n".join(lines)
     finally:
         for process in (web, worker):
@@ -426,8 +484,11 @@ def instant(env: dict, rounds: int) -> str:
 
 def segment_sizes(env: dict, sizes: list[int], rounds: int) -> str:
     """Rows/s of CSV (COPY path) and XLSX with one worker, at each segment size: the cost of segments."""
-    lines = ["| segment rows | segments | CSV rows/s | CSV vs one segment | XLSX rows/s | XLSX vs one segment | "
-             "XLSX seconds per segment |", "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        "| segment rows | segments | CSV rows/s | CSV vs one segment | XLSX rows/s | XLSX vs one segment | "
+        "XLSX seconds per segment |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     rates = {}
     for size in sizes:
         for fmt in ("csv", "xlsx"):
@@ -439,8 +500,10 @@ def segment_sizes(env: dict, sizes: list[int], rounds: int) -> str:
     for size in sizes:
         csv_rate, xlsx_rate = rates[size, "csv"], rates[size, "xlsx"]
         per_segment = min(size, rows) / xlsx_rate
-        lines.append(f"| {size:,} | {-(-rows // size)} | {csv_rate:,.0f} | {csv_rate / rates[whole, 'csv']:.2f} | "
-                     f"{xlsx_rate:,.0f} | {xlsx_rate / rates[whole, 'xlsx']:.2f} | {per_segment:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {size:,} | {-(-rows // size)} | {csv_rate:,.0f} | {csv_rate / rates[whole, 'csv']:.2f} | "
+            f"{xlsx_rate:,.0f} | {xlsx_rate / rates[whole, 'xlsx']:.2f} | {per_segment:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -450,8 +513,10 @@ ROW_AT_A_TIME = {"XLSX": 49_791, "JSON": 65_521, "NDJSON": 69_849}
 
 def table(results: dict, rows: int, live_results: dict | None) -> str:
     keys = ("seconds", "rss_mb", "pg_cpu", "cpu")
-    med = {name: {k: statistics.median(r[k] for r in runs) for k in keys} | {"rows": runs[0]["rows"]}
-           for name, runs in results.items()}  # fmt: skip
+    med = {
+        name: {k: statistics.median(r[k] for r in runs) for k in keys} | {"rows": runs[0]["rows"]}
+        for name, runs in results.items()
+    }
     rate = {name: m["rows"] / m["seconds"] for name, m in med.items()}
     copy = rate["(a) COPY to a file"]
     lines = [
@@ -460,8 +525,10 @@ def table(results: dict, rows: int, live_results: dict | None) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in med.items():
-        lines.append(f"| {name} | {m['rows']:,} | {rate[name]:,.0f} | {rate[name] / copy:.2f} | {m['rss_mb']:.0f} | "
-                     f"{m['pg_cpu']:.1f} | {m['cpu']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {m['rows']:,} | {rate[name]:,.0f} | {rate[name] / copy:.2f} | {m['rss_mb']:.0f} | "
+            f"{m['pg_cpu']:.1f} | {m['cpu']:.1f} |"
+        )
 
     def target(label, ok, figure):
         return f"| {label} | {'pass' if ok else 'FAIL'} | {figure} |"
@@ -473,19 +540,32 @@ def table(results: dict, rows: int, live_results: dict | None) -> str:
     csv_ratio = pipeline_rate("CSV") / copy
     checks.append(target("CSV ≥ 0.8× a raw COPY of the report's query", csv_ratio >= 0.8, f"{csv_ratio:.2f}×"))
     totals = rate["(e) pipeline CSV, order totals"] / rate["(a) COPY to a file, order totals"]
-    checks.append(target("CSV with database-expression columns ≥ 0.8× a raw COPY of its query", totals >= 0.8,
-                         f"{totals:.2f}× (order totals: net amount and shipped computed by PostgreSQL)"))  # fmt: skip
+    checks.append(
+        target(
+            "CSV with database-expression columns ≥ 0.8× a raw COPY of its query",
+            totals >= 0.8,
+            f"{totals:.2f}× (order totals: net amount and shipped computed by PostgreSQL)",
+        )
+    )
     for label in ("JSON", "NDJSON"):
         r = pipeline_rate(label)
-        checks.append(target(f"{label} ≥ 4× the row-at-a-time pipeline and ≥ 250k rows/s",
-                             r >= 4 * ROW_AT_A_TIME[label] and r >= 250_000, f"{r:,.0f} rows/s, "
-                             f"{r / ROW_AT_A_TIME[label]:.1f}× ({ROW_AT_A_TIME[label]:,})"))  # fmt: skip
+        checks.append(
+            target(
+                f"{label} ≥ 4× the row-at-a-time pipeline and ≥ 250k rows/s",
+                r >= 4 * ROW_AT_A_TIME[label] and r >= 250_000,
+                f"{r:,.0f} rows/s, {r / ROW_AT_A_TIME[label]:.1f}× ({ROW_AT_A_TIME[label]:,})",
+            )
+        )
     parquet = pipeline_rate("Parquet")
     checks.append(target("Parquet ≥ 300k rows/s", parquet >= 300_000, f"{parquet:,.0f} rows/s"))
     xlsx, anchor = pipeline_rate("XLSX"), rate["xlsxwriter constant_memory loop"]
-    checks.append(target("XLSX ≥ 2× the row-at-a-time pipeline and ≥ 7× xlsxwriter constant_memory",
-                         xlsx >= 2 * ROW_AT_A_TIME["XLSX"] and xlsx >= 7 * anchor,
-                         f"{xlsx / ROW_AT_A_TIME['XLSX']:.1f}×, {xlsx / anchor:.1f}× xlsxwriter"))  # fmt: skip
+    checks.append(
+        target(
+            "XLSX ≥ 2× the row-at-a-time pipeline and ≥ 7× xlsxwriter constant_memory",
+            xlsx >= 2 * ROW_AT_A_TIME["XLSX"] and xlsx >= 7 * anchor,
+            f"{xlsx / ROW_AT_A_TIME['XLSX']:.1f}×, {xlsx / anchor:.1f}× xlsxwriter",
+        )
+    )
     for label, anchor_name in [("JSON", "json.dumps loop"), ("CSV", "(d) values_list().iterator() + csv")]:
         times = pipeline_rate(label) / rate[anchor_name]
         checks.append(f"| {label} next to its hand-written anchor, {anchor_name} | measured | {times:.1f}× |")
@@ -498,8 +578,10 @@ def table(results: dict, rows: int, live_results: dict | None) -> str:
         # The most any number of workers can gain here: the CPU one report needs (the worker's and
         # PostgreSQL's, on these same cores) spread over every core, against one worker's time.
         allowed = one["seconds"] / ((one["cpu"] + one["pg_cpu"]) / cores)
-        figure = (f"1 → {two:.2f}×{three}; the {cores} cores allow at most {allowed:.2f}× (PostgreSQL "
-                  f"{one['pg_cpu']:.1f} s + workers {one['cpu']:.1f} s of CPU in {one['seconds']:.1f} s)")  # fmt: skip
+        figure = (
+            f"1 → {two:.2f}×{three}; the {cores} cores allow at most {allowed:.2f}× (PostgreSQL "
+            f"{one['pg_cpu']:.1f} s + workers {one['cpu']:.1f} s of CPU in {one['seconds']:.1f} s)"
+        )
         label = f"{label}: 2 workers ≥ 1.7× one where the cores allow (segments; 1 → 2 → 3 workers)"
         if allowed < 1.7:
             checks.append(f"| {label} | cores do not allow | {figure} |")
@@ -516,20 +598,26 @@ def table(results: dict, rows: int, live_results: dict | None) -> str:
         )
     if live_results:
         p95 = live_results["post_ms_p95"]
-        checks.append(target("POST → 202 p95 < 30 ms during a 1M-row report", p95 < 30,
-                             f"median {live_results['post_ms_median']:.1f} ms, p95 {p95:.1f} ms "
-                             f"({live_results['posts']} POSTs)"))  # fmt: skip
+        checks.append(
+            target(
+                "POST → 202 p95 < 30 ms during a 1M-row report",
+                p95 < 30,
+                f"median {live_results['post_ms_median']:.1f} ms, p95 {p95:.1f} ms ({live_results['posts']} POSTs)",
+            )
+        )
         checks.append(
             f"| file stored → websocket message | measured | median {live_results['notify_ms_median']:.1f} "
             f"ms, worst {live_results['notify_ms_worst']:.1f} ms of {live_results['notifications']} |"
         )
         worst, counted = live_results["start_delay_worst"], live_results["start_delays"]
-        checks.append(target(
-            "another user's small report starts < 2 s with 2 workers busy on 1M-row XLSX reports",
-            counted >= live_results["smalls"] // 2 and worst < 2,
-            f"median {live_results['start_delay_median'] or 0:.2f} s, worst {worst or 0:.2f} s of {counted} started "
-            f"while the workers were busy (of {live_results['smalls']})",
-        ))  # fmt: skip
+        checks.append(
+            target(
+                "another user's small report starts < 2 s with 2 workers busy on 1M-row XLSX reports",
+                counted >= live_results["smalls"] // 2 and worst < 2,
+                f"median {live_results['start_delay_median'] or 0:.2f} s, worst {worst or 0:.2f} s "
+                f"of {counted} started while the workers were busy (of {live_results['smalls']})",
+            )
+        )
     return "\n".join(lines + checks)
 
 
@@ -578,8 +666,10 @@ def measure(args, env: dict) -> int:
         for name, case in cases.items():
             result = case(env, workdir)
             results[name].append(result)
-            print(f"round {round_} {name}: {result['rows'] / result['seconds']:,.0f} rows/s, "
-                  f"{result['rss_mb']:.0f} MB", flush=True)  # fmt: skip
+            print(
+                f"round {round_} {name}: {result['rows'] / result['seconds']:,.0f} rows/s, {result['rss_mb']:.0f} MB",
+                flush=True,
+            )
             for f in workdir.glob("*.out"):
                 f.unlink()
     live_results = None if args.no_live else {**live(env, posts=100, notifications=20), **small_beside_big(env)}
@@ -591,8 +681,12 @@ def measure(args, env: dict) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(f"{header}\n\n{text}\n\n`{command}`\n")
-    (out / "latest.json").write_text(json.dumps({"results": results, "live": live_results, "rows": args.rows,
-                                                 "rounds": args.rounds, "machine": machine}, indent=1))  # fmt: skip
+    (out / "latest.json").write_text(
+        json.dumps(
+            {"results": results, "live": live_results, "rows": args.rows, "rounds": args.rounds, "machine": machine},
+            indent=1,
+        )
+    )
     return 0
 
 

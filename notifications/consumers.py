@@ -18,7 +18,8 @@ from .services import MAX_IDS, socket_opened, user_group, valid_ids
 
 REPLAY_LIMIT = 50
 MAX_CLIENT_MESSAGE = 4096
-NOT_AUTHENTICATED = SESSION_ENDED = 4401  # the page does not reconnect: the user must log in again
+# the page does not reconnect: the user must log in again
+NOT_AUTHENTICATED = SESSION_ENDED = 4401
 SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 CLIENT_MESSAGES_PER_SECOND = 5
 CLIENT_MESSAGES_BURST = 20
@@ -77,7 +78,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=NOT_AUTHENTICATED)
             return
         if not USER_SOCKETS.admit(user.pk):
-            await self.accept()  # (so that the page sees the code and waits before it tries again)
+            # (so that the page sees the code and waits before it tries again)
+            await self.accept()
             await self.close(code=TOO_MANY)
             return
         self.admitted = True
@@ -85,7 +87,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.bucket = TokenBucket(CLIENT_MESSAGES_PER_SECOND, CLIENT_MESSAGES_BURST)
         self.warned_at = float("-inf")
         self.session_key = self.scope["session"].session_key
-        self.group = user_group(user.pk)  # from the session, never from anything the client sends
+        # from the session, never from anything the client sends
+        self.group = user_group(user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         socket_opened(+1)
@@ -125,10 +128,12 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
         self.expiry = loop.call_later(seconds + 0.5, lambda: loop.create_task(self.expiry_reached()))
 
     async def expiry_reached(self) -> None:
-        await self.watch_session_expiry()  # extended meanwhile: a new timer; ended: closed
+        # extended meanwhile: a new timer; ended: closed
+        await self.watch_session_expiry()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
-        if not self.bucket.take():  # dropped; said at most once a second, so flooding gets little back
+        # dropped; said at most once a second, so flooding gets little back
+        if not self.bucket.take():
             if time.monotonic() - self.warned_at >= 1:
                 self.warned_at = time.monotonic()
                 await self.send_json({"type": "error", "error": "Too many messages: slow down."})
@@ -137,7 +142,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
             if text_data is None or len(text_data) > MAX_CLIENT_MESSAGE:
                 raise ValueError
             content = json.loads(text_data)
-        except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        # not JSON, or nested deeper than the parser goes
+        except (ValueError, RecursionError):
             await self.send_json({"type": "error", "error": "Send JSON text messages under 4 KB."})
             return
         await self.receive_json(content)
@@ -187,7 +193,8 @@ class NotificationConsumer(AsyncJsonWebsocketConsumer):
     @database_sync_to_async
     def unseen_messages(self) -> list[dict]:
         unseen = Notification.objects.filter(user_id=self.user_id).unseen()[:REPLAY_LIMIT]
-        return [n.as_message() for n in reversed(unseen)]  # oldest first, as they happened
+        # oldest first, as they happened
+        return [n.as_message() for n in reversed(unseen)]
 
     @database_sync_to_async
     def mark_seen(self, ids) -> int:

@@ -12,7 +12,8 @@ from django.http import JsonResponse
 from .models import Notification
 
 logger = logging.getLogger(__name__)
-_open_sockets = 0  # in this process (the consumer counts them)
+# in this process (the consumer counts them)
+_open_sockets = 0
 
 
 def socket_opened(delta: int) -> None:
@@ -25,7 +26,8 @@ def open_sockets() -> int:
     return _open_sockets
 
 
-MAX_IDS = 500  # notification ids a client may mark seen at once
+# notification ids a client may mark seen at once
+MAX_IDS = 500
 
 
 def valid_ids(ids) -> bool:
@@ -53,8 +55,9 @@ def user_group(user_id: int) -> str:
     return f"user.{int(user_id)}"
 
 
-def notify(user, *, type: str, title: str = "", body: str = "", link: str = "", payload: dict | None = None,
-           store: bool = True) -> Notification | None:  # fmt: skip
+def notify(
+    user, *, type: str, title: str = "", body: str = "", link: str = "", payload: dict | None = None, store: bool = True
+) -> Notification | None:
     """Tell a user something. Stored (the truth, replayed on connect) unless store=False, as for
     progress ticks that would flood the table; then pushed at most once over the channel layer."""
     payload = payload or {}

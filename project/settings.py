@@ -12,7 +12,8 @@ from django.utils.csp import CSP
 from reports.conf import DEFAULTS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-environ.Env.read_env(BASE_DIR / ".env")  # the process's own environment wins over the file
+# the process's own environment wins over the file
+environ.Env.read_env(BASE_DIR / ".env")
 env = environ.Env()
 # An empty value counts as unset: `DATABASE_URL=` in a copied .env.example means "the default".
 env.ENVIRON = {name: value for name, value in os.environ.items() if value.strip()}
@@ -26,7 +27,8 @@ def app_env(cast, name: str):
 # Runtime files (SQLite database, report files, spool files) live here unless told otherwise.
 VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)  # on only when asked for: `make run` and the tests say so
+# on only when asked for: `make run` and the tests say so
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
@@ -36,7 +38,8 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "daphne",  # `runserver` as an ASGI server (websockets too); project.web serves production
+    # `runserver` as an ASGI server (websockets too); project.web serves production
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -93,7 +96,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if env.int("DATABASE_POOL_SIZE", default=0) and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     pool = {"min_size": 2, "max_size": env.int("DATABASE_POOL_SIZE"), "timeout": 30}
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = pool
-    DATABASES["default"]["CONN_MAX_AGE"] = 0  # (the pool keeps them)
+    # (the pool keeps them)
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -145,7 +149,8 @@ def reports_storage_config(environ) -> dict:
                 connect_timeout=5,
                 read_timeout=30,
             ),
-            "default_acl": "private",  # objects are never public: downloads go through signed URLs
+            # objects are never public: downloads go through signed URLs
+            "default_acl": "private",
             "querystring_auth": True,
             "querystring_expire": int(environ.get("REPORTS_SIGNED_URL_SECONDS", 300)),
             "file_overwrite": False,
@@ -167,7 +172,8 @@ RQ_QUEUES = {
     },
 }
 RQ_API_TOKEN = app_env(env.str, "RQ_API_TOKEN")
-RQ = {"WORKER_CLASS": "reports.worker.ReportsWorker"}  # `manage.py rqworker` uses it unless told otherwise
+# `manage.py rqworker` uses it unless told otherwise
+RQ = {"WORKER_CLASS": "reports.worker.ReportsWorker"}
 
 CHANNEL_LAYERS = {
     "default": {
@@ -177,7 +183,8 @@ CHANNEL_LAYERS = {
 }
 
 # The reports app. Each is documented in README.md ("Settings").
-REPORTS_CHUNK_SIZE = app_env(env.int, "REPORTS_CHUNK_SIZE")  # rows formatted (and in memory) at a time
+# rows formatted (and in memory) at a time
+REPORTS_CHUNK_SIZE = app_env(env.int, "REPORTS_CHUNK_SIZE")
 REPORTS_JOB_TIMEOUT = app_env(env.int, "REPORTS_JOB_TIMEOUT")
 REPORTS_MAX_ACTIVE_JOBS_PER_USER = app_env(env.int, "REPORTS_MAX_ACTIVE_JOBS_PER_USER")
 REPORTS_MAX_JOBS_PER_MINUTE = app_env(env.int, "REPORTS_MAX_JOBS_PER_MINUTE")
@@ -191,12 +198,14 @@ REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
 # REPORTS_MAX_ATTEMPTS runs of one segment (or of the job's plan or join). 1.5 s, measured (bench/,
 # --segment-sizes): segments cost under 3% of a 1M-row report, and a newcomer waits at most about one.
 REPORTS_SEGMENT_SECONDS = app_env(env.float, "REPORTS_SEGMENT_SECONDS")
-REPORTS_SEGMENT_ROWS = app_env(env.int, "REPORTS_SEGMENT_ROWS")  # set: every segment this many rows
+# set: every segment this many rows
+REPORTS_SEGMENT_ROWS = app_env(env.int, "REPORTS_SEGMENT_ROWS")
 REPORTS_SEGMENTS_IN_FLIGHT = app_env(env.int, "REPORTS_SEGMENTS_IN_FLIGHT")
 REPORTS_HEARTBEAT_SECONDS = app_env(env.float, "REPORTS_HEARTBEAT_SECONDS")
 REPORTS_STALE_AFTER_SECONDS = app_env(env.int, "REPORTS_STALE_AFTER_SECONDS")
 REPORTS_MAX_ATTEMPTS = app_env(env.int, "REPORTS_MAX_ATTEMPTS")
-REPORTS_SPOOL_MAX_MB = app_env(env.int, "REPORTS_SPOOL_MAX_MB")  # a worker's spool folder; 0: no cap
+# a worker's spool folder; 0: no cap
+REPORTS_SPOOL_MAX_MB = app_env(env.int, "REPORTS_SPOOL_MAX_MB")
 REPORTS_PDF_MAX_ROWS = app_env(env.int, "REPORTS_PDF_MAX_ROWS")
 # On PostgreSQL a request whose filters match nothing is refused at once (400) when an EXISTS query
 # answers within this many milliseconds; 0: never asked (the run then says it found nothing).
@@ -217,7 +226,8 @@ REPORTS_DOWNLOADS_PER_USER = app_env(env.int, "REPORTS_DOWNLOADS_PER_USER")
 REPORTS_DOWNLOAD_STALL_SECONDS = app_env(env.float, "REPORTS_DOWNLOAD_STALL_SECONDS")
 REPORTS_DOWNLOAD_OFFLOAD = app_env(env.str, "REPORTS_DOWNLOAD_OFFLOAD")
 REPORTS_DOWNLOAD_OFFLOAD_PREFIX = app_env(env.str, "REPORTS_DOWNLOAD_OFFLOAD_PREFIX")
-REPORTS_AUDIT_RETENTION_DAYS = app_env(env.int, "REPORTS_AUDIT_RETENTION_DAYS")  # download records
+# download records
+REPORTS_AUDIT_RETENTION_DAYS = app_env(env.int, "REPORTS_AUDIT_RETENTION_DAYS")
 REPORTS_RETENTION_HOURS = app_env(env.int, "REPORTS_RETENTION_HOURS")
 
 LOGGING = {
@@ -257,7 +267,8 @@ CSRF_FAILURE_VIEW = "reports.api.csrf_failure"
 REPORTS_PROGRESS_INTERVAL = app_env(env.float, "REPORTS_PROGRESS_INTERVAL")
 # E-mail the owner when a report that ran longer than this many seconds ends (unset: never).
 REPORTS_EMAIL_AFTER_SECONDS = app_env(env.int, "REPORTS_EMAIL_AFTER_SECONDS")
-REPORTS_SITE_URL = app_env(env.str, "REPORTS_SITE_URL")  # for links in e-mails
+# for links in e-mails
+REPORTS_SITE_URL = app_env(env.str, "REPORTS_SITE_URL")
 
 # E-mail is sent only when REPORTS_EMAIL_AFTER_SECONDS turns it on; the console prints it while debugging.
 DEV_MAIL = "django.core.mail.backends.console.EmailBackend"

@@ -32,7 +32,8 @@ class JobPartInline(admin.TabularInline):
         return False
 
     def has_view_permission(self, request, obj=None):
-        return request.user.has_perm("reports.view_reportjob")  # they are part of the job
+        # they are part of the job
+        return request.user.has_perm("reports.view_reportjob")
 
 
 class ReportSegmentInline(JobPartInline):
@@ -105,8 +106,14 @@ class ReportJobAdmin(admin.ModelAdmin):
     # One line per job at 1280 px, the admin's menu open: the title is the link, times to the minute.
     list_display = ["title", "status", "owner", "rows", "size", "created", "download"]
     list_display_links = ["title"]
-    list_filter = ["status", ReportFilter, FormatFilter, "delivery", ("owner", admin.RelatedOnlyFieldListFilter),
-                   "created_at"]  # fmt: skip
+    list_filter = [
+        "status",
+        ReportFilter,
+        FormatFilter,
+        "delivery",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "created_at",
+    ]
     search_fields = ["=id", "report", "owner__username", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
@@ -142,7 +149,8 @@ class ReportJobAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False  # read-only; cancel and retry are actions
+        # read-only; cancel and retry are actions
+        return False
 
     def has_manage_permission(self, request):
         """Cancelling or retrying other people's jobs takes more than seeing them."""
@@ -212,8 +220,11 @@ class ReportJobAdmin(admin.ModelAdmin):
         if job is not None and self.has_manage_permission(request):
             buttons = [("cancel_jobs", "Cancel")] if job.status in (Status.QUEUED, Status.RUNNING) else []
             buttons += [("retry_jobs", "Retry")] if job.status in RETRYABLE else []
-            extra_context = {**(extra_context or {}), "job_actions": buttons,
-                             "changelist_url": reverse("admin:reports_reportjob_changelist")}  # fmt: skip
+            extra_context = {
+                **(extra_context or {}),
+                "job_actions": buttons,
+                "changelist_url": reverse("admin:reports_reportjob_changelist"),
+            }
         return super().change_view(request, object_id, form_url, extra_context)
 
     class Media:
@@ -229,12 +240,16 @@ class ReportJobAdmin(admin.ModelAdmin):
                 cancel_report(job, by=request.user)
                 cancelled += 1
             except JobConflict:
-                ended += 1  # it had ended (or ended meanwhile)
+                # it had ended (or ended meanwhile)
+                ended += 1
         if cancelled:
             self.message_user(request, f"Cancelled {cancelled} job(s).", messages.SUCCESS)
         if ended:
-            self.message_user(request, f"{ended} job(s) not cancelled: they had already ended (only queued or "
-                              "running jobs can be cancelled).", messages.WARNING)  # fmt: skip
+            self.message_user(
+                request,
+                f"{ended} job(s) not cancelled: they had already ended (only queued or running jobs can be cancelled).",
+                messages.WARNING,
+            )
 
     @admin.action(description="Retry selected jobs (as new jobs for their owners)", permissions=["manage"])
     def retry_jobs(self, request, queryset):
@@ -248,8 +263,11 @@ class ReportJobAdmin(admin.ModelAdmin):
         if retried:
             self.message_user(request, f"Retried {retried} job(s).", messages.SUCCESS)
         if not_retryable := queryset.exclude(status__in=RETRYABLE).count():
-            self.message_user(request, f"{not_retryable} job(s) not retried: only failed, cancelled or expired "
-                              "jobs can be retried.", messages.WARNING)  # fmt: skip
+            self.message_user(
+                request,
+                f"{not_retryable} job(s) not retried: only failed, cancelled or expired jobs can be retried.",
+                messages.WARNING,
+            )
 
 
 # django-rq's dashboard lets whoever opens it empty queues and delete, stop or requeue jobs, and its
@@ -271,7 +289,8 @@ def queue_permission_required(view):
             return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
         if request.user.is_authenticated and request.user.is_staff and not may_see_queues(request.user):
             raise PermissionDenied(f"The queue dashboard needs the {QUEUE_PERMISSION!r} permission.")
-        return view(request, *args, **kwargs)  # others: the admin's login, or the API token check
+        # others: the admin's login, or the API token check
+        return view(request, *args, **kwargs)
 
     return guarded
 
@@ -322,7 +341,8 @@ class ReportScheduleAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False  # read-only; pausing and resuming are actions
+        # read-only; pausing and resuming are actions
+        return False
 
     @admin.display(description="Report", ordering="report")
     def title(self, schedule):
@@ -342,8 +362,12 @@ class ReportScheduleAdmin(admin.ModelAdmin):
         if run is None:
             return "—"
         link = reverse("admin:reports_reportjob_change", args=[run.pk])
-        return format_html('<a href="{}">{}</a> · {}', link, run.get_status_display(),
-                           timezone.localtime(run.slot).strftime("%Y-%m-%d %H:%M"))  # fmt: skip
+        return format_html(
+            '<a href="{}">{}</a> · {}',
+            link,
+            run.get_status_display(),
+            timezone.localtime(run.slot).strftime("%Y-%m-%d %H:%M"),
+        )
 
     def has_manage_permission(self, request):
         return request.user.has_perm("reports.change_reportschedule")

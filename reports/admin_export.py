@@ -37,15 +37,22 @@ def make_export_action(fmt: str):
     def export(modeladmin, request, queryset):
         slug = admin_report_slug(modeladmin.model)
         across = request.POST.get("select_across") == "1"
-        if request.POST.get("export_columns") != "yes":  # first the page that asks which columns, in what order
+        # first the page that asks which columns, in what order
+        if request.POST.get("export_columns") != "yes":
             return columns_page(modeladmin, request, queryset, fmt, export.__name__, across)
         if across:
             params = {"query": changelist_query(request)}
         else:
             params = {"ids": [str(pk) for pk in queryset.values_list("pk", flat=True)[: MAX_IDS + 1]]}
         try:
-            job = request_report(user=request.user, slug=slug, format=fmt, params=params,
-                                 columns=request.POST.getlist("columns"), delivery="background")  # fmt: skip
+            job = request_report(
+                user=request.user,
+                slug=slug,
+                format=fmt,
+                params=params,
+                columns=request.POST.getlist("columns"),
+                delivery="background",
+            )
         except (PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
             detail = "; ".join(" ".join(v) for v in exc.errors.values()) if isinstance(exc, ParamsInvalid) else exc
             modeladmin.message_user(request, f"The export could not start: {detail}", messages.ERROR)
@@ -75,19 +82,23 @@ def columns_page(modeladmin, request, queryset, fmt: str, action: str, across: b
     with the choice)."""
     report = get_report(admin_report_slug(modeladmin.model))
     opts = modeladmin.model._meta
-    return TemplateResponse(request, "admin/reports/export_columns.html", {
-        **modeladmin.admin_site.each_context(request),
-        "title": f"Export {opts.verbose_name_plural} to {FORMATS[fmt].label}",
-        "opts": opts,
-        "action": action,
-        "format_label": FORMATS[fmt].label,
-        "columns": report.get_column_specs(),
-        "storage_key": f"reports.columns.{report.slug}",
-        "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
-        "select_across": across,
-        "count": queryset.count(),
-        "action_checkbox_name": ACTION_CHECKBOX_NAME,
-    })  # fmt: skip
+    return TemplateResponse(
+        request,
+        "admin/reports/export_columns.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": f"Export {opts.verbose_name_plural} to {FORMATS[fmt].label}",
+            "opts": opts,
+            "action": action,
+            "format_label": FORMATS[fmt].label,
+            "columns": report.get_column_specs(),
+            "storage_key": f"reports.columns.{report.slug}",
+            "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+            "select_across": across,
+            "count": queryset.count(),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        },
+    )
 
 
 # A field whose name has one of these words is never exported unless `export_columns` names it.
@@ -119,7 +130,8 @@ class BackgroundExportMixin:
     view the model. `export_columns` picks the columns; by default they are the model fields the
     admin shows (get_export_columns)."""
 
-    background_export = True  # reports.admin_reports.register_admin_exports makes its report
+    # reports.admin_reports.register_admin_exports makes its report
+    background_export = True
     export_columns: list[str | Column] | None = None
     export_formats: tuple[str, ...] = ("csv", "xlsx")
 

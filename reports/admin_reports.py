@@ -24,7 +24,8 @@ from .registry import is_registered, register
 
 MAX_IDS = 10_000
 MAX_QUERY = 2_000
-SHOWN = 5  # ids quoted in an error message
+# ids quoted in an error message
+SHOWN = 5
 
 
 def admin_report_slug(model) -> str:
@@ -42,7 +43,8 @@ class AdminExportReport(Report):
     """A report over one model as its admin shows it; made by `register_admin_exports`."""
 
     formats = ["csv", "xlsx"]
-    listed = False  # run from the admin's changelist, not from the report page
+    # run from the admin's changelist, not from the report page
+    listed = False
     model_admin: ClassVar[ModelAdmin]
 
     def has_permission(self, user) -> bool:
@@ -94,8 +96,14 @@ class AdminExportReport(Report):
             return
         try:
             changelist_queryset(self.model_admin, user, cleaned["query"]).exists()
-        except (IncorrectLookupParameters, SuspiciousOperation, FieldError, ValidationError, ValueError,
-                DatabaseError) as exc:  # fmt: skip
+        except (
+            IncorrectLookupParameters,
+            SuspiciousOperation,
+            FieldError,
+            ValidationError,
+            ValueError,
+            DatabaseError,
+        ) as exc:
             raise ParamsInvalid({"query": [f"The admin does not accept these filters: {str(exc)[:200]}"]}) from None
 
     def get_report_queryset(self, params: Mapping[str, Any], user=None):
@@ -132,11 +140,17 @@ def register_admin_exports(site) -> None:
         slug = admin_report_slug(model)
         if not getattr(model_admin, "background_export", False) or is_registered(slug):
             continue
-        register(type(f"{model.__name__}AdminExport", (AdminExportReport,), {
-            "slug": slug,
-            "title": str(model._meta.verbose_name_plural).capitalize(),
-            "model": model,
-            "model_admin": model_admin,
-            "columns": model_admin.get_export_columns(),
-            "formats": list(model_admin.export_formats),
-        }))  # fmt: skip
+        register(
+            type(
+                f"{model.__name__}AdminExport",
+                (AdminExportReport,),
+                {
+                    "slug": slug,
+                    "title": str(model._meta.verbose_name_plural).capitalize(),
+                    "model": model,
+                    "model_admin": model_admin,
+                    "columns": model_admin.get_export_columns(),
+                    "formats": list(model_admin.export_formats),
+                },
+            )
+        )

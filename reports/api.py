@@ -61,7 +61,8 @@ def filter_as_dict(name: str, field: forms.Field) -> dict:
         else [],
     }
     if input_type in ("date", "datetime-local"):
-        data["relative"] = list(RELATIVE_DATES)  # also taken: "last month" and the like (reports.dates)
+        # also taken: "last month" and the like (reports.dates)
+        data["relative"] = list(RELATIVE_DATES)
     if isinstance(field, forms.DecimalField) and field.decimal_places is not None:
         data["step"] = str(10**-field.decimal_places) if field.decimal_places else "1"
     if getattr(field, "max_length", None):
@@ -126,7 +127,8 @@ def read_body(request, allowed: tuple[str, ...], shape: str):
         return None, error(400, f"The body must be a JSON object: {shape}.")
     missing = {k: ["This field is required."] for k in ("report", "format") if not body.get(k)}
     wrong = {k: ["Must be text."] for k in ("report", "format") if body.get(k) and not isinstance(body[k], str)}
-    if "delivery" in allowed and body.get("delivery", "auto") not in DELIVERIES:  # (a schedule's runs are queued)
+    # (a schedule's runs are queued)
+    if "delivery" in allowed and body.get("delivery", "auto") not in DELIVERIES:
         wrong["delivery"] = ['Must be "auto" (small reports download at once) or "background" (always queued).']
     unknown = [k for k in body if k not in allowed]
     if missing or wrong or unknown:
@@ -139,9 +141,16 @@ def job_create(request):
     body, refusal = read_body(request, ("report", "format", "params", "columns", "delivery"), BODY_SHAPE)
     if refusal:
         return refusal
-    return answer_new_job(lambda: request_report(user=request.user, slug=body["report"], format=body["format"],
-                                                 params=body.get("params"), columns=body.get("columns"),
-                                                 delivery=body.get("delivery", "auto")))  # fmt: skip
+    return answer_new_job(
+        lambda: request_report(
+            user=request.user,
+            slug=body["report"],
+            format=body["format"],
+            params=body.get("params"),
+            columns=body.get("columns"),
+            delivery=body.get("delivery", "auto"),
+        )
+    )
 
 
 REFUSALS = (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs, JobConflict)
@@ -157,7 +166,8 @@ def refusal_of(exc: Exception) -> JsonResponse:
         return error(400, "Invalid parameters.", fields=exc.errors)
     if isinstance(exc, TooManyJobs):
         return error(429, str(exc))
-    return error(409, str(exc))  # JobConflict
+    # JobConflict
+    return error(409, str(exc))
 
 
 def answer_new_job(make_job) -> JsonResponse:
@@ -213,8 +223,10 @@ def job_retry(request, job):
 
 # -- Schedules ------------------------------------------------------------------------------------
 
-SCHEDULE_SHAPE = ('{"report": slug, "format": name, "params": {...}, "columns": [...], "frequency": "weekly", '
-                  '"weekdays": [0], "day_of_month": null, "time": "08:00", "time_zone": "Europe/Berlin"}')  # fmt: skip
+SCHEDULE_SHAPE = (
+    '{"report": slug, "format": name, "params": {...}, "columns": [...], "frequency": "weekly", '
+    '"weekdays": [0], "day_of_month": null, "time": "08:00", "time_zone": "Europe/Berlin"}'
+)
 MAX_SCHEDULES_LISTED = 100
 
 

@@ -17,5 +17,6 @@ class ReportsConfig(AppConfig):
         from . import checks, signals  # noqa: F401  (they register themselves)
         from .admin_reports import register_admin_exports
 
-        admin.autodiscover()  # (imports admin modules once; a no-op when the admin app did it already)
+        # (imports admin modules once; a no-op when the admin app did it already)
+        admin.autodiscover()
         register_admin_exports(admin.site)

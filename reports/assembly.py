@@ -25,7 +25,8 @@ from .files import reports_storage, store
 from .writers import Piece, Slice
 
 logger = logging.getLogger(__name__)
-MIN_PART = 5 * 1024 * 1024  # S3: every part of a multipart upload but the last
+# S3: every part of a multipart upload but the last
+MIN_PART = 5 * 1024 * 1024
 # Blocks read at a time. The join copied 255 MB in 0.15 s with blocks of 256 or 512 KB, 0.18 s with 64 KB
 # and 0.38 s with 1 MB ones (in a worker, after writing the segments; measured in the NDJSON benchmark).
 READ = 256 * 1024
@@ -102,7 +103,8 @@ def read_piece(storage: Storage, piece: Piece, checksums: Mapping[str, str] | No
 
 
 def is_s3(storage: Storage) -> bool:
-    s3 = sys.modules.get("storages.backends.s3")  # imported already by an S3 storage; else none is
+    # imported already by an S3 storage; else none is
+    s3 = sys.modules.get("storages.backends.s3")
     return s3 is not None and isinstance(storage, s3.S3Storage)
 
 
@@ -120,7 +122,8 @@ class S3Assembly:
         self.buffer = bytearray()
 
     def key(self, name: str) -> str:
-        return self.storage._normalize_name(name)  # the storage's own location prefix, as save() uses
+        # the storage's own location prefix, as save() uses
+        return self.storage._normalize_name(name)
 
     def run(self, pieces: Sequence[Piece]) -> tuple[str, int]:
         content_type = mimetypes.guess_type(self.name)[0] or "application/octet-stream"
@@ -133,9 +136,11 @@ class S3Assembly:
             size = sum(self.add(piece) for piece in pieces)
             self.flush(last=True)
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self.key(self.name), UploadId=self.upload_id,
+                Bucket=self.bucket,
+                Key=self.key(self.name),
+                UploadId=self.upload_id,
                 MultipartUpload={"Parts": self.parts},
-            )  # fmt: skip
+            )
         except BaseException:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key(self.name), UploadId=self.upload_id)
             raise
@@ -158,10 +163,13 @@ class S3Assembly:
     def copy(self, piece: Slice) -> None:
         number = len(self.parts) + 1
         result = self.client.upload_part_copy(
-            Bucket=self.bucket, Key=self.key(self.name), UploadId=self.upload_id, PartNumber=number,
+            Bucket=self.bucket,
+            Key=self.key(self.name),
+            UploadId=self.upload_id,
+            PartNumber=number,
             CopySource={"Bucket": self.bucket, "Key": self.key(piece.name)},
             CopySourceRange=f"bytes={piece.start}-{piece.end - 1}",
-        )  # fmt: skip
+        )
         self.parts.append({"PartNumber": number, "ETag": result["CopyPartResult"]["ETag"]})
         self.copied += 1
 
@@ -176,14 +184,20 @@ class S3Assembly:
 
     def read(self, piece: Slice) -> Iterator[bytes]:
         if piece.end > piece.start:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.key(piece.name),
-                                          Range=f"bytes={piece.start}-{piece.end - 1}")["Body"]  # fmt: skip
+            body = self.client.get_object(
+                Bucket=self.bucket, Key=self.key(piece.name), Range=f"bytes={piece.start}-{piece.end - 1}"
+            )["Body"]
             yield from body.iter_chunks(READ)
 
     def flush(self, *, last: bool = False) -> None:
         if len(self.buffer) >= MIN_PART or (last and (self.buffer or not self.parts)):
             number = len(self.parts) + 1
-            result = self.client.upload_part(Bucket=self.bucket, Key=self.key(self.name), UploadId=self.upload_id,
-                                             PartNumber=number, Body=bytes(self.buffer))  # fmt: skip
+            result = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self.key(self.name),
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=bytes(self.buffer),
+            )
             self.parts.append({"PartNumber": number, "ETag": result["ETag"]})
             self.buffer.clear()

@@ -57,9 +57,11 @@ def start(job: ReportJob) -> bool:
         job.refresh_from_db()
         return True
     unplanned = ~Exists(ReportSegment.objects.filter(job=OuterRef("pk")))
-    if ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by="").filter(unplanned).update(
-        held_by=name, heartbeat_at=now
-    ):  # fmt: skip
+    if (
+        ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by="")
+        .filter(unplanned)
+        .update(held_by=name, heartbeat_at=now)
+    ):
         job.refresh_from_db()
         return True
     return False
@@ -70,15 +72,17 @@ def plan(job: ReportJob) -> None:
     cap) or PermissionDenied (the owner may no longer run the report)."""
     report = job.bound_report()
     if not report.has_permission(job.owner):
-        raise PermissionDenied(f"{job.owner} may no longer run the {report.get_title()!r} report: it needs "
-                               f"{report.describe_permission()}.")  # fmt: skip
+        raise PermissionDenied(
+            f"{job.owner} may no longer run the {report.get_title()!r} report: it needs {report.describe_permission()}."
+        )
     if job.format not in report.get_formats():
         raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     queryset = report.get_report_queryset(job.params, job.owner)
     # Rows inserted after this moment are left out whole, never half-included.
     bounds = queryset.aggregate(total=Count("pk"), upper=Max("pk"))
     total, upper = bounds["total"], bounds["upper"]
-    check_rows(job.format, total)  # the rows may have grown since it was asked for
+    # the rows may have grown since it was asked for
+    check_rows(job.format, total)
     writer_class = FORMATS[job.format].writer_class
     every = max(total, 1) if writer_class.laid_out_whole else segment_rows(job)
     positions = cut_positions(total, every, writer_class.sheet_rows)
@@ -89,7 +93,8 @@ def plan(job: ReportJob) -> None:
         for i, (after, end, count) in enumerate(zip([None, *keys], [*keys, json_safe(upper)], counts, strict=True))
     ]
     with transaction.atomic():
-        ReportJob.objects.select_for_update().filter(pk=job.pk).first()  # one plan, even if two runs got here
+        # one plan, even if two runs got here
+        ReportJob.objects.select_for_update().filter(pk=job.pk).first()
         if not job.segments.exists():
             ReportSegment.objects.bulk_create(segments)
             job.update_if_running(rows_total=total, rows_done=0, upper_key=json_safe(upper), held_by="")
@@ -111,9 +116,13 @@ def segment_rows(job: ReportJob) -> int:
 def claim(segment_id: int, *, states=(SegmentStatus.QUEUED,)) -> ReportSegment | None:
     """Take the segment for a run of this worker, if it is in one of `states` and its job is running."""
     claimed = ReportSegment.objects.filter(pk=segment_id, status__in=states, job__status=Status.RUNNING).update(
-        status=SegmentStatus.RUNNING, attempts=F("attempts") + 1, worker=worker_name(), heartbeat_at=timezone.now(),
-        rows_done=0, error="",
-    )  # fmt: skip
+        status=SegmentStatus.RUNNING,
+        attempts=F("attempts") + 1,
+        worker=worker_name(),
+        heartbeat_at=timezone.now(),
+        rows_done=0,
+        error="",
+    )
     return ReportSegment.objects.select_related("job__owner").get(pk=segment_id) if claimed else None
 
 
@@ -135,7 +144,8 @@ def dispatch(job: ReportJob) -> None:
         if ReportJob.objects.select_for_update().filter(pk=job.pk, status=Status.RUNNING).first() is None:
             return
         segments = job.segments.all()
-        if not segments.exists():  # not planned yet (its planning run died): plan it
+        # not planned yet (its planning run died): plan it
+        if not segments.exists():
             transaction.on_commit(functools.partial(enqueue_job, job))
             return
         if not segments.exclude(status=SegmentStatus.DONE).exists():
@@ -158,7 +168,8 @@ def enqueue_job(job: ReportJob) -> bool:
     It goes first in line, before the queued segments of jobs already running: a newcomer waits for one
     segment to end, however many big reports are under way."""
     enqueued = queues.enqueue("run_report", str(job.pk), rq_job_id=job.rq_job_id, at_front=True)
-    if job.waiting_for_queue == enqueued:  # (a new job is not waiting: nothing to write when enqueued)
+    # (a new job is not waiting: nothing to write when enqueued)
+    if job.waiting_for_queue == enqueued:
         ReportJob.objects.filter(pk=job.pk, waiting_for_queue=enqueued).update(waiting_for_queue=not enqueued)
         job.waiting_for_queue = not enqueued
     return enqueued
@@ -173,9 +184,11 @@ def claim_join(job: ReportJob) -> bool:
     # Planned (every plan has a segment, an empty report too), and every segment done.
     planned = Exists(ReportSegment.objects.filter(job=OuterRef("pk")))
     undone = Exists(ReportSegment.objects.filter(job=OuterRef("pk")).exclude(status=SegmentStatus.DONE))
-    if ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by="").filter(planned, ~undone).update(
-        held_by=worker_name(), heartbeat_at=timezone.now()
-    ):  # fmt: skip
+    if (
+        ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by="")
+        .filter(planned, ~undone)
+        .update(held_by=worker_name(), heartbeat_at=timezone.now())
+    ):
         job.refresh_from_db()
         return True
     return False
@@ -189,13 +202,24 @@ def segment_failed(segment: ReportSegment, *, died: bool, error: str = "", detai
     REPORTS_MAX_ATTEMPTS runs have."""
     again = segment.attempts < settings.REPORTS_MAX_ATTEMPTS
     if not ReportSegment.objects.filter(pk=segment.pk, status=SegmentStatus.RUNNING, attempts=segment.attempts).update(
-        status=SegmentStatus.QUEUED if again else SegmentStatus.FAILED, queued_at=timezone.now(), rows_done=0,
-        heartbeat_at=None, error=detail or error, last_failure="died" if died else "raised",
-    ):  # fmt: skip
-        return  # another run has it already, or the job ended
+        status=SegmentStatus.QUEUED if again else SegmentStatus.FAILED,
+        queued_at=timezone.now(),
+        rows_done=0,
+        heartbeat_at=None,
+        error=detail or error,
+        last_failure="died" if died else "raised",
+    ):
+        # another run has it already, or the job ended
+        return
     job = segment.job
-    logger.warning("Report job %s, segment %s, run %s %s%s.", job.pk, segment.index, segment.attempts,
-                   "died" if died else "failed", "" if again else ": giving up")  # fmt: skip
+    logger.warning(
+        "Report job %s, segment %s, run %s %s%s.",
+        job.pk,
+        segment.index,
+        segment.attempts,
+        "died" if died else "failed",
+        "" if again else ": giving up",
+    )
     if again:
         job.sum_progress()
         enqueue_segment(segment)
@@ -207,7 +231,7 @@ def job_run_failed(job: ReportJob, *, died: bool, error: str = "", detail: str =
     """The job's own run (planning or joining) ended without finishing: run it again, or fail the job."""
     if not ReportJob.objects.filter(pk=job.pk, status=Status.RUNNING, held_by=job.held_by).update(
         held_by="", heartbeat_at=None, attempts=F("attempts") + 1
-    ):  # fmt: skip
+    ):
         return
     job.refresh_from_db()
     if job.attempts > settings.REPORTS_MAX_ATTEMPTS:
@@ -251,8 +275,9 @@ def worker_died(name: str) -> None:
 
 
 def died_message(times: int) -> str:
-    return (f"The worker died {times} time{'s' if times != 1 else ''} while writing this report — "
-            "it may need more memory.")  # fmt: skip
+    return (
+        f"The worker died {times} time{'s' if times != 1 else ''} while writing this report — it may need more memory."
+    )
 
 
 def fail_job(job: ReportJob, error: str, detail: str = "") -> None:
@@ -271,15 +296,19 @@ class Lease:
     longer says the run holds it (the job was cancelled or failed, or the run was given up for dead)."""
 
     def __init__(self, rows):
-        self.rows = rows  # a queryset of the held row, filtered on what holding it means
+        # a queryset of the held row, filtered on what holding it means
+        self.rows = rows
         self.lost = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.beat, name="reports-heartbeat", daemon=True)
 
     @classmethod
     def of_segment(cls, segment: ReportSegment) -> Lease:
-        return cls(ReportSegment.objects.filter(pk=segment.pk, status=SegmentStatus.RUNNING, attempts=segment.attempts,
-                                                job__status=Status.RUNNING))  # fmt: skip
+        return cls(
+            ReportSegment.objects.filter(
+                pk=segment.pk, status=SegmentStatus.RUNNING, attempts=segment.attempts, job__status=Status.RUNNING
+            )
+        )
 
     @classmethod
     def of_job(cls, job: ReportJob) -> Lease:
@@ -298,8 +327,10 @@ class Lease:
             while not self.stop.wait(settings.REPORTS_HEARTBEAT_SECONDS):
                 try:
                     self.lost = self.lost or not self.rows.update(heartbeat_at=timezone.now())
-                except DatabaseError:  # the database is away: the run notices when it saves progress
+                # the database is away: the run notices when it saves progress
+                except DatabaseError:
                     logger.warning("Could not save a heartbeat.", exc_info=True)
                     close_old_connections()
         finally:
-            connection.close()  # this thread's own connection
+            # this thread's own connection
+            connection.close()

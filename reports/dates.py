@@ -30,7 +30,8 @@ def period(word: str, today: dt.date) -> tuple[dt.date, dt.date]:
     if word == "this month":
         return first, today
     last = first - dt.timedelta(days=1)
-    return last.replace(day=1), last  # last month
+    # last month
+    return last.replace(day=1), last
 
 
 def resolve_relative_dates(report: Report, params: Any, now: dt.datetime, zone: dt.tzinfo) -> Any:

@@ -48,7 +48,8 @@ def resolve_field(model: type[models.Model], path: str) -> models.Field:
             raise FieldDoesNotExist(f"{model.__name__}.{name} is not a relation.")
         model = field.related_model
     field = model._meta.get_field(last)
-    if field.is_relation:  # a foreign key column exports its key
+    # a foreign key column exports its key
+    if field.is_relation:
         field = field.target_field
     return field
 
@@ -56,8 +57,13 @@ def resolve_field(model: type[models.Model], path: str) -> models.Field:
 def field_spec(name: str, label: str, field: models.Field, kind: str = "") -> ColumnSpec:
     """A column of this field (or expression output), of its kind unless one is given."""
     decimal = isinstance(field, models.DecimalField)
-    return ColumnSpec(name, label, kind or field_kind(field), precision=field.max_digits if decimal else None,
-                      scale=field.decimal_places if decimal else None)  # fmt: skip
+    return ColumnSpec(
+        name,
+        label,
+        kind or field_kind(field),
+        precision=field.max_digits if decimal else None,
+        scale=field.decimal_places if decimal else None,
+    )
 
 
 def field_kind(field: models.Field) -> str:
@@ -136,10 +142,14 @@ def check_rows(format: str, rows: int) -> None:
     """Refuse a run of `rows` rows in a format capped below that (when asked for, and again at the start)."""
     cap = row_cap(format)
     if cap is not None and rows > cap:
-        raise ParamsInvalid({"format": [
-            f"{FORMATS[format].label} is limited to {cap:,} rows and this report has {rows:,}. "
-            "Narrow the filters, or choose CSV or XLSX, which have no limit."
-        ]})  # fmt: skip
+        raise ParamsInvalid(
+            {
+                "format": [
+                    f"{FORMATS[format].label} is limited to {cap:,} rows and this report has {rows:,}. "
+                    "Narrow the filters, or choose CSV or XLSX, which have no limit."
+                ]
+            }
+        )
 
 
 def instant_max_rows(format: str) -> int:
@@ -152,13 +162,15 @@ def instant_max_rows(format: str) -> int:
     return min(limit, row_cap(format) or limit)
 
 
-MAX_VALUE_CHARS = 1_000  # a filter's value, as text
+# a filter's value, as text
+MAX_VALUE_CHARS = 1_000
 
 
 class ParamsInvalid(Exception):
     """Raised with a dict of field -> list of messages, ready for a 400 answer."""
 
-    MAX_FIELDS = 20  # an answer names at most this many fields, however many were sent
+    # an answer names at most this many fields, however many were sent
+    MAX_FIELDS = 20
 
     def __init__(self, errors: dict[str, list[str]]):
         super().__init__(errors)
@@ -202,12 +214,17 @@ class Report:
     queryset: ClassVar[models.QuerySet | None] = None
     columns: ClassVar[list[str | Column]] = []
     filters: ClassVar[list[Filter]] = []
-    formats: ClassVar[list[str] | None] = None  # None: every format there is
-    permission: ClassVar[str | None] = None  # None: the model's view permission
-    escape_formulas: ClassVar[bool] = True  # the report's author may switch it off; never the requester
+    # None: every format there is
+    formats: ClassVar[list[str] | None] = None
+    # None: the model's view permission
+    permission: ClassVar[str | None] = None
+    # the report's author may switch it off; never the requester
+    escape_formulas: ClassVar[bool] = True
     csv_delimiter: ClassVar[str] = ","
-    listed: ClassVar[bool] = True  # shown on the report page and in GET /api/reports/
-    chosen: list[str] | None = None  # the columns a run asked for, in its order (None: all, as declared)
+    # shown on the report page and in GET /api/reports/
+    listed: ClassVar[bool] = True
+    # the columns a run asked for, in its order (None: all, as declared)
+    chosen: list[str] | None = None
 
     # -- hooks -------------------------------------------------------------------------------
     def get_model(self) -> type[models.Model]:
@@ -302,8 +319,9 @@ class Report:
                 specs.append(ColumnSpec(column.name, column.label or _humanize(column.name), column.kind or "text"))
                 continue
             field = self.output_field(column)
-            label = column.label or (_humanize(column.name) if column.expression is not None
-                                     else _label_for(model, column.name))  # fmt: skip
+            label = column.label or (
+                _humanize(column.name) if column.expression is not None else _label_for(model, column.name)
+            )
             specs.append(field_spec(column.name, label, field, column.kind))
         return specs
 
@@ -319,10 +337,14 @@ class Report:
         by_name = {c.name: c for c in self.output_columns() if not self.is_computed(c)}
         model = self.get_model()
         return [
-            field_spec(path, path, self.output_field(by_name[path]) if path in by_name else resolve_field(model, path),
-                       by_name[path].kind if path in by_name else "")
+            field_spec(
+                path,
+                path,
+                self.output_field(by_name[path]) if path in by_name else resolve_field(model, path),
+                by_name[path].kind if path in by_name else "",
+            )
             for path in self.get_fetch_fields()
-        ]  # fmt: skip
+        ]
 
     def annotate_expressions(self, queryset: models.QuerySet) -> models.QuerySet:
         expressions = {c.name: c.expression for c in self.output_columns() if c.expression is not None}
@@ -390,7 +412,8 @@ class Report:
         form = self.get_params_form_class()(data=data)
         try:
             valid = form.is_valid()
-        except (TypeError, ValueError, ArithmeticError) as exc:  # a form field's own parsing gave up
+        # a form field's own parsing gave up
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise ParamsInvalid({"params": [f"Invalid value: {str(exc)[:200]}"]}) from None
         if not valid:
             raise ParamsInvalid({k: [str(m) for m in v] for k, v in form.errors.items()})
@@ -405,7 +428,8 @@ class Report:
         for low, high in itertools.permutations(filters, 2):
             if low.range_key() != high.range_key() or (low.bound(), high.bound()) != ("low", "high"):
                 continue
-            with contextlib.suppress(TypeError):  # values that do not compare say nothing
+            # values that do not compare say nothing
+            with contextlib.suppress(TypeError):
                 if cleaned[low.name] > cleaned[high.name]:
                     label = self.get_params_form_class().base_fields[low.name].label
                     raise ParamsInvalid({high.name: [f"Must not be before {label} ({cleaned[low.name]})."]})
@@ -454,8 +478,13 @@ class Report:
             # Computed columns' fields too; database expressions as a run annotates them.
             report.annotate_expressions(report.get_queryset()).values_list(*report.get_fetch_fields())
         except (FieldDoesNotExist, FieldError) as exc:
-            errors.append(error(3, f"a column is not a field: {exc}", "Columns are field paths like "
-                                "'customer__name', or computed by a value_<name>() method."))  # fmt: skip
+            errors.append(
+                error(
+                    3,
+                    f"a column is not a field: {exc}",
+                    "Columns are field paths like 'customer__name', or computed by a value_<name>() method.",
+                )
+            )
         except ValueError as exc:
             errors.append(error(4, str(exc)))
         unknown = sorted(set(report.get_formats()) - set(FORMATS))
@@ -466,8 +495,13 @@ class Report:
         except (FieldDoesNotExist, ImproperlyConfigured) as exc:
             errors.append(error(6, f"a filter is wrong: {exc}"))
         if len(cls.csv_delimiter.encode()) != 1 or cls.csv_delimiter in '"\r\n':
-            errors.append(error(7, f"csv_delimiter {cls.csv_delimiter!r} is not one ASCII character.",
-                                "A comma, a semicolon, a tab or the like; not a quote or a line break."))  # fmt: skip
+            errors.append(
+                error(
+                    7,
+                    f"csv_delimiter {cls.csv_delimiter!r} is not one ASCII character.",
+                    "A comma, a semicolon, a tab or the like; not a quote or a line break.",
+                )
+            )
         return errors
 
 

@@ -62,8 +62,15 @@ def job_ended(job: ReportJob, *, stored: bool = True) -> None:
     """Tell the owner how the job ended: stored, so a page opened later still shows it, unless
     `stored` is False (the owner's own cancel), when only the open pages hear of it."""
     type_, title = ENDINGS[job.status]
-    notify(job.owner, type=type_, title=title, body=describe(job), link=job.download_url or "",
-           payload={"job": job.as_dict()}, store=stored)  # fmt: skip
+    notify(
+        job.owner,
+        type=type_,
+        title=title,
+        body=describe(job),
+        link=job.download_url or "",
+        payload={"job": job.as_dict()},
+        store=stored,
+    )
     maybe_email(job, title)
 
 
@@ -135,5 +142,6 @@ def maybe_email(job: ReportJob, title: str) -> None:
     body = describe(job) + (f"\n\nDownload: {settings.REPORTS_SITE_URL.rstrip('/')}{link}" if link else "")
     try:
         send_mail(title, body, None, [job.owner.email])
-    except Exception:  # the notification is stored and pushed already; mail is a bonus
+    # the notification is stored and pushed already; mail is a bonus
+    except Exception:
         logger.warning("Could not e-mail %s about report job %s.", job.owner.email, job.pk, exc_info=True)

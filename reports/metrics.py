@@ -15,8 +15,10 @@ from notifications.services import open_sockets
 from . import queues
 from .models import ReportDownload, ReportJob, ReportSegment, Status
 
-DURATION_BUCKETS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600]  # seconds
-SPEED_BUCKETS = [1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000]  # rows a second
+# seconds
+DURATION_BUCKETS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600]
+# rows a second
+SPEED_BUCKETS = [1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000]
 
 
 def histogram(name: str, documentation: str, values: list[float], buckets: list[float]) -> HistogramMetricFamily:
@@ -31,12 +33,22 @@ class ReportsCollector:
             jobs.add_metric([row["status"], row["format"]], row["n"])
         yield jobs
         ended = ReportJob.objects.filter(status__in=(Status.SUCCEEDED, Status.EXPIRED), started_at__isnull=False)
-        runs = [(rows, (end - start).total_seconds()) for rows, start, end in
-                ended.values_list("rows_done", "started_at", "finished_at").iterator()]  # fmt: skip
-        yield histogram("reports_job_duration_seconds", "From a succeeded job's start to its end.",
-                        [seconds for _, seconds in runs], DURATION_BUCKETS)  # fmt: skip
-        yield histogram("reports_job_rows_per_second", "Rows a second of succeeded jobs.",
-                        [rows / seconds for rows, seconds in runs if seconds > 0], SPEED_BUCKETS)  # fmt: skip
+        runs = [
+            (rows, (end - start).total_seconds())
+            for rows, start, end in ended.values_list("rows_done", "started_at", "finished_at").iterator()
+        ]
+        yield histogram(
+            "reports_job_duration_seconds",
+            "From a succeeded job's start to its end.",
+            [seconds for _, seconds in runs],
+            DURATION_BUCKETS,
+        )
+        yield histogram(
+            "reports_job_rows_per_second",
+            "Rows a second of succeeded jobs.",
+            [rows / seconds for rows, seconds in runs if seconds > 0],
+            SPEED_BUCKETS,
+        )
         retries = ReportSegment.objects.aggregate(n=Sum(F("attempts") - 1, filter=Q(attempts__gt=1)))["n"] or 0
         yield CounterMetricFamily("reports_segment_retries", "Runs of segments beyond their first.", value=retries)
         yield CounterMetricFamily("reports_downloads", "Report files downloaded.", value=ReportDownload.objects.count())
@@ -46,10 +58,12 @@ class ReportsCollector:
         try:
             depth = queues.reports_queue().count
         except RedisError:
-            depth = float("nan")  # Redis away: no figure rather than a wrong one
+            # Redis away: no figure rather than a wrong one
+            depth = float("nan")
         yield GaugeMetricFamily("reports_queue_depth", "RQ jobs waiting in the reports queue.", value=depth)
-        yield GaugeMetricFamily("reports_websocket_connections", "Websockets open in this web process.",
-                                value=open_sockets())  # fmt: skip
+        yield GaugeMetricFamily(
+            "reports_websocket_connections", "Websockets open in this web process.", value=open_sockets()
+        )
 
 
 def registry() -> CollectorRegistry:

@@ -35,7 +35,8 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.EXPIRED: set(),
 }
 ACTIVE = (Status.QUEUED, Status.RUNNING)
-RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.EXPIRED)  # a retry makes a new job with the same request
+# a retry makes a new job with the same request
+RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.EXPIRED)
 
 
 def title_of(slug: str) -> str:
@@ -59,8 +60,10 @@ class ReportJobQuerySet(models.QuerySet):
 
 
 class Delivery(models.TextChoices):
-    BACKGROUND = "background", "In the background"  # queued, written by workers, stored, then downloaded
-    INSTANT = "instant", "At once"  # small: written by the web process into the download itself, not stored
+    # queued, written by workers, stored, then downloaded
+    BACKGROUND = "background", "In the background"
+    # small: written by the web process into the download itself, not stored
+    INSTANT = "instant", "At once"
 
 
 class ReportJob(models.Model):
@@ -71,8 +74,14 @@ class ReportJob(models.Model):
     params = models.JSONField(default=dict, blank=True)
     columns = models.JSONField(default=list, blank=True, help_text="The chosen columns in order (empty: all).")
     delivery = models.CharField(max_length=10, choices=Delivery.choices, default=Delivery.BACKGROUND)
-    schedule = models.ForeignKey("ReportSchedule", on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="runs", help_text="The schedule this run is of, if any.")  # fmt: skip
+    schedule = models.ForeignKey(
+        "ReportSchedule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+        help_text="The schedule this run is of, if any.",
+    )
     slot = models.DateTimeField(null=True, blank=True, help_text="The schedule's slot this run is for.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     rows_done = models.BigIntegerField(default=0)
@@ -96,12 +105,17 @@ class ReportJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["owner", "-created_at"])]
-        constraints = [  # a schedule's slot runs once, however many schedulers saw it come
-            models.UniqueConstraint(fields=["schedule", "slot"], condition=models.Q(schedule__isnull=False),
-                                    name="reports_job_once_per_slot"),
-        ]  # fmt: skip
+        # a schedule's slot runs once, however many schedulers saw it come
+        constraints = [
+            models.UniqueConstraint(
+                fields=["schedule", "slot"],
+                condition=models.Q(schedule__isnull=False),
+                name="reports_job_once_per_slot",
+            ),
+        ]
 
-    def __str__(self) -> str:  # the admin's page title: what a person recognises the job by
+    # the admin's page title: what a person recognises the job by
+    def __str__(self) -> str:
         created = timezone.localtime(self.created_at).strftime("%Y-%m-%d %H:%M") if self.created_at else ""
         return f"{self.report_title} · {self.format} · {self.get_status_display()} · {created}".rstrip(" ·")
 
@@ -134,9 +148,11 @@ class ReportJob(models.Model):
     def download_url(self) -> str | None:
         """Where the file is, while there is one."""
         if self.status == Status.SUCCEEDED and self.delivery == Delivery.INSTANT:
-            return None  # written into the download itself, not kept
+            # written into the download itself, not kept
+            return None
         if self.status == Status.QUEUED and self.delivery == Delivery.INSTANT:
-            return self.get_download_url()  # the download writes it
+            # the download writes it
+            return self.get_download_url()
         return self.get_download_url() if self.status == Status.SUCCEEDED else None
 
     @property
@@ -236,12 +252,15 @@ class ReportJob(models.Model):
 
 
 class SegmentStatus(models.TextChoices):
-    PENDING = "pending", "Pending"  # planned, not yet on the queue
+    # planned, not yet on the queue
+    PENDING = "pending", "Pending"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     DONE = "done", "Done"
-    FAILED = "failed", "Failed"  # gave up: the job failed with it
-    CANCELLED = "cancelled", "Cancelled"  # not written: the job ended first (cancelled, or failed elsewhere)
+    # gave up: the job failed with it
+    FAILED = "failed", "Failed"
+    # not written: the job ended first (cancelled, or failed elsewhere)
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class ReportSegmentQuerySet(models.QuerySet):
@@ -317,9 +336,16 @@ class ReportDownload(models.Model):
 
     @classmethod
     def record(cls, job: ReportJob, request) -> ReportDownload:
-        return cls.objects.create(job=job, job_ref=job.pk, report=job.report, format=job.format, user=request.user,
-                                  username=request.user.get_username(), client_address=request.META.get("REMOTE_ADDR"),
-                                  bytes=job.file_size)  # fmt: skip
+        return cls.objects.create(
+            job=job,
+            job_ref=job.pk,
+            report=job.report,
+            format=job.format,
+            user=request.user,
+            username=request.user.get_username(),
+            client_address=request.META.get("REMOTE_ADDR"),
+            bytes=job.file_size,
+        )
 
 
 def _iso(value):
@@ -403,6 +429,6 @@ class ReportSchedule(models.Model):
                 "slot": _iso(last.slot),
                 "status": last.status,
                 "error": last.error or None,
-            },  # fmt: skip
+            },
             "created_at": _iso(self.created_at),
         }

@@ -54,7 +54,8 @@ class Stopped(Exception):
 
 
 class SpoolFull(Exception):
-    plain = True  # its message is for the owner as it is
+    # its message is for the owner as it is
+    plain = True
 
 
 def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
@@ -76,8 +77,9 @@ def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper
         yield frame.height
 
 
-def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = None,
-                  on_progress: ProgressCallback | None = None) -> None:  # fmt: skip
+def write_segment(
+    segment: ReportSegment, *, lease, chunk_size: int | None = None, on_progress: ProgressCallback | None = None
+) -> None:
     """Write the segment's rows into its segment object and record it done. Raises Stopped."""
     job = segment.job
     report = job.bound_report()
@@ -91,8 +93,10 @@ def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = Non
         if lease.lost:
             raise Stopped
         if cap and used + written > cap:
-            raise SpoolFull(f"This worker's spool folder would pass its cap of {settings.REPORTS_SPOOL_MAX_MB:,} MB "
-                            "(REPORTS_SPOOL_MAX_MB).")  # fmt: skip
+            raise SpoolFull(
+                f"This worker's spool folder would pass its cap of {settings.REPORTS_SPOOL_MAX_MB:,} MB "
+                "(REPORTS_SPOOL_MAX_MB)."
+            )
         if notifier.due(done, segment.rows_planned):
             if not mine.update(rows_done=done) or not job.sum_progress():
                 raise Stopped
@@ -115,9 +119,18 @@ def write_segment(segment: ReportSegment, *, lease, chunk_size: int | None = Non
             meta = writer.close_segment()
         checksum = Checksum.of_file(spool)
         name, size = store(spool, segment_name(segment))
-        if not mine.update(status=SegmentStatus.DONE, file=name, bytes=size, checksum=checksum, meta=meta,
-                           rows_done=done, finished_at=timezone.now(), error=""):  # fmt: skip
-            delete_file(name)  # the segment went to another run meanwhile: its object is theirs to write
+        if not mine.update(
+            status=SegmentStatus.DONE,
+            file=name,
+            bytes=size,
+            checksum=checksum,
+            meta=meta,
+            rows_done=done,
+            finished_at=timezone.now(),
+            error="",
+        ):
+            # the segment went to another run meanwhile: its object is theirs to write
+            delete_file(name)
             raise Stopped
         job.sum_progress()
     finally:
@@ -135,12 +148,15 @@ def join(job: ReportJob, *, lease) -> None:
     checksums = {s.file: s.checksum for s in segments}
     name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
     rows = sum(segment.rows_done for segment in segments)
-    if lease.lost or not job.transition(Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows,
-                                        held_by=""):  # fmt: skip
-        delete_file(name)  # cancelled, or another run joined them meanwhile
+    if lease.lost or not job.transition(
+        Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows, held_by=""
+    ):
+        # cancelled, or another run joined them meanwhile
+        delete_file(name)
         raise Stopped
     discard_segment_files(job)
-    delete_siblings(name)  # a file an earlier join stored before it died
+    # a file an earlier join stored before it died
+    delete_siblings(name)
     job_ended(job)
 
 
@@ -205,8 +221,9 @@ def write_instant(job: ReportJob) -> InstantFile:
     Raises PermissionDenied (the owner may no longer run it), ParamsInvalid and Stopped."""
     report = job.bound_report()
     if not report.has_permission(job.owner):
-        raise PermissionDenied(f"You may no longer run the {report.get_title()!r} report: it needs "
-                               f"{report.describe_permission()}.")  # fmt: skip
+        raise PermissionDenied(
+            f"You may no longer run the {report.get_title()!r} report: it needs {report.describe_permission()}."
+        )
     if job.format not in report.get_formats():
         raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     folder = tempfile.TemporaryDirectory()  # noqa: SIM115 (the InstantFile returned removes it)

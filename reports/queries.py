@@ -38,7 +38,8 @@ def key_cuts(queryset: QuerySet, upper, positions: list[int]) -> list:
     for position in positions:
         skip = position - at - 1
         key = next(iter(key_range(queryset, after, upper).values_list("pk", flat=True)[skip : skip + 1]), None)
-        if key is None:  # fewer rows than planned
+        # fewer rows than planned
+        if key is None:
             return keys + [upper] * (len(positions) - len(keys))
         keys.append(key)
         after, at = key, position
@@ -58,9 +59,11 @@ def report_frames(report, queryset: QuerySet, after, upper, chunk_size: int) -> 
         return
     rows = key_range(queryset, after, upper)
     fetch = report.get_fetch_specs()
-    batches = adbc_frames(rows, fetch, chunk_size) if connections[queryset.db].vendor == "postgresql" else (
-        frame_from_rows(fetch, chunk) for chunk in row_chunks(rows, [s.name for s in fetch], chunk_size)
-    )  # fmt: skip
+    batches = (
+        adbc_frames(rows, fetch, chunk_size)
+        if connections[queryset.db].vendor == "postgresql"
+        else (frame_from_rows(fetch, chunk) for chunk in row_chunks(rows, [s.name for s in fetch], chunk_size))
+    )
     make_frame = report.get_frame_maker()
     for frame in batches:
         yield make_frame(frame)
@@ -83,8 +86,10 @@ def adbc_frames(rows: QuerySet, fetch: list[ColumnSpec], chunk_size: int) -> Ite
     with adbc_postgresql.connect(adbc_uri(connection.settings_dict)) as reader, reader.cursor() as cursor:
         cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(ADBC_BATCH_BYTES)})
         cursor.execute(query)
-        batches = (numeric_digits(pl.from_arrow(batch).rename(names), decimals).cast(types)
-                   for batch in cursor.fetch_record_batch())  # fmt: skip
+        batches = (
+            numeric_digits(pl.from_arrow(batch).rename(names), decimals).cast(types)
+            for batch in cursor.fetch_record_batch()
+        )
         for batch in read_ahead(batches):
             yield from batch.iter_slices(chunk_size)
 
@@ -101,8 +106,12 @@ def numeric_digits(frame: pl.DataFrame, names: list[str]) -> pl.DataFrame:
     if not opaque:
         return frame
     frame = frame.with_columns(frame[name].ext.storage() for name in opaque)
-    return changed_where(frame, opaque, lambda text: text.is_in(list(NUMERIC_SPECIALS)),
-                         lambda text: text.replace_strict(NUMERIC_SPECIALS))  # fmt: skip
+    return changed_where(
+        frame,
+        opaque,
+        lambda text: text.is_in(list(NUMERIC_SPECIALS)),
+        lambda text: text.replace_strict(NUMERIC_SPECIALS),
+    )
 
 
 def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
@@ -122,7 +131,8 @@ def read_ahead(items: Iterator, depth: int = 2) -> Iterator:
                 if stop.is_set():
                     return
             queue.put(done)
-        except BaseException as exc:  # handed to the consumer, raised there
+        # handed to the consumer, raised there
+        except BaseException as exc:
             queue.put(exc)
 
     thread = threading.Thread(target=read, name="reports-read-ahead", daemon=True)

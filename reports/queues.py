@@ -26,7 +26,8 @@ from rq.utils import now as now_utc
 logger = logging.getLogger(__name__)
 QUEUE_NAME = "reports"
 TASKS = "reports.tasks"
-WAITING_STATES = {"deferred", "scheduled"}  # live without being in the queue or started
+# live without being in the queue or started
+WAITING_STATES = {"deferred", "scheduled"}
 
 
 @functools.cache
@@ -126,8 +127,9 @@ class QueuedCronJob(CronJob):
     queue's serializer (JSON; RQ's own CronJob would pickle it for a worker that reads no pickle)."""
 
     def enqueue(self, connection) -> Job:
-        return reports_queue().enqueue_call(self.func_name, args=self.args, kwargs=self.kwargs,
-                                            timeout=60, result_ttl=600, failure_ttl=7 * 24 * 3600)  # fmt: skip
+        return reports_queue().enqueue_call(
+            self.func_name, args=self.args, kwargs=self.kwargs, timeout=60, result_ttl=600, failure_ttl=7 * 24 * 3600
+        )
 
 
 def cron_scheduler() -> CronScheduler:

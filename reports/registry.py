@@ -26,7 +26,8 @@ def register(report_class: type[Report]) -> type[Report]:
         raise ValueError(f"{report_class.__name__} has no slug.")
     if slug in _registry and _registry[slug] is not report_class:
         raise AlreadyRegistered(f"A report with slug {slug!r} is already registered.")
-    _registry[slug] = report_class  # its declaration is checked by `manage.py check` (reports.checks)
+    # its declaration is checked by `manage.py check` (reports.checks)
+    _registry[slug] = report_class
     return report_class
 
 

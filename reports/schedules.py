@@ -57,7 +57,8 @@ def next_slot(schedule: ReportSchedule, after: dt.datetime) -> dt.datetime:
     """The schedule's first slot after `after`, in UTC."""
     zone = zone_of(schedule)
     day = after.astimezone(zone).date()
-    for offset in range(32 * 12):  # every schedule has a slot within a month: this is a year
+    # every schedule has a slot within a month: this is a year
+    for offset in range(32 * 12):
         candidate = day + dt.timedelta(days=offset)
         if not is_run_day(schedule, candidate):
             continue
@@ -86,7 +87,8 @@ def run_due(now: dt.datetime | None = None) -> int:
     for pk in list(ReportSchedule.objects.filter(paused=False, next_run_at__lte=now).values_list("pk", flat=True)):
         try:
             started += run_schedule(pk, now)
-        except Exception:  # this one is tried again at the next tick (its slot was not moved); the others go on
+        # this one is tried again at the next tick (its slot was not moved); the others go on
+        except Exception:
             logger.exception("Schedule %s: its run could not be started.", pk)
     return started
 
@@ -95,11 +97,16 @@ def run_schedule(pk: int, now: dt.datetime) -> int:
     """Start the schedule's run for its latest slot up to `now` and move it to its next slot: 1, or 0
     when another tick has it (or had it)."""
     with transaction.atomic():
-        schedule = (ReportSchedule.objects.select_for_update(skip_locked=True).select_related("owner")
-                    .filter(pk=pk, paused=False, next_run_at__lte=now).first())  # fmt: skip
+        schedule = (
+            ReportSchedule.objects.select_for_update(skip_locked=True)
+            .select_related("owner")
+            .filter(pk=pk, paused=False, next_run_at__lte=now)
+            .first()
+        )
         if schedule is None:
             return 0
-        if not schedule.owner.is_active:  # deactivated without the signal (a queryset update): nothing runs
+        # deactivated without the signal (a queryset update): nothing runs
+        if not schedule.owner.is_active:
             pause_for_owner(schedule)
             return 0
         slot = latest_slot(schedule, now)
@@ -108,7 +115,8 @@ def run_schedule(pk: int, now: dt.datetime) -> int:
         try:
             with transaction.atomic():
                 start_run(schedule, slot, now)
-        except IntegrityError:  # this slot's run exists already
+        # this slot's run exists already
+        except IntegrityError:
             return 0
     return 1
 
@@ -117,14 +125,29 @@ def start_run(schedule: ReportSchedule, slot: dt.datetime, now: dt.datetime) -> 
     """The run of one slot: a job of the owner, or a failed one saying why it could not start."""
     fields = {"schedule": schedule, "slot": slot}
     try:
-        return request_report(user=schedule.owner, slug=schedule.report, format=schedule.format,
-                              params=schedule.params, columns=schedule.columns or None, delivery="background",
-                              dates_at=(now, zone_of(schedule)), **fields)  # fmt: skip
+        return request_report(
+            user=schedule.owner,
+            slug=schedule.report,
+            format=schedule.format,
+            params=schedule.params,
+            columns=schedule.columns or None,
+            delivery="background",
+            dates_at=(now, zone_of(schedule)),
+            **fields,
+        )
     except (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
         error = f"The scheduled run could not start: {describe_error(exc)}"
-        job = ReportJob.objects.create(owner=schedule.owner, report=schedule.report, format=schedule.format,
-                                       params=schedule.params, columns=schedule.columns, status=Status.FAILED,
-                                       error=error, finished_at=now, **fields)  # fmt: skip
+        job = ReportJob.objects.create(
+            owner=schedule.owner,
+            report=schedule.report,
+            format=schedule.format,
+            params=schedule.params,
+            columns=schedule.columns,
+            status=Status.FAILED,
+            error=error,
+            finished_at=now,
+            **fields,
+        )
         logger.warning("Schedule %s, slot %s: %s", schedule.pk, slot.isoformat(), error)
         transaction.on_commit(lambda: job_ended(job))
         return job
@@ -132,8 +155,17 @@ def start_run(schedule: ReportSchedule, slot: dt.datetime, now: dt.datetime) -> 
 
 # -- Saving, pausing ------------------------------------------------------------------------------
 
-SCHEDULE_FIELDS = ("report", "format", "params", "columns", "frequency", "weekdays", "day_of_month", "time",
-                   "time_zone")  # fmt: skip
+SCHEDULE_FIELDS = (
+    "report",
+    "format",
+    "params",
+    "columns",
+    "frequency",
+    "weekdays",
+    "day_of_month",
+    "time",
+    "time_zone",
+)
 
 
 def save_schedule(user, data: dict) -> ReportSchedule:
@@ -146,9 +178,11 @@ def save_schedule(user, data: dict) -> ReportSchedule:
         errors["frequency"] = [f"Choose one of: {', '.join(Frequency.values)}."]
     weekdays = data.get("weekdays") or []
     if frequency == Frequency.WEEKLY and not (
-        isinstance(weekdays, list) and weekdays and len(weekdays) <= 7
+        isinstance(weekdays, list)
+        and weekdays
+        and len(weekdays) <= 7
         and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 6 for d in weekdays)
-    ):  # fmt: skip
+    ):
         errors["weekdays"] = ["A weekly schedule needs its days: a list of 0 (Monday) to 6 (Sunday)."]
     day = data.get("day_of_month")
     if frequency == Frequency.MONTHLY and not (isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= 31):
@@ -168,13 +202,26 @@ def save_schedule(user, data: dict) -> ReportSchedule:
     # As a request now would be: the same checks and messages, nothing recorded.
     zone = zoneinfo.ZoneInfo(zone_name)
     now = timezone.now()
-    columns, _, _ = validate_request(user=user, slug=data["report"], format=data["format"], params=data.get("params"),
-                                     columns=data.get("columns"), dates_at=(now, zone))  # fmt: skip
-    schedule = ReportSchedule(owner=user, report=data["report"], format=data["format"], columns=columns,
-                              params={k: v for k, v in (data.get("params") or {}).items() if v not in (None, "")},
-                              frequency=frequency, weekdays=sorted(set(weekdays)) if frequency == Frequency.WEEKLY
-                              else [], day_of_month=day if frequency == Frequency.MONTHLY else None, time=at,
-                              time_zone=zone_name)  # fmt: skip
+    columns, _, _ = validate_request(
+        user=user,
+        slug=data["report"],
+        format=data["format"],
+        params=data.get("params"),
+        columns=data.get("columns"),
+        dates_at=(now, zone),
+    )
+    schedule = ReportSchedule(
+        owner=user,
+        report=data["report"],
+        format=data["format"],
+        columns=columns,
+        params={k: v for k, v in (data.get("params") or {}).items() if v not in (None, "")},
+        frequency=frequency,
+        weekdays=sorted(set(weekdays)) if frequency == Frequency.WEEKLY else [],
+        day_of_month=day if frequency == Frequency.MONTHLY else None,
+        time=at,
+        time_zone=zone_name,
+    )
     schedule.next_run_at = next_slot(schedule, now)
     with transaction.atomic():
         # Serialise this user's saves, so that requests at once cannot all slip under the limit.

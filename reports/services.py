@@ -31,9 +31,18 @@ class JobConflict(Exception):
     """The job is in a state that does not allow this (409)."""
 
 
-def request_report(*, user, slug: str, format: str, params: Any = None, columns: Any = None, delivery: str = "auto",
-                   enqueue: bool = True, dates_at: tuple[dt.datetime, dt.tzinfo] | None = None,
-                   **fields) -> ReportJob:  # fmt: skip
+def request_report(
+    *,
+    user,
+    slug: str,
+    format: str,
+    params: Any = None,
+    columns: Any = None,
+    delivery: str = "auto",
+    enqueue: bool = True,
+    dates_at: tuple[dt.datetime, dt.tzinfo] | None = None,
+    **fields,
+) -> ReportJob:
     """Validate a request, record the job and enqueue it once the row is committed.
 
     Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format, params or
@@ -47,8 +56,9 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
     slot: its own job even while an earlier slot's runs, and even when nothing matches: its file says so).
     """
     scheduled = "schedule" in fields
-    columns, params, rows = validate_request(user=user, slug=slug, format=format, params=params, columns=columns,
-                                             dates_at=dates_at)  # fmt: skip
+    columns, params, rows = validate_request(
+        user=user, slug=slug, format=format, params=params, columns=columns, dates_at=dates_at
+    )
     limit = instant_max_rows(format) if enqueue and delivery == "auto" else 0
     count, upper = count_up_to(rows, limit) if limit else (None, None)
     if enqueue and not scheduled and nothing_matches(rows, count=count):
@@ -66,20 +76,29 @@ def request_report(*, user, slug: str, format: str, params: Any = None, columns:
         )
         instant = instant and instant_has_room(user)
         if enqueue and not instant and not scheduled and (same := same.first()):
-            same.reused = True  # a double click, a second tab, a retried POST: the job already asked for
+            # a double click, a second tab, a retried POST: the job already asked for
+            same.reused = True
             return same
         check_limits(user, active=enqueue and not instant)
-        if instant:  # its rows are those up to the last key now, as a background run's are when it starts
+        # its rows are those up to the last key now, as a background run's are when it starts
+        if instant:
             fields.update(delivery=Delivery.INSTANT, upper_key=json_safe(upper))
-        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=params, columns=columns,
-                                       **fields)  # fmt: skip
+        job = ReportJob.objects.create(owner=user, report=slug, format=format, params=params, columns=columns, **fields)
         if enqueue and not instant:
-            transaction.on_commit(functools.partial(enqueue_job, job))  # Redis away: the sweeper enqueues it
+            # Redis away: the sweeper enqueues it
+            transaction.on_commit(functools.partial(enqueue_job, job))
     return job
 
 
-def validate_request(*, user, slug: str, format: str, params: Any = None, columns: Any = None,
-                     dates_at: tuple[dt.datetime, dt.tzinfo] | None = None) -> tuple[list, dict, QuerySet]:  # fmt: skip
+def validate_request(
+    *,
+    user,
+    slug: str,
+    format: str,
+    params: Any = None,
+    columns: Any = None,
+    dates_at: tuple[dt.datetime, dt.tzinfo] | None = None,
+) -> tuple[list, dict, QuerySet]:
     """A request checked as request_report does, nothing recorded: (its columns, its params as stored,
     its rows). Raises NotRegistered, PermissionDenied and ParamsInvalid."""
     report = get_report(slug)
@@ -93,7 +112,8 @@ def validate_request(*, user, slug: str, format: str, params: Any = None, column
     cleaned = report.clean_params(resolve_relative_dates(report, params, now, zone), user)
     report.check_request(cleaned, user)
     params = report.serialize_params(cleaned)
-    rows = report.get_report_queryset(params, user)  # (a query only if a check below asks)
+    # (a query only if a check below asks)
+    rows = report.get_report_queryset(params, user)
     if row_cap(format) is not None:
         check_rows(format, rows.count())
     return columns, params, rows
@@ -154,13 +174,15 @@ def nothing_matches(queryset, *, count: int | None = None) -> bool:
         return count == 0
     try:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)",
-                           [f"{limit}ms"])  # fmt: skip
+            cursor.execute(
+                "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)", [f"{limit}ms"]
+            )
             before = cursor.fetchone()[0]
             empty = not queryset.exists()
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
             return empty
-    except DatabaseError:  # the time ran out (the savepoint's rollback restores the timeout)
+    # the time ran out (the savepoint's rollback restores the timeout)
+    except DatabaseError:
         return False
 
 
@@ -168,8 +190,14 @@ def retry_report(job: ReportJob) -> ReportJob:
     """A new job with the same report, format and parameters (the old one stays as it ended)."""
     if job.status not in RETRYABLE:
         raise JobConflict(f"The job is {job.status}; only failed, cancelled or expired jobs are retried.")
-    return request_report(user=job.owner, slug=job.report, format=job.format, params=job.params,
-                          columns=job.columns or None, delivery="background")  # fmt: skip
+    return request_report(
+        user=job.owner,
+        slug=job.report,
+        format=job.format,
+        params=job.params,
+        columns=job.columns or None,
+        delivery="background",
+    )
 
 
 def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
@@ -183,6 +211,8 @@ def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
     job.stop_segments()
     job_ended(job, stored=by is not None and by.pk != job.owner_id)
-    queues.cancel(job.rq_job_id)  # the row says cancelled: no run starts it, whatever Redis holds
-    discard_segment_files(job)  # running segments see the cancel at their next chunk and store nothing
+    # the row says cancelled: no run starts it, whatever Redis holds
+    queues.cancel(job.rq_job_id)
+    # running segments see the cancel at their next chunk and store nothing
+    discard_segment_files(job)
     return job

@@ -38,7 +38,7 @@ def take_over_dead_runs(now: dt.datetime) -> int:
     running = ReportSegment.objects.filter(status=SegmentStatus.RUNNING, job__status=Status.RUNNING)
     for segment in running.filter(Q(heartbeat_at__lt=stale_before(now)) | Q(heartbeat_at=None)).select_related(
         "job__owner"
-    ):  # fmt: skip
+    ):
         batches.segment_failed(segment, died=True)
         dead += 1
     held = ReportJob.objects.filter(status=Status.RUNNING).exclude(held_by="")
@@ -127,7 +127,8 @@ def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None)
     for path in spool_dir().glob("*") if spool_dir().exists() else ():
         try:
             stat = path.stat()
-        except FileNotFoundError:  # its run just finished
+        # its run just finished
+        except FileNotFoundError:
             continue
         if not SPOOL_NAME.match(path.name) or now.timestamp() - stat.st_mtime < min_age or spool_run_is_live(path):
             continue
@@ -144,8 +145,9 @@ def spool_run_is_live(path: Path) -> bool:
         return False
     job, attempt = match["job"], int(match["attempt"])
     if match["segment"] is not None:
-        return ReportSegment.objects.filter(job_id=job, index=int(match["segment"]), attempts=attempt,
-                                            status=SegmentStatus.RUNNING).exists()  # fmt: skip
+        return ReportSegment.objects.filter(
+            job_id=job, index=int(match["segment"]), attempts=attempt, status=SegmentStatus.RUNNING
+        ).exists()
     return ReportJob.objects.filter(pk=job, attempts=attempt, status=Status.RUNNING).exclude(held_by="").exists()
 
 
@@ -166,7 +168,8 @@ def clean_storage(now: dt.datetime) -> int:
         for name in filter(SEGMENT_OBJECT.match, names):
             path = str(PurePosixPath(SEGMENTS, job_id, name))
             if path in kept or (job and job.is_active and storage.get_modified_time(path) >= stale_before(now)):
-                continue  # recorded, or just stored by a run that records it next
+                # recorded, or just stored by a run that records it next
+                continue
             storage.delete(path)
             removed += 1
     return removed
@@ -196,7 +199,8 @@ def sweep(now: dt.datetime | None = None) -> dict[str, int]:
     for name, step in steps.items():
         try:
             counts[name] = step(now)
-        except Exception:  # Redis, the database or the storage away: the next sweep tries again
+        # Redis, the database or the storage away: the next sweep tries again
+        except Exception:
             logger.warning("Sweep step %s failed; trying again next time.", name, exc_info=True)
             counts[name] = -1
     return counts

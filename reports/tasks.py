@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 def run_report(job_id: str) -> None:
     """A job's own run: plan it, write its first segment and queue the others (or join at once)."""
     job = ReportJob.objects.select_related("owner").filter(pk=job_id).first()
-    if job is None or not batches.start(job) or not plan(job):  # deleted, cancelled, or already planned
+    # deleted, cancelled, or already planned
+    if job is None or not batches.start(job) or not plan(job):
         return
     segment = batches.claim_next(job)
     batches.dispatch(job)

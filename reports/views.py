@@ -35,7 +35,8 @@ def download(request, job_id):
         return text(410, "This report was written straight into its download and not kept. Ask for it again.")
     if not instant and (job.status != Status.SUCCEEDED or not job.file):
         return text(409, f"This report is {job.status}; there is no file to download.")
-    if request.method == "HEAD":  # a link preview or a prefetch: nothing written, read or recorded
+    # a link preview or a prefetch: nothing written, read or recorded
+    if request.method == "HEAD":
         return text(200, "")
     if instant:
         return instant_download(request, job)
@@ -82,7 +83,8 @@ def write_now(job: ReportJob) -> InstantFile | HttpResponse:
         return queued_instead(job, str(exc))
     except Stopped:
         return text(409, "This report was cancelled.")
-    except Exception as exc:  # refused (permission, a column gone) or broken: the job says why
+    # refused (permission, a column gone) or broken: the job says why
+    except Exception as exc:
         batches.fail_job(job, *explain_error(exc))
         if not isinstance(exc, PermissionDenied | ParamsInvalid):
             raise
@@ -107,8 +109,11 @@ def metrics(request):
     token = settings.RQ_API_TOKEN
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not token or not constant_time_compare(given, token):
-        refusal = HttpResponse("Send the metrics token (RQ_API_TOKEN) as a bearer token.", status=401,
-                               content_type="text/plain; charset=utf-8")  # fmt: skip
+        refusal = HttpResponse(
+            "Send the metrics token (RQ_API_TOKEN) as a bearer token.",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
         refusal["WWW-Authenticate"] = "Bearer"
         return refusal
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

@@ -34,10 +34,14 @@ class ReportsWorker(Worker):
         try:
             batches.worker_died(self.name)
         except DatabaseError:
-            logger.warning("Could not record the death of %s's work-horse; the sweeper will find it by its "
-                           "heartbeat.", self.name, exc_info=True)  # fmt: skip
+            logger.warning(
+                "Could not record the death of %s's work-horse; the sweeper will find it by its heartbeat.",
+                self.name,
+                exc_info=True,
+            )
         finally:
-            connections.close_all()  # the next work-horse is forked from this process: share no connection
+            # the next work-horse is forked from this process: share no connection
+            connections.close_all()
 
     def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
         """Wait for a job; with Redis away, wait for Redis (backing off up to a minute, with jitter)."""
@@ -56,7 +60,8 @@ class ReportsWorker(Worker):
         self.horse_killed = False
         try:
             super().execute_job(job, queue)
-        except RedisConnectionError as exc:  # e.g. the work-horse ended while Redis was away
+        # e.g. the work-horse ended while Redis was away
+        except RedisConnectionError as exc:
             self.log.warning("Worker %s: Redis went away while ending job %s (%s); going on.", self.name, job.id, exc)
         if self.horse_killed:
             self.requeue_entry(job.id)
@@ -85,7 +90,8 @@ class ReportsWorker(Worker):
 
     def bootstrap(self, *args, **kwargs):
         super().bootstrap(*args, **kwargs)
-        self.clean_spool(min_age=0)  # no run of this worker is alive yet; others' files are live by their rows
+        # no run of this worker is alive yet; others' files are live by their rows
+        self.clean_spool(min_age=0)
 
     def run_maintenance_tasks(self):
         try:

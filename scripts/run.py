@@ -73,8 +73,11 @@ def supervise(commands: dict[str, list[str]]) -> None:
             now = time.monotonic()
             restarts[name] = [t for t in restarts[name] if now - t < RESTART_WINDOW] + [now]
             if len(restarts[name]) > RESTARTS:
-                print(f"{name} exited with {process.returncode} {RESTARTS} times in {RESTART_WINDOW // 60} minutes; "
-                      "stopping the rest.", flush=True)  # fmt: skip
+                print(
+                    f"{name} exited with {process.returncode} {RESTARTS} times in {RESTART_WINDOW // 60} minutes; "
+                    "stopping the rest.",
+                    flush=True,
+                )
                 stopping = True
                 break
             count = f"{len(restarts[name])} of {RESTARTS} restarts in {RESTART_WINDOW // 60} minutes"

@@ -19,5 +19,17 @@ class OrderAdmin(BackgroundExportMixin, admin.ModelAdmin):
     search_fields = ["number", "customer__name"]
     list_select_related = ["customer"]
     date_hierarchy = "created_at"
-    export_columns = ["id", "number", "customer__name", "status", "country", "amount", "discount", "quantity",
-                      "is_gift", "note", "created_at", "shipped_at"]  # fmt: skip
+    export_columns = [
+        "id",
+        "number",
+        "customer__name",
+        "status",
+        "country",
+        "amount",
+        "discount",
+        "quantity",
+        "is_gift",
+        "note",
+        "created_at",
+        "shipped_at",
+    ]

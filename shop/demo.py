@@ -48,9 +48,19 @@ BATCH = 10_000
 
 CUSTOMER_FIELDS = ["id", "name", "email", "country", "city", "notes", "is_active", "credit_limit", "created_at"]
 ORDER_FIELDS = [
-    "id", "number", "customer_id", "status", "country", "amount", "discount",
-    "quantity", "is_gift", "note", "created_at", "shipped_at",
-]  # fmt: skip
+    "id",
+    "number",
+    "customer_id",
+    "status",
+    "country",
+    "amount",
+    "discount",
+    "quantity",
+    "is_gift",
+    "note",
+    "created_at",
+    "shipped_at",
+]
 
 
 def customer_count(orders: int) -> int:
@@ -69,9 +79,16 @@ def customer_rows(count: int, seed: int = 1) -> Iterator[tuple]:
         credit = None if pk % 5 == 0 else Decimal(rnd.randrange(0, 10**9)) / 100
         created = EPOCH + dt.timedelta(seconds=rnd.randrange(TWO_YEARS))
         yield (
-            pk, name, f"customer{pk}@{['example.com', 'Mail.Example.org', 'exemplo.com.br'][pk % 3]}",
-            COUNTRIES[country], CITIES[country], notes, pk % 11 != 0, credit, created,
-        )  # fmt: skip
+            pk,
+            name,
+            f"customer{pk}@{['example.com', 'Mail.Example.org', 'exemplo.com.br'][pk % 3]}",
+            COUNTRIES[country],
+            CITIES[country],
+            notes,
+            pk % 11 != 0,
+            credit,
+            created,
+        )
 
 
 def order_rows(count: int, customers: int, seed: int = 2) -> Iterator[tuple]:
@@ -80,7 +97,8 @@ def order_rows(count: int, customers: int, seed: int = 2) -> Iterator[tuple]:
         status = STATUSES[rnd.randrange(len(STATUSES))]
         cents = rnd.randrange(-50_000, 5_000_000)
         if pk % 997 == 0:
-            cents = 99_999_999_999_999 if pk % 2 else -99_999_999_999_999  # the largest numeric(14, 2)
+            # the largest numeric(14, 2)
+            cents = 99_999_999_999_999 if pk % 2 else -99_999_999_999_999
         created = EPOCH + dt.timedelta(seconds=rnd.randrange(TWO_YEARS))
         if pk % 13 == 0:
             created += dt.timedelta(microseconds=rnd.randrange(1, 1_000_000))
@@ -88,10 +106,19 @@ def order_rows(count: int, customers: int, seed: int = 2) -> Iterator[tuple]:
         roll = rnd.random()
         note = None if roll < 0.4 else AWKWARD_TEXT[pk % len(AWKWARD_TEXT)] if roll < 0.6 else f"Order note {pk}"
         yield (
-            pk, f"ORD-{pk:08d}", rnd.randrange(1, customers + 1), status, COUNTRIES[rnd.randrange(len(COUNTRIES))],
-            Decimal(cents) / 100, None if rnd.random() < 0.7 else Decimal(rnd.randrange(0, 10_000)) / 100,
-            rnd.randrange(1, 20), rnd.random() < 0.1, note, created, shipped,
-        )  # fmt: skip
+            pk,
+            f"ORD-{pk:08d}",
+            rnd.randrange(1, customers + 1),
+            status,
+            COUNTRIES[rnd.randrange(len(COUNTRIES))],
+            Decimal(cents) / 100,
+            None if rnd.random() < 0.7 else Decimal(rnd.randrange(0, 10_000)) / 100,
+            rnd.randrange(1, 20),
+            rnd.random() < 0.1,
+            note,
+            created,
+            shipped,
+        )
 
 
 def seed(orders: int, *, progress=None) -> tuple[int, int]:

@@ -47,17 +47,24 @@ class OrderTotalsReport(OrdersReport):
     title = "Order totals"
     description = "Orders with what the database computes: the amount net of discount, whether shipped."
     columns = [
-        *OrdersReport.columns[:7],  # id … discount
+        # id … discount
+        *OrdersReport.columns[:7],
         # Its digits declared, so every database gives the same text (SQLite computes it as a float).
-        reports.Column("net", "Net amount", expression=ExpressionWrapper(
-            F("amount") - Coalesce(F("discount"), Value(Decimal("0"))), output_field=DecimalField(max_digits=15,
-                                                                                                    decimal_places=2))),
+        reports.Column(
+            "net",
+            "Net amount",
+            expression=ExpressionWrapper(
+                F("amount") - Coalesce(F("discount"), Value(Decimal("0"))),
+                output_field=DecimalField(max_digits=15, decimal_places=2),
+            ),
+        ),
         "quantity",
-        reports.Column("shipped", "Shipped",
-                       expression=ExpressionWrapper(Q(shipped_at__isnull=False), output_field=BooleanField())),
+        reports.Column(
+            "shipped", "Shipped", expression=ExpressionWrapper(Q(shipped_at__isnull=False), output_field=BooleanField())
+        ),
         "created_at",
         "shipped_at",
-    ]  # fmt: skip
+    ]
 
 
 @reports.register

@@ -21,7 +21,8 @@ WORKER_COMMAND = [
     "reports",
     "--serializer",
     "rq.serializers.JSONSerializer",
-]  # fmt: skip (the worker class is reports.worker.ReportsWorker, from settings.RQ)
+    # the worker class is reports.worker.ReportsWorker, from settings.RQ
+]
 
 
 # What an owner reads of a report that failed on an error of ours (reports.events.explain_error).
@@ -78,9 +79,13 @@ def run_worker(redis_queue, transactional_db):
 
     def run(timeout: float = 120, **env) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [*WORKER_COMMAND, "--burst"], cwd=ROOT, env=child_env(**env), capture_output=True, text=True,
+            [*WORKER_COMMAND, "--burst"],
+            cwd=ROOT,
+            env=child_env(**env),
+            capture_output=True,
+            text=True,
             timeout=timeout,
-        )  # fmt: skip
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         return result
 
@@ -92,7 +97,8 @@ def spawn(command: list[str], **env) -> subprocess.Popen:
     a file in VAR_DIR/logs: a pipe nobody reads would stop the process once full."""
     logs = Path(os.environ["VAR_DIR"]) / "logs"
     logs.mkdir(exist_ok=True)
-    with open(logs / f"{command[2]}-{time.time_ns()}.log", "w") as log:  # rqworker, sweep_reports, project.web
+    # rqworker, sweep_reports, project.web
+    with open(logs / f"{command[2]}-{time.time_ns()}.log", "w") as log:
         return subprocess.Popen(command, cwd=ROOT, env=child_env(**env), stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -145,8 +151,11 @@ def rq_worker_name(worker: subprocess.Popen) -> str:
     from rq import Worker
 
     queue = django_rq.get_queue("reports")
-    return wait_for(lambda: next((w.name for w in Worker.all(queue=queue) if w.pid == worker.pid), None),
-                    timeout=30, message="the worker to register")  # fmt: skip
+    return wait_for(
+        lambda: next((w.name for w in Worker.all(queue=queue) if w.pid == worker.pid), None),
+        timeout=30,
+        message="the worker to register",
+    )
 
 
 def ooxml_text(value):
@@ -171,7 +180,8 @@ def make_user(django_user_model):
         for perm in perms:
             app_label, codename = perm.split(".")
             user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-        return django_user_model.objects.get(pk=user.pk)  # fresh permission cache
+        # fresh permission cache
+        return django_user_model.objects.get(pk=user.pk)
 
     return make
 
@@ -235,7 +245,8 @@ def serve(**env):
         process.terminate()
         try:
             process.wait(timeout=15)
-        except subprocess.TimeoutExpired:  # connections a failed test left open hold its graceful shutdown
+        # connections a failed test left open hold its graceful shutdown
+        except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)
 

@@ -16,7 +16,8 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("DJANGO_DEBUG", "false")
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "k" * 40)
 os.environ.setdefault("DJANGO_SECURE_COOKIES", "false")
-os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")  # the tests' servers speak plain HTTP
+# the tests' servers speak plain HTTP
+os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
 # Most tests ask for reports of empty or unrelated tables: the request-time "nothing matches" check is
 # on only where a test turns it on (tests/test_api.py), so that the runs' own empty results are seen.
 os.environ.setdefault("REPORTS_EMPTY_CHECK_MS", "0")

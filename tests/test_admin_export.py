@@ -24,11 +24,29 @@ REPORT = get_report(SLUG)
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"ids": []}, {"ids": "1,2"}, {"ids": list(range(10_001))}, {"query": "x" * 2001}, {"query": 5},
-     {"ids": [1], "query": ""}, {"status__exact": "paid"}, ["ids"], {"ids": ["x"]}, {"ids": [{}]},
-     {"ids": [float("inf")]}, {"ids": [float("nan")]}, {"ids": [1.5]}, {"ids": [True]}, {"ids": [10**30]},
-     {"ids": ["1; DROP TABLE shop_order"]}, {"ids": [None]}, {"ids": [[1]]}, {"ids": ["1e400"]}],
-)  # fmt: skip
+    [
+        {},
+        {"ids": []},
+        {"ids": "1,2"},
+        {"ids": list(range(10_001))},
+        {"query": "x" * 2001},
+        {"query": 5},
+        {"ids": [1], "query": ""},
+        {"status__exact": "paid"},
+        ["ids"],
+        {"ids": ["x"]},
+        {"ids": [{}]},
+        {"ids": [float("inf")]},
+        {"ids": [float("nan")]},
+        {"ids": [1.5]},
+        {"ids": [True]},
+        {"ids": [10**30]},
+        {"ids": ["1; DROP TABLE shop_order"]},
+        {"ids": [None]},
+        {"ids": [[1]]},
+        {"ids": ["1e400"]},
+    ],
+)
 def test_admin_export_params_are_ids_or_a_changelist_query_only(params):
     with pytest.raises(ParamsInvalid):
         REPORT.clean_params(params)
@@ -79,7 +97,8 @@ def test_a_changelist_query_the_admin_refuses_is_400(client, staff, query):
 
 
 def test_admin_exports_need_a_staff_user_through_the_api(client, make_user):
-    client.force_login(make_user("viewer", perms=["shop.view_order"]))  # may view orders, not staff
+    # may view orders, not staff
+    client.force_login(make_user("viewer", perms=["shop.view_order"]))
     response = post_export(client, {"query": ""})
     assert response.status_code == 403
     assert "staff access" in response.json()["error"] and "shop.view_order" in response.json()["error"]
@@ -90,8 +109,9 @@ def test_admin_exports_need_a_staff_user_through_the_api(client, make_user):
 def orders_of_portugal_only(monkeypatch):
     """An OrderAdmin that shows each user only the orders of Portugal (as admins that scope rows do)."""
     model_admin = admin.site._registry[Order]
-    monkeypatch.setattr(model_admin, "get_queryset", lambda request: OrderAdmin.get_queryset(model_admin, request)
-                        .filter(country="PT"))  # fmt: skip
+    monkeypatch.setattr(
+        model_admin, "get_queryset", lambda request: OrderAdmin.get_queryset(model_admin, request).filter(country="PT")
+    )
     demo.seed(300)
     return Order.objects.filter(country="PT")
 
@@ -106,7 +126,8 @@ def test_ids_the_admin_does_not_show_the_user_are_refused(client, staff, orders_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("params", [{"query": ""}, {"ids": "all"}])
 def test_the_worker_reads_rows_through_the_model_admin(staff, orders_of_portugal_only, params):
-    if params == {"ids": "all"}:  # ids stored when the admin showed every row, read now that it does not
+    # ids stored when the admin showed every row, read now that it does not
+    if params == {"ids": "all"}:
         params = {"ids": [str(pk) for pk in Order.objects.values_list("pk", flat=True)]}
     job = ReportJob.objects.create(owner=staff, report=SLUG, format="csv", params=params)
     assert run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
@@ -120,7 +141,8 @@ def test_the_worker_reads_rows_through_the_model_admin(staff, orders_of_portugal
 def test_the_worker_checks_again_that_the_user_may_export(staff):
     demo.seed(20)
     job = ReportJob.objects.create(owner=staff, report=SLUG, format="csv", params={"query": ""})
-    type(staff).objects.filter(pk=staff.pk).update(is_staff=False)  # lost staff status after asking
+    # lost staff status after asking
+    type(staff).objects.filter(pk=staff.pk).update(is_staff=False)
     job.owner.refresh_from_db()
     run_in_foreground(job)
     job.refresh_from_db()
@@ -169,14 +191,16 @@ def test_job_admin_links_downloads_only_for_the_viewers_own_jobs(client, make_us
     page = client.get("/admin/reports/reportjob/").content.decode()
     assert f"/reports/jobs/{mine.pk}/download/" in page
     assert f"/reports/jobs/{theirs.pk}/download/" not in page and "owner only" in page
-    assert "cancel_jobs" not in page  # cancelling other people's jobs needs the change permission
+    # cancelling other people's jobs needs the change permission
+    assert "cancel_jobs" not in page
 
 
 def test_job_admin_actions_need_the_change_permission(client, make_user):
     from reports.models import ReportJob
 
     manager = make_user("manager", perms=["reports.view_reportjob", "reports.change_reportjob"], is_staff=True)
-    ReportJob.objects.create(owner=make_user("other"), report="orders", format="csv")  # actions need rows
+    # actions need rows
+    ReportJob.objects.create(owner=make_user("other"), report="orders", format="csv")
     client.force_login(manager)
     page = client.get("/admin/reports/reportjob/").content.decode()
     assert "cancel_jobs" in page and "retry_jobs" in page
@@ -188,8 +212,17 @@ def test_job_admin_shows_the_segments_of_a_job(client, make_user):
     staff = make_user("staff", perms=["reports.view_reportjob"], is_staff=True)
     job = ReportJob.objects.create(owner=staff, report="orders", format="json", status=Status.FAILED)
     ReportSegment.objects.create(job=job, index=0, upper=500, rows_planned=500, rows_done=500, status="done")
-    ReportSegment.objects.create(job=job, index=1, after=500, upper=999, rows_planned=499, rows_done=120,
-                                 status="failed", attempts=3, error="RuntimeError: <b>disk full</b>")  # fmt: skip
+    ReportSegment.objects.create(
+        job=job,
+        index=1,
+        after=500,
+        upper=999,
+        rows_planned=499,
+        rows_done=120,
+        status="failed",
+        attempts=3,
+        error="RuntimeError: <b>disk full</b>",
+    )
     client.force_login(staff)
     page = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
     assert "Segments (the report" in page and "RuntimeError: &lt;b&gt;disk full&lt;/b&gt;" in page
@@ -199,10 +232,12 @@ def test_job_admin_shows_the_segments_of_a_job(client, make_user):
 def test_the_action_asks_for_the_columns_first_then_exports_the_chosen_ones(client, staff):
     demo.seed(30)
     client.force_login(staff)
-    paid = Order.objects.filter(status="paid").order_by("pk")  # the changelist shows paid orders only
+    # the changelist shows paid orders only
+    paid = Order.objects.filter(status="paid").order_by("pk")
     selected = [str(pk) for pk in paid.values_list("pk", flat=True)[:4]]
-    page = client.post("/admin/shop/order/?status__exact=paid", {"action": "export_xlsx_in_background",
-                                                                "_selected_action": selected})  # fmt: skip
+    page = client.post(
+        "/admin/shop/order/?status__exact=paid", {"action": "export_xlsx_in_background", "_selected_action": selected}
+    )
     assert page.status_code == 200 and not ReportJob.objects.exists()
     html = page.content.decode()
     assert "Export orders to Excel" in html and "4 selected orders" in html
@@ -211,17 +246,33 @@ def test_the_action_asks_for_the_columns_first_then_exports_the_chosen_ones(clie
     assert all(f'name="_selected_action" value="{pk}"' in html for pk in selected)
     assert 'name="select_across" value="0"' in html and 'name="export_columns" value="yes"' in html
 
-    done = client.post("/admin/shop/order/?status__exact=paid", {
-        "action": "export_xlsx_in_background", "_selected_action": selected, "select_across": "0",
-        "export_columns": "yes", "columns": ["number", "id"]}, follow=True)  # fmt: skip
+    done = client.post(
+        "/admin/shop/order/?status__exact=paid",
+        {
+            "action": "export_xlsx_in_background",
+            "_selected_action": selected,
+            "select_across": "0",
+            "export_columns": "yes",
+            "columns": ["number", "id"],
+        },
+        follow=True,
+    )
     assert "Exporting 4 selected rows to Excel" in done.content.decode()
     job = ReportJob.objects.get()
     assert job.columns == ["number", "id"] and sorted(job.params["ids"]) == sorted(map(int, selected))
     assert job.format == "xlsx"
 
-    across = client.post("/admin/shop/order/?status__exact=paid", {
-        "action": "export_csv_in_background", "_selected_action": selected, "select_across": "1",
-        "export_columns": "yes", "columns": ["id", "secret"]}, follow=True)  # fmt: skip
+    across = client.post(
+        "/admin/shop/order/?status__exact=paid",
+        {
+            "action": "export_csv_in_background",
+            "_selected_action": selected,
+            "select_across": "1",
+            "export_columns": "yes",
+            "columns": ["id", "secret"],
+        },
+        follow=True,
+    )
     assert "The export could not start: Unknown column 'secret'." in html_module.unescape(across.content.decode())
     assert ReportJob.objects.count() == 1
 

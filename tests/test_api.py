@@ -25,9 +25,21 @@ def test_202_records_the_job_and_enqueues_it_after_commit(alice_client, redis_qu
     assert response.status_code == 202
     body = response.json()
     assert set(body) >= {
-        "id", "report", "format", "params", "status", "rows_done", "rows_total", "progress", "created_at",
-        "started_at", "finished_at", "file_size", "download_url", "error",
-    }  # fmt: skip
+        "id",
+        "report",
+        "format",
+        "params",
+        "status",
+        "rows_done",
+        "rows_total",
+        "progress",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "file_size",
+        "download_url",
+        "error",
+    }
     assert body["status"] == "queued" and body["params"] == {"status": "paid"}
     assert redis_queue.job_ids == [f"report-{body['id']}-a1"]
     rq_job = redis_queue.fetch_job(f"report-{body['id']}-a1")
@@ -70,13 +82,15 @@ def test_no_permission_is_403(make_user, client):
         ({"format": "csv"}, ["report"]),
         ({"report": 7, "format": "csv"}, ["report"]),
         ({"report": "orders", "format": "csv", "owner": 2}, ["owner"]),
-        ({"report": "orders", "format": "csv", "params": {"customer__password__startswith": "a"}},
-         ["customer__password__startswith"]),
+        (
+            {"report": "orders", "format": "csv", "params": {"customer__password__startswith": "a"}},
+            ["customer__password__startswith"],
+        ),
         ({"report": "orders", "format": "csv", "params": {"min_amount": "lots"}}, ["min_amount"]),
         ({"report": "orders", "format": "csv", "params": {"created_from": "2025-13-45"}}, ["created_from"]),
         ({"report": "orders", "format": "csv", "params": "status=paid"}, ["params"]),
     ],
-)  # fmt: skip
+)
 def test_invalid_input_is_400_with_field_errors(alice_client, body, fields):
     response = post(alice_client, body)
     assert response.status_code == 400
@@ -103,7 +117,8 @@ def test_over_the_active_job_limit_is_429(alice_client, alice):
     ReportJob.objects.create(owner=alice, report="orders", format="csv")
     ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.RUNNING)
     ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
-    response = post(alice_client, {"report": "orders", "format": "xlsx"})  # (the same csv again is the same job)
+    # (the same csv again is the same job)
+    response = post(alice_client, {"report": "orders", "format": "xlsx"})
     assert response.status_code == 429
     assert "2 reports" in response.json()["error"]
     assert ReportJob.objects.count() == 3
@@ -152,11 +167,13 @@ def test_illegal_transitions_are_refused(alice):
 def test_a_job_whose_queue_entry_was_lost_is_enqueued_again_by_the_sweeper(alice_client, redis_queue, settings):
     settings.REPORTS_STALE_AFTER_SECONDS = 0
     job_id = post(alice_client, {"report": "orders", "format": "csv"}).json()["id"]
-    redis_queue.connection.flushdb()  # Redis restarted and forgot the queue
+    # Redis restarted and forgot the queue
+    redis_queue.connection.flushdb()
     assert redis_queue.job_ids == []
     assert sweep()["requeued"] == 1
     assert redis_queue.job_ids == [f"report-{job_id}-a1"]
-    assert sweep()["requeued"] == 0  # already on the queue: left alone
+    # already on the queue: left alone
+    assert sweep()["requeued"] == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -171,8 +188,9 @@ def test_redis_down_at_commit_still_answers_202_and_keeps_the_row(alice_client, 
 
 @pytest.mark.django_db(transaction=True)
 def test_retry_makes_a_new_job_with_the_same_parameters(alice_client, alice, make_user, redis_queue):
-    failed = ReportJob.objects.create(owner=alice, report="orders", format="csv", params={"status": "paid"},
-                                      status=Status.FAILED, error="boom")  # fmt: skip
+    failed = ReportJob.objects.create(
+        owner=alice, report="orders", format="csv", params={"status": "paid"}, status=Status.FAILED, error="boom"
+    )
     response = alice_client.post(f"/api/reports/jobs/{failed.pk}/retry/")
     assert response.status_code == 202
     new = response.json()
@@ -193,8 +211,9 @@ def test_notifications_api_lists_and_marks_only_own(alice_client, alice, make_us
     theirs = Notification.objects.create(user=make_user("frank"), type="report.ready", title="Theirs")
     data = alice_client.get("/api/notifications/").json()
     assert data["unseen"] == 1 and [n["notification"]["title"] for n in data["notifications"]] == ["Mine"]
-    seen = alice_client.post("/api/notifications/seen/", data=json.dumps({"ids": [mine.pk, theirs.pk]}),
-                             content_type="application/json")  # fmt: skip
+    seen = alice_client.post(
+        "/api/notifications/seen/", data=json.dumps({"ids": [mine.pk, theirs.pk]}), content_type="application/json"
+    )
     assert seen.json() == {"seen": 1}
     theirs.refresh_from_db()
     assert theirs.seen_at is None
@@ -226,12 +245,14 @@ def test_a_slow_emptiness_check_is_given_up_and_leaves_the_connection_as_it_was(
 
     settings.REPORTS_EMPTY_CHECK_MS = 50
     demo.seed(5)
-    slow = Order.objects.extra(where=["pg_sleep(0.2)::text = 'never'"])  # empty, but 0.2 s a row to say so
+    # empty, but 0.2 s a row to say so
+    slow = Order.objects.extra(where=["pg_sleep(0.2)::text = 'never'"])
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         before = cursor.fetchone()[0]
         started = time.monotonic()
-        assert nothing_matches(slow) is False  # not known in time: the run will say it
+        # not known in time: the run will say it
+        assert nothing_matches(slow) is False
         assert time.monotonic() - started < 0.4
         assert nothing_matches(Order.objects.filter(country="ZZ")) is True
         cursor.execute("SHOW statement_timeout")

@@ -37,9 +37,16 @@ def browser():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
         yield browser
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -49,8 +56,7 @@ def browser():
 def stack(web_server, start_worker):
     """The web server + one RQ worker; small chunks on the Python path so progress is visible."""
     demo.seed(ORDERS)
-    start_worker(REPORTS_CHUNK_SIZE=50, REPORTS_PROGRESS_INTERVAL=0,
-                 SLOW_REPORT_SECONDS_PER_ROW=0.01)  # fmt: skip
+    start_worker(REPORTS_CHUNK_SIZE=50, REPORTS_PROGRESS_INTERVAL=0, SLOW_REPORT_SECONDS_PER_ROW=0.01)
     SHOTS.mkdir(exist_ok=True)
     return web_server
 
@@ -103,29 +109,36 @@ def test_request_watch_progress_and_download_from_the_row(stack, browser, make_u
     orders.locator("select[name=status]").select_option("paid")
     orders.locator("select[name=format]").select_option("csv")
     orders.locator("button[type=submit]").click()
-    page.locator("#my-reports").scroll_into_view_if_needed()  # watching the table
+    # watching the table
+    page.locator("#my-reports").scroll_into_view_if_needed()
 
     row = page.locator("#jobs tbody tr").first
     expect(row.locator(".status")).to_have_text("Ready", timeout=60_000)
     expect(row).to_have_class(re.compile("just-ended"))
-    expect(page.locator("[data-list]")).to_contain_text("Your report is ready")  # the bell has it
+    # the bell has it
+    expect(page.locator("[data-list]")).to_contain_text("Your report is ready")
     expect(page.locator(".toast")).to_have_count(0)
     page.screenshot(path=SHOTS / "report-page.png", full_page=True)
 
     seen = page.evaluate("() => [...window.__progress]")
-    assert len([p for p in seen if 0 < p < 100]) >= 3, seen  # the bar moved through several values
+    # the bar moved through several values
+    assert len([p for p in seen if 0 < p < 100]) >= 3, seen
     paid = Order.objects.filter(status="paid")
     assert rows_of(download(row.locator('[data-action="download"]'), page))[1:] == expected_orders(paid)
-    wait_for(lambda: Notification.objects.filter(user=alice, type="report.ready", seen_at__isnull=False).exists(),
-             message="the ready notification counted as seen: the row showed it")  # fmt: skip
+    wait_for(
+        lambda: Notification.objects.filter(user=alice, type="report.ready", seen_at__isnull=False).exists(),
+        message="the ready notification counted as seen: the row showed it",
+    )
     context.close()
-    assert ReportJob.objects.get().owner == alice  # exactly one job was made
+    # exactly one job was made
+    assert ReportJob.objects.get().owner == alice
 
 
 def test_an_empty_result_is_said_plainly_in_the_toast_and_the_row(stack, browser, make_user):
     context, page = log_in(browser, stack, make_user("alice", perms=PERMS))
     orders = form(page, "orders")
-    orders.locator("input[name=country]").fill("ZZ")  # a valid code no order has
+    # a valid code no order has
+    orders.locator("input[name=country]").fill("ZZ")
     orders.locator("button[type=submit]").click()
     page.locator("#my-reports").scroll_into_view_if_needed()
     row = page.locator("#jobs tbody tr").first
@@ -140,12 +153,14 @@ def test_a_half_typed_date_is_refused_before_anything_is_sent(stack, browser, ma
     context, page = log_in(browser, stack, make_user("alice", perms=PERMS))
     orders = form(page, "orders")
     orders.locator("input[name=created_from]").click()
-    page.keyboard.type("0215")  # month and day, no year
+    # month and day, no year
+    page.keyboard.type("0215")
     orders.locator("button[type=submit]").click()
     expect(orders.locator('[data-error-for="created_from"]')).to_have_text("Enter a complete date, or clear the field.")
     expect(orders.locator("input[name=created_from]")).to_have_attribute("aria-invalid", "true")
     page.wait_for_timeout(500)
-    assert not ReportJob.objects.exists()  # no unfiltered export started
+    # no unfiltered export started
+    assert not ReportJob.objects.exists()
     context.close()
 
 
@@ -161,7 +176,8 @@ def test_a_toast_never_hides_the_rows_download(stack, browser, make_user):
     expect(page.locator(".toast")).to_have_count(0)
     link = row.locator('[data-action="download"]')
     box = link.bounding_box()
-    page.set_viewport_size({"width": 1280, "height": int(box["y"] + box["height"]) + 4})  # the link at the bottom
+    # the link at the bottom
+    page.set_viewport_size({"width": 1280, "height": int(box["y"] + box["height"]) + 4})
     # (from a thread of its own: Playwright keeps an event loop in this one, where async_to_sync may not run)
     pusher = threading.Thread(
         target=notify,
@@ -174,9 +190,11 @@ def test_a_toast_never_hides_the_rows_download(stack, browser, make_user):
     expect(toast).to_contain_text("Another report is ready")
     toast_box, link_box = toast.bounding_box(), link.bounding_box()
     assert toast_box["y"] < link_box["y"] + link_box["height"] and toast_box["x"] < link_box["x"] + link_box["width"]
-    data = download(link, page, timeout=5_000)  # not intercepted by the toast
+    # not intercepted by the toast
+    data = download(link, page, timeout=5_000)
     assert rows_of(data)[0][0] == "Id" and len(rows_of(data)) == Customer.objects.count() + 1
-    expect(toast).to_be_visible()  # it was up all along
+    # it was up all along
+    expect(toast).to_be_visible()
     context.close()
 
 
@@ -201,7 +219,8 @@ def test_the_toast_reaches_every_tab_of_the_user_and_no_one_else(stack, browser,
     alice, bob = make_user("alice", perms=PERMS), make_user("bob", perms=PERMS)
     alice_context, first_tab = log_in(browser, stack, alice)
     second_tab = alice_context.new_page()
-    second_tab.set_viewport_size({"width": 1280, "height": 320})  # the jobs table out of view: a toast says it
+    # the jobs table out of view: a toast says it
+    second_tab.set_viewport_size({"width": 1280, "height": 320})
     second_tab.goto(f"{stack}/reports/")
     expect(second_tab.locator("#notifications")).to_have_attribute("data-connected", "true")
     bob_context, bob_tab = log_in(browser, stack, bob)
@@ -213,7 +232,8 @@ def test_the_toast_reaches_every_tab_of_the_user_and_no_one_else(stack, browser,
     second_tab.screenshot(path=SHOTS / "toast-second-tab.png")
     toast.screenshot(path=SHOTS / "toast-ready.png")
     expect(first_tab.locator("#jobs tbody tr .status")).to_have_text("Ready")
-    expect(first_tab.locator(".toast")).to_have_count(0)  # there the row is in view
+    # there the row is in view
+    expect(first_tab.locator(".toast")).to_have_count(0)
     bob_tab.wait_for_timeout(1500)
     expect(bob_tab.locator(".toast")).to_have_count(0)
     expect(bob_tab.locator("#jobs tbody tr")).to_have_count(0)
@@ -284,7 +304,8 @@ def test_admin_action_exports_the_selected_rows(stack, browser, make_user):
         seen_while_leaving.append(Notification.objects.filter(seen_at__isnull=False).exists())
         route.fulfill(response=answer)
 
-    def choose(page):  # Number first (it is second: one click), no Customer name
+    # Number first (it is second: one click), no Customer name
+    def choose(page):
         page.locator('li[data-column="number"] button[data-move="-1"]').click()
         page.locator('li[data-column="customer__name"] input[type=checkbox]').uncheck()
         page.screenshot(path=SHOTS / "admin-export-columns.png", full_page=True)
@@ -295,8 +316,10 @@ def test_admin_action_exports_the_selected_rows(stack, browser, make_user):
     expect(toast).to_be_visible(timeout=60_000)
     page.screenshot(path=SHOTS / "admin-action.png", full_page=False)
     assert seen_while_leaving == [False]
-    wait_for(lambda: Notification.objects.filter(type="report.ready", seen_at__isnull=False).exists(),
-             message="the toast in view counted as seen")  # fmt: skip
+    wait_for(
+        lambda: Notification.objects.filter(type="report.ready", seen_at__isnull=False).exists(),
+        message="the toast in view counted as seen",
+    )
     rows = download_from(toast, page)
     assert sorted(r[1] for r in rows[1:]) == sorted(picked)
     assert rows[0][:3] == ["Number", "Id", "Status"]
@@ -307,21 +330,28 @@ def test_admin_action_exports_the_selected_rows(stack, browser, make_user):
 def test_admin_select_all_exports_exactly_the_filtered_rows(stack, browser, make_user):
     context, page = log_in(browser, stack, make_user("alice", perms=PERMS, is_staff=True))
     page.goto(f"{stack}/admin/shop/order/?status__exact=paid&q=Silva")
-    expected = list(Order.objects.filter(status="paid").filter(Q(number__icontains="Silva") |
-                    Q(customer__name__icontains="Silva")).order_by("pk").values_list("pk", flat=True))  # fmt: skip
-    assert len(expected) > 100  # more than one page: only "select all" reaches them all
+    expected = list(
+        Order.objects.filter(status="paid")
+        .filter(Q(number__icontains="Silva") | Q(customer__name__icontains="Silva"))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    # more than one page: only "select all" reaches them all
+    assert len(expected) > 100
     page.check("#action-toggle")
     page.click(".actions .question")
     expect(page.locator(".actions .all")).to_be_visible()
     admin_export(page, "export_csv_in_background")
     job = ReportJob.objects.get()
-    assert set(job.params) == {"query"} and "status__exact=paid" in job.params["query"]  # filters, not ids
+    # filters, not ids
+    assert set(job.params) == {"query"} and "status__exact=paid" in job.params["query"]
     toast = page.locator('.toast[data-type="report.ready"]')
     expect(toast).to_be_visible(timeout=60_000)
     rows = download_from(toast, page)
     assert [int(r[0]) for r in rows[1:]] == expected
     page.goto(f"{stack}/admin/reports/reportjob/")
-    expect(page.locator("#result_list")).to_contain_text("Orders")  # the export's title, not its slug
+    # the export's title, not its slug
+    expect(page.locator("#result_list")).to_contain_text("Orders")
     assert "admin-shop-order" not in page.locator("#result_list").inner_text()
     page.screenshot(path=SHOTS / "job-admin.png", full_page=True)
     page.goto(f"{stack}/admin/reports/reportjob/{job.pk}/change/")
@@ -341,11 +371,13 @@ def test_choose_and_order_columns_on_the_page_and_find_them_again(stack, browser
         picker.locator(f'li[data-column="{name}"] input[type=checkbox]').uncheck()
     amount = picker.locator('li[data-column="amount"] input[type=checkbox]')
     amount.focus()
-    for _ in range(3):  # Amount from 6th to 3rd place with the keyboard: (id), number, amount, ...
+    # Amount from 6th to 3rd place with the keyboard: (id), number, amount, ...
+    for _ in range(3):
         page.keyboard.press("Alt+ArrowUp")
     expect(amount).to_be_focused()
     up = picker.locator('li[data-column="created_at"] button[data-move="-1"]')
-    for _ in range(5):  # Created at from 11th to 6th with its button: ahead of status
+    # Created at from 11th to 6th with its button: ahead of status
+    for _ in range(5):
         up.click()
     expect(up).to_be_focused()
     expect(orders.locator("[data-columns-summary]")).to_have_text("4 of 12")
@@ -360,14 +392,16 @@ def test_choose_and_order_columns_on_the_page_and_find_them_again(stack, browser
     assert [r[:2] for r in rows[1:]] == [[o.number, str(o.amount)] for o in paid]
     assert ReportJob.objects.get().columns == ["number", "amount", "created_at", "status"]
 
-    page.reload()  # the browser remembers the choice for this report
+    # the browser remembers the choice for this report
+    page.reload()
     picker = form(page, "orders").locator("ol[data-columns]")
     order = picker.locator("li").evaluate_all("items => items.map((li) => li.dataset.column)")
     assert order[:7] == ["id", "number", "amount", "customer__name", "country", "created_at", "status"]
     ticked = picker.locator("input:checked").evaluate_all("boxes => boxes.map((box) => box.value)")
     assert ticked == ["number", "amount", "created_at", "status"]
     picker.locator("input:checked").evaluate_all("boxes => boxes.forEach((box) => box.click())")
-    form(page, "orders").locator("button[type=submit]").click()  # nothing ticked: refused before sending
+    # nothing ticked: refused before sending
+    form(page, "orders").locator("button[type=submit]").click()
     expect(form(page, "orders").locator('[data-error-for="columns"]')).to_have_text("Choose at least one column.")
     assert ReportJob.objects.count() == 1
     context.close()
@@ -391,8 +425,13 @@ def test_a_small_report_downloads_at_once_without_a_toast(instant_stack, browser
     from reports.services import request_report
 
     alice = make_user("alice", perms=PERMS)
-    pick = (Order.objects.values("status", "country").annotate(n=Count("id")).filter(n__gte=50, n__lte=1000)
-            .order_by("-n").first())  # fmt: skip
+    pick = (
+        Order.objects.values("status", "country")
+        .annotate(n=Count("id"))
+        .filter(n__gte=50, n__lte=1000)
+        .order_by("-n")
+        .first()
+    )
     context, page = log_in(browser, instant_stack, alice)
     orders = form(page, "orders")
     orders.locator("select[name=status]").select_option(pick["status"])
@@ -404,9 +443,11 @@ def test_a_small_report_downloads_at_once_without_a_toast(instant_stack, browser
     row = page.locator("#jobs tbody tr").first
     expect(row.locator(".status")).to_have_text("Ready")
     expect(row).to_contain_text("Downloaded at once")
-    page.wait_for_timeout(1000)  # a toast would have come by now
+    # a toast would have come by now
+    page.wait_for_timeout(1000)
     expect(page.locator(".toast")).to_have_count(0)
-    expect(page.locator("[data-badge]")).to_be_hidden()  # nothing for the bell either
+    # nothing for the bell either
+    expect(page.locator("[data-badge]")).to_be_hidden()
     assert not Notification.objects.filter(user=alice).exists()
     page.screenshot(path=SHOTS / "instant-download.png", full_page=True)
     job = ReportJob.objects.get()
@@ -414,9 +455,12 @@ def test_a_small_report_downloads_at_once_without_a_toast(instant_stack, browser
 
     params = {"status": pick["status"], "country": pick["country"]}
     background = request_report(user=alice, slug="orders", format="xlsx", params=params, delivery="background")
-    stored = wait_for(lambda: ReportJob.objects.filter(pk=background.pk, status=Status.SUCCEEDED).first(),
-                      message="the background run")  # fmt: skip
-    assert instant == stored.file.open("rb").read()  # the same bytes, whichever way
+    stored = wait_for(
+        lambda: ReportJob.objects.filter(pk=background.pk, status=Status.SUCCEEDED).first(),
+        message="the background run",
+    )
+    # the same bytes, whichever way
+    assert instant == stored.file.open("rb").read()
     context.close()
 
 
@@ -433,7 +477,8 @@ def test_schedule_a_report_from_the_page_in_the_browsers_time_zone(stack, browse
     orders.locator('[data-action="schedule"]').click()
     schedule = orders.locator("fieldset.schedule")
     expect(schedule).to_contain_text("Europe/Berlin")
-    schedule.locator('input[name=weekdays][value="2"]').check()  # Monday is ticked already: and Wednesday
+    # Monday is ticked already: and Wednesday
+    schedule.locator('input[name=weekdays][value="2"]').check()
     schedule.locator("input[name=time]").fill("07:30")
     page.screenshot(path=SHOTS / "schedule-form.png", full_page=True)
     schedule.locator('[data-action="save-schedule"]').click()
@@ -442,7 +487,11 @@ def test_schedule_a_report_from_the_page_in_the_browsers_time_zone(stack, browse
     expect(orders.locator('[data-error-for="__all__"]')).to_contain_text("Scheduled: Mondays and Wednesdays")
     saved = ReportSchedule.objects.get()
     assert (saved.owner, saved.time_zone, saved.weekdays, saved.params) == (
-        alice, "Europe/Berlin", [0, 2], {"status": "paid", "created_from": "last month"})  # fmt: skip
+        alice,
+        "Europe/Berlin",
+        [0, 2],
+        {"status": "paid", "created_from": "last month"},
+    )
 
     row.locator('[data-action="pause"]').click()
     expect(row.locator("td").nth(2)).to_have_text("Paused")
@@ -450,14 +499,16 @@ def test_schedule_a_report_from_the_page_in_the_browsers_time_zone(stack, browse
     expect(row.locator("td").nth(2)).not_to_have_text("Paused")
 
     ReportSchedule.objects.filter(pk=saved.pk).update(next_run_at=saved.next_run_at.replace(year=2020))
-    assert schedules.run_due() == 1  # the minute's tick (RQ's cron scheduler runs it in the stack)
+    # the minute's tick (RQ's cron scheduler runs it in the stack)
+    assert schedules.run_due() == 1
     # The run appears in the jobs table as it goes, and ends as any report does: told in the bell
     # (and as a toast where its row is not in view), its row in the schedules saying how it went.
     expect(page.locator("#jobs tbody tr").first.locator(".status")).to_have_text("Ready", timeout=60_000)
     expect(page.locator("[data-list]")).to_contain_text("Your report is ready")
     expect(row.locator(".status")).to_have_text("Ready")
     run = ReportJob.objects.get()
-    assert run.schedule_id == saved.pk and run.params["created_from"].endswith("-01")  # last month's first day
+    # last month's first day
+    assert run.schedule_id == saved.pk and run.params["created_from"].endswith("-01")
     page.screenshot(path=SHOTS / "schedules.png", full_page=True)
     page.once("dialog", lambda dialog: dialog.accept())
     row.locator('[data-action="delete"]').click()

@@ -52,8 +52,11 @@ def test_wrong_columns_are_refused_naming_them(alice_client, columns, message):
 def test_the_choice_is_stored_listed_and_kept_by_a_retry(alice_client, alice):
     reports = alice_client.get("/api/reports/").json()["reports"]
     orders = next(r for r in reports if r["slug"] == "orders")
-    assert orders["columns"][:3] == [{"name": "id", "label": "Id"}, {"name": "number", "label": "Number"},
-                                     {"name": "customer__name", "label": "Customer"}]  # fmt: skip
+    assert orders["columns"][:3] == [
+        {"name": "id", "label": "Id"},
+        {"name": "number", "label": "Number"},
+        {"name": "customer__name", "label": "Customer"},
+    ]
     body = post(alice_client, {"report": "orders", "format": "csv", "columns": CHOSEN}).json()
     assert body["columns"] == CHOSEN
     # All of them in the declared order is the default, stored as such.
@@ -94,7 +97,8 @@ def test_every_format_writes_the_chosen_columns_in_order(alice, fmt):
         sheet = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
         rows = list(sheet.iter_rows(values_only=True))
         assert rows[0] == ("Amount", "Customer", "Created at", "Id")
-        assert [(r[0], r[3]) for r in rows[1:]] == [(float(o.amount), o.id) for o in orders]  # typed cells
+        # typed cells
+        assert [(r[0], r[3]) for r in rows[1:]] == [(float(o.amount), o.id) for o in orders]
         assert sheet.cell(2, 3).is_date and sheet.cell(2, 1).number_format != "General"
         # Widths follow the columns: a decimal's, a text's, a datetime's, an integer's.
         assert [sheet.column_dimensions[c].width for c in "ABCD"] == [14, 24, 20, 12]
@@ -116,9 +120,11 @@ def test_a_computed_column_chosen_without_its_source_field(alice):
     job.refresh_from_db()
     rows = list(csv.reader(io.StringIO(job.file.open("rb").read().decode("utf-8-sig"))))
     customers = Customer.objects.order_by("pk")
-    shown = [("'" if formula_risk(c.name) else "") + c.name for c in customers]  # the demo has formula-like names
-    assert rows == [["E-mail domain", "Name"]] + [[c.email.rpartition("@")[2].lower(), name]
-                                                  for c, name in zip(customers, shown, strict=True)]  # fmt: skip
+    # the demo has formula-like names
+    shown = [("'" if formula_risk(c.name) else "") + c.name for c in customers]
+    assert rows == [["E-mail domain", "Name"]] + [
+        [c.email.rpartition("@")[2].lower(), name] for c, name in zip(customers, shown, strict=True)
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -142,6 +148,7 @@ def test_the_demos_database_computed_columns_arrive_in_the_file(alice):
     rows = list(csv.reader(io.StringIO(job.file.open("rb").read().decode())))
     orders = Order.objects.order_by("pk")
     assert rows[0] == ["Id", "Net amount", "Shipped"]
-    assert rows[1:] == [[str(o.id), str(o.amount - (o.discount or 0)), str(o.shipped_at is not None).lower()]
-                        for o in orders]  # fmt: skip
+    assert rows[1:] == [
+        [str(o.id), str(o.amount - (o.discount or 0)), str(o.shipped_at is not None).lower()] for o in orders
+    ]
     assert {r[2] for r in rows[1:]} == {"true", "false"} and any(o.discount for o in orders)

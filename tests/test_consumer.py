@@ -90,7 +90,8 @@ def test_unseen_notifications_are_replayed_oldest_first_and_can_be_marked_seen(a
 
         again = communicator(cookie)
         assert (await connect(again))[0]
-        assert await again.receive_nothing(timeout=0.3)  # nothing unseen left to replay
+        # nothing unseen left to replay
+        assert await again.receive_nothing(timeout=0.3)
         await again.disconnect()
 
     run(scenario())
@@ -143,7 +144,8 @@ def test_bad_client_messages_get_an_error_and_the_socket_stays_open(alice, messa
         assert (await connect(comm))[0]
         await comm.send_to(text_data=message)
         assert (await comm.receive_json_from(timeout=5))["type"] == "error"
-        await comm.send_json_to({"action": "seen_all"})  # still open and answering
+        # still open and answering
+        await comm.send_json_to({"action": "seen_all"})
         assert await comm.receive_json_from(timeout=5) == {"type": "seen", "count": 0}
         await comm.disconnect()
 
@@ -154,13 +156,17 @@ def test_bad_client_messages_get_an_error_and_the_socket_stays_open(alice, messa
     ("origin", "scheme", "allowed"),
     [
         ("http://localhost:8000", "ws", True),
-        ("http://localhost:1", "ws", False),  # another port of the same host
-        ("https://localhost:8000", "ws", False),  # another scheme
-        ("http://localhost:8000", "wss", False),  # a page over HTTP opening a socket of the HTTPS site
+        # another port of the same host
+        ("http://localhost:1", "ws", False),
+        # another scheme
+        ("https://localhost:8000", "ws", False),
+        # a page over HTTP opening a socket of the HTTPS site
+        ("http://localhost:8000", "wss", False),
         ("https://localhost:8000", "wss", True),
         ("http://localhost:8000.evil.example", "ws", False),
         ("null", "ws", False),
-        ("https://reports.example", "ws", True),  # listed in CSRF_TRUSTED_ORIGINS
+        # listed in CSRF_TRUSTED_ORIGINS
+        ("https://reports.example", "ws", True),
     ],
 )
 def test_the_origin_must_be_this_site_exactly(alice, settings, origin, scheme, allowed):
@@ -182,8 +188,11 @@ def test_a_host_outside_allowed_hosts_is_refused_even_from_its_own_origin(alice)
     cookie = session_cookie(alice)
 
     async def scenario():
-        headers = [(b"host", b"evil.example"), (b"origin", b"http://evil.example"),
-                   (b"cookie", f"sessionid={cookie}".encode())]  # fmt: skip
+        headers = [
+            (b"host", b"evil.example"),
+            (b"origin", b"http://evil.example"),
+            (b"cookie", f"sessionid={cookie}".encode()),
+        ]
         comm = WebsocketCommunicator(application, "/ws/notifications/", headers=headers)
         assert not (await connect(comm))[0]
 
@@ -200,7 +209,8 @@ def test_a_flood_of_client_messages_is_dropped_beyond_the_rate(alice):
     async def scenario():
         comm = communicator(cookie)
         assert (await connect(comm))[0]
-        await comm.receive_json_from(timeout=5)  # the replay
+        # the replay
+        await comm.receive_json_from(timeout=5)
         for _ in range(500):
             await comm.send_json_to({"action": "seen_all"})
         replies = []
@@ -227,14 +237,17 @@ def test_a_user_has_at_most_so_many_sockets_opened_at_most_so_fast(alice, make_u
     async def scenario():
         sockets = [communicator(alices) for _ in range(4)]
         accepted = [(await connect(comm))[0] for comm in sockets]
-        assert accepted == [True] * 4  # the fourth is accepted only to be closed, with its reason
+        # the fourth is accepted only to be closed, with its reason
+        assert accepted == [True] * 4
         assert (await sockets[3].receive_output(timeout=5)) == {"type": "websocket.close", "code": 4429}
         bob = communicator(bobs)
-        assert (await connect(bob))[0]  # another user has sockets of their own
+        # another user has sockets of their own
+        assert (await connect(bob))[0]
         await sockets[0].disconnect()
         again = communicator(alices)
         assert (await connect(again))[0]
-        assert await again.receive_nothing(timeout=0.3)  # one closed: room for one more, and it stays
+        # one closed: room for one more, and it stays
+        assert await again.receive_nothing(timeout=0.3)
         # Opened too fast: 5 at once, then no more until the bucket fills again.
         await again.disconnect()
         for comm in sockets[1:3]:

@@ -94,8 +94,9 @@ def test_a_row_of_one_empty_cell_is_kept_as_csv_keeps_it():
         writer.writerow(["C"])
         writer.writerows([[v.isoformat() if isinstance(v, dt.time) else v] for v in values])
         assert fh.getvalue().decode() == expected.getvalue()
-        assert read(fh.getvalue())[1:] == [["" if v is None else str(v) if not isinstance(v, dt.time) else
-                                            v.isoformat()] for v in values]  # fmt: skip
+        assert read(fh.getvalue())[1:] == [
+            ["" if v is None else str(v) if not isinstance(v, dt.time) else v.isoformat()] for v in values
+        ]
 
 
 def test_a_delimiter_polars_cannot_write_is_refused():

@@ -34,10 +34,16 @@ def test_registering_a_second_report_under_a_taken_slug_fails():
     ("declaration", "code", "words"),
     [
         ({"model": Order, "columns": ["id", "customer__password"]}, "reports.E003", "password"),
-        ({"model": Order, "columns": ["id", reports.Column("x", fields=["nope"])], "value_x": lambda s, r: 1},
-         "reports.E003", "nope"),
-        ({"model": Order, "columns": ["id", reports.Column("net", expression=F("amount") - F("nope"))]},
-         "reports.E003", "nope"),
+        (
+            {"model": Order, "columns": ["id", reports.Column("x", fields=["nope"])], "value_x": lambda s, r: 1},
+            "reports.E003",
+            "nope",
+        ),
+        (
+            {"model": Order, "columns": ["id", reports.Column("net", expression=F("amount") - F("nope"))]},
+            "reports.E003",
+            "nope",
+        ),
         ({"model": Order, "columns": []}, "reports.E002", "no columns"),
         ({"columns": ["id"]}, "reports.E001", "no model"),
         ({"model": Order, "columns": ["id"], "formats": ["csv", "docx"]}, "reports.E005", "docx"),
@@ -46,7 +52,7 @@ def test_registering_a_second_report_under_a_taken_slug_fails():
         ({"model": Order, "columns": ["id"], "csv_delimiter": "§"}, "reports.E007", "not one ASCII character"),
         ({"model": Order, "columns": ["id"], "csv_delimiter": '"'}, "reports.E007", "not one ASCII character"),
     ],
-)  # fmt: skip
+)
 def test_mistakes_in_a_declaration_are_reported_by_the_system_checks(declaration, code, words):
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
@@ -63,7 +69,8 @@ def test_mistakes_in_a_declaration_are_reported_by_the_system_checks(declaration
 def test_the_demo_declarations_pass_the_system_checks():
     from django.core.management import call_command
 
-    call_command("check")  # raises SystemCheckError on any error
+    # raises SystemCheckError on any error
+    call_command("check")
 
 
 def test_column_kinds_and_labels_come_from_the_model():

@@ -43,7 +43,8 @@ def stored_job(owner, size: int) -> tuple[ReportJob, str]:
     block = (b"0123456789abcdef" * (MB // 16))[: MB - 1] + b"\n"
     with path.open("wb") as fh:
         for n in range(size // MB):
-            piece = n.to_bytes(8, "big") + block[8:]  # every megabyte differs: a reordering would show
+            # every megabyte differs: a reordering would show
+            piece = n.to_bytes(8, "big") + block[8:]
             fh.write(piece)
             digest.update(piece)
     ReportJob.objects.filter(pk=job.pk).update(file=name, file_size=size)
@@ -94,7 +95,8 @@ def server_pid(base_url: str) -> int:
     inode = None
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":  # LISTEN
+        # LISTEN
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
             inode = fields[9]
     assert inode, "nobody listens on the port"
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -148,12 +150,15 @@ def test_a_client_that_stops_reading_is_dropped_after_the_stall_timeout(impatien
     job, _ = stored_job(alice, 64 * MB)
     sock = open_download(server, session, job)
     assert read_headers(sock)[0] == 200
-    time.sleep(3 + 2)  # reads nothing for longer than REPORTS_DOWNLOAD_STALL_SECONDS (3 s here)
+    # reads nothing for longer than REPORTS_DOWNLOAD_STALL_SECONDS (3 s here)
+    time.sleep(3 + 2)
     sock.settimeout(10)
     total = 0
-    while chunk := sock.recv(1 << 16):  # what the kernel buffers held, then the end
+    # what the kernel buffers held, then the end
+    while chunk := sock.recv(1 << 16):
         total += len(chunk)
-    assert total < 16 * MB  # dropped: far from the whole file
+    # dropped: far from the whole file
+    assert total < 16 * MB
     # Its slot was given back: the user may download again, and gets the whole file.
     status, data, _ = session.request("GET", f"/reports/jobs/{job.pk}/download/")
     assert status == 200 and len(data) == 64 * MB
@@ -253,7 +258,8 @@ def test_behind_nginx_the_proxy_sends_the_file_after_the_owner_check(nginx_in_fr
     status, data, headers = LiveSession(nginx_in_front, alice).request("GET", f"/reports/jobs/{job.pk}/download/")
     assert status == 200 and len(data) == 8 * MB and hashlib.sha256(data).hexdigest() == digest
     assert 'attachment; filename="Orders' in headers["Content-Disposition"]
-    assert "X-Accel-Redirect" not in headers  # nginx consumed it
+    # nginx consumed it
+    assert "X-Accel-Redirect" not in headers
     assert job.downloads.count() == 1
     # Someone else's job: the owner check answers, and nginx never sends the file.
     status, data, _ = LiveSession(nginx_in_front, make_user("bob")).request("GET", f"/reports/jobs/{job.pk}/download/")

@@ -109,7 +109,8 @@ def test_postgres_restarted_mid_run_ends_the_report_as_an_undisturbed_run(
 
     own_postgres.pg_ctl("restart", "-m", "fast")
     restarted = time.monotonic()
-    connection.close()  # the test's own connection was cut with every other one
+    # the test's own connection was cut with every other one
+    connection.close()
     job = ended(asked["id"], timeout=120)
     assert job.status == Status.SUCCEEDED, job.error
     assert downloaded(client, job.pk) == expected
@@ -270,8 +271,10 @@ def test_s3_away_for_good_fails_the_report_with_a_message_its_owner_can_act_on(
     job = ended(asked["id"], timeout=120)
     assert job.status == Status.FAILED
     assert re.fullmatch(OUTAGE_ERROR.format(cause="the file storage answered with an error or not at all"), job.error)
-    assert "(503)" in job.error_detail  # staff read what S3 said
-    assert proxy.faulted["503"] >= 3 * 2  # each of the segment's three runs tried S3 twice
+    # staff read what S3 said
+    assert "(503)" in job.error_detail
+    # each of the segment's three runs tried S3 twice
+    assert proxy.faulted["503"] >= 3 * 2
 
 
 # -- The spool disk full ---------------------------------------------------------------------------

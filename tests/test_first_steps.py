@@ -34,7 +34,8 @@ def test_a_copied_env_example_starts_the_app(tmp_path):
     assert manage("migrate", "-v0").returncode == 0
     check = manage("check")
     assert check.returncode == 0 and "no issues" in check.stdout, check.stderr
-    assert (app / "var" / "db.sqlite3").exists()  # VAR_DIR= and DATABASE_URL= empty: the defaults
+    # VAR_DIR= and DATABASE_URL= empty: the defaults
+    assert (app / "var" / "db.sqlite3").exists()
     port = free_port()
     command = [sys.executable, "-m", "project.web", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(command, cwd=app, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -52,13 +53,21 @@ def test_a_copied_env_example_starts_the_app(tmp_path):
 
 @pytest.fixture
 def carol(transactional_db, make_user):
-    demo.seed(3000)  # committed: the command is another process
+    # committed: the command is another process
+    demo.seed(3000)
     return make_user("carol")
 
 
 def export(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", "export_report", *args], cwd=ROOT, env=child_env(),
-                          capture_output=True, text=True, timeout=120, **kwargs)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "manage.py", "export_report", *args],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def test_the_command_lists_the_reports_a_user_may_run(carol, make_user):
@@ -79,7 +88,8 @@ def test_the_command_lists_the_reports_a_user_may_run(carol, make_user):
 def test_the_summary_is_plain_says_where_the_file_is_and_when_nothing_matched(carol):
     done = export("orders", "--user", "carol", "--force-color")
     assert done.returncode == 0, done.stderr
-    assert "\x1b[31" not in done.stderr and "\x1b[32" in done.stderr  # green, not Django's error red
+    # green, not Django's error red
+    assert "\x1b[31" not in done.stderr and "\x1b[32" in done.stderr
     path = done.stderr.rsplit("file ", 1)[1].strip().removesuffix("\x1b[0m").strip()
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
@@ -95,7 +105,8 @@ def test_the_summary_is_plain_says_where_the_file_is_and_when_nothing_matched(ca
 def test_output_to_a_pipe_closed_early_ends_quietly(carol):
     command = [sys.executable, "manage.py", "export_report", "orders", "--user", "carol", "--output", "-"]
     process = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    head = process.stdout.read(100)  # what `| head -c 100` reads, and then it goes away
+    # what `| head -c 100` reads, and then it goes away
+    head = process.stdout.read(100)
     process.stdout.close()
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141 and head.startswith(b"Id,Number,")
@@ -116,10 +127,12 @@ def manager(client, make_user):
 def test_the_job_admin_speaks_of_titles_and_says_why_nothing_was_cancelled(client, manager, alice):
     ended = ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
     listing = client.get("/admin/reports/reportjob/").content.decode()
-    assert ">Orders</a>" in listing and "?report=orders" in listing  # the filters by title and label
+    # the filters by title and label
+    assert ">Orders</a>" in listing and "?report=orders" in listing
     assert ">CSV</a>" in listing and "?format=csv" in listing
-    response = client.post("/admin/reports/reportjob/", {"action": "cancel_jobs", "_selected_action": [ended.pk]},
-                           follow=True)  # fmt: skip
+    response = client.post(
+        "/admin/reports/reportjob/", {"action": "cancel_jobs", "_selected_action": [ended.pk]}, follow=True
+    )
     said = [str(m) for m in response.context["messages"]]
     assert said == ["1 job(s) not cancelled: they had already ended (only queued or running jobs can be cancelled)."]
 
@@ -128,7 +141,8 @@ def test_the_job_admin_speaks_of_titles_and_says_why_nothing_was_cancelled(clien
 def test_a_running_job_is_cancelled_from_its_own_page(client, manager, alice):
     job = ReportJob.objects.create(owner=alice, report="orders", format="xlsx", status=Status.RUNNING)
     page = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
-    assert "<title>Orders · xlsx · Running · " in page  # not a slug and a UUID
+    # not a slug and a UUID
+    assert "<title>Orders · xlsx · Running · " in page
     assert 'value="cancel_jobs"' in page and 'value="retry_jobs"' not in page
     client.post("/admin/reports/reportjob/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
     job.refresh_from_db()

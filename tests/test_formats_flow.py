@@ -57,7 +57,7 @@ def test_json_ndjson_and_xlsx_hold_every_value(alice_client, run_worker):
             "note": o.note,
             "created_at": o.created_at.isoformat(),
             "shipped_at": o.shipped_at.isoformat() if o.shipped_at else None,
-        }  # fmt: skip
+        }
         for o in orders()
     ]
     assert json.loads(download(alice_client, jobs["json"])) == expected
@@ -78,19 +78,23 @@ def test_json_ndjson_and_xlsx_hold_every_value(alice_client, run_worker):
 
 def test_pdf_over_its_cap_when_it_starts_fails_with_the_same_message(alice, settings):
     settings.REPORTS_PDF_MAX_ROWS = 50
-    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf")  # asked for when there were none
+    # asked for when there were none
+    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf")
     demo.seed(60)
     run_in_foreground(job)
     job.refresh_from_db()
     assert job.status == Status.FAILED and not job.file
-    assert job.error == ("PDF is limited to 50 rows and this report has 60. Narrow the filters, or choose CSV or "
-                         "XLSX, which have no limit.")  # fmt: skip
+    assert job.error == (
+        "PDF is limited to 50 rows and this report has 60. Narrow the filters, or choose CSV or "
+        "XLSX, which have no limit."
+    )
 
 
 def test_a_format_the_report_no_longer_offers_fails_the_queued_job_plainly(alice, monkeypatch):
     from shop.reports import OrdersReport
 
-    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf")  # asked for while it was offered
+    # asked for while it was offered
+    job = ReportJob.objects.create(owner=alice, report="orders", format="pdf")
     monkeypatch.setattr(OrdersReport, "formats", ["csv", "xlsx"])
     demo.seed(10)
     run_in_foreground(job)
@@ -102,8 +106,9 @@ def test_a_format_the_report_no_longer_offers_fails_the_queued_job_plainly(alice
 def test_pdf_is_refused_above_its_cap_at_request_time_and_made_below_it(alice_client, run_worker, settings):
     demo.seed(200)
     settings.REPORTS_PDF_MAX_ROWS = 50
-    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "pdf"}),
-                                 content_type="application/json")  # fmt: skip
+    response = alice_client.post(
+        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "pdf"}), content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["fields"]["format"] == [
         "PDF is limited to 50 rows and this report has 200. Narrow the filters, or choose CSV or XLSX, "
@@ -129,15 +134,20 @@ def test_a_pdf_of_two_thousand_orders_is_dense_and_readable(alice):
     with job.file.open("rb") as fh:
         data = fh.read()
     pages = PdfReader(io.BytesIO(data)).pages
-    assert 1500 <= job.rows_done <= 2500 and len(pages) <= job.rows_done / 38  # 96 pages for 1,996 before
+    # 96 pages for 1,996 before
+    assert 1500 <= job.rows_done <= 2500 and len(pages) <= job.rows_done / 38
     first = pages[0]
-    assert first.mediabox.width > first.mediabox.height  # twelve columns: landscape
+    # twelve columns: landscape
+    assert first.mediabox.width > first.mediabox.height
     words = " ".join(p.extract_text() for p in pages[:3]).split()
-    assert "Discount" in words and "false" not in words and "no" in words  # headers whole; booleans short
+    # headers whole; booleans short
+    assert "Discount" in words and "false" not in words and "no" in words
     SHOTS.mkdir(exist_ok=True)
     out = SHOTS / "pdf-first-page.pdf"
     out.write_bytes(data)
-    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(out),
-                    str(SHOTS / "pdf-first-page")], check=True)  # fmt: skip
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(out), str(SHOTS / "pdf-first-page")],
+        check=True,
+    )
     out.unlink()
     record(case="pdf", rows=job.rows_done, pages=len(pages))

@@ -28,9 +28,30 @@ from shop.models import Customer, Order
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠", "﹦", "﹢", "﹣", "﹫", "−"]
 BEFORE = ["", " ", "  ", "\xa0", "\u200b", "\u200e", "\n", "\ufeff", "\u3000", "\t ", " \u2060", "\r\n", "\x1f"]
 PAYLOADS = ["1+1", 'HYPERLINK("http://evil.example","x")', "cmd|' /C calc'!A0", "SUM(A1:A9)"]
-HARMLESS = ["a=b", "x-1", "mail@example.org", "100%", "'quoted", "é=1", "plain", " spaced out", "\u200bword",
-            "1+1", "(=1)", "_=1", "#=1", "", "  ", "\n\n", "—dash", "–en dash", "~=1", "!=1"]  # fmt: skip
-CORPUS = [b + t + p for b, t, p in itertools.product(BEFORE, TRIGGERS, PAYLOADS)] + HARMLESS  # 800 strings
+HARMLESS = [
+    "a=b",
+    "x-1",
+    "mail@example.org",
+    "100%",
+    "'quoted",
+    "é=1",
+    "plain",
+    " spaced out",
+    "\u200bword",
+    "1+1",
+    "(=1)",
+    "_=1",
+    "#=1",
+    "",
+    "  ",
+    "\n\n",
+    "—dash",
+    "–en dash",
+    "~=1",
+    "!=1",
+]
+# 800 strings
+CORPUS = [b + t + p for b, t, p in itertools.product(BEFORE, TRIGGERS, PAYLOADS)] + HARMLESS
 
 
 def skipped(char: str) -> bool:
@@ -68,10 +89,18 @@ def corpus_orders(db):
     when = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
     Order.objects.all().delete()
     Order.objects.bulk_create(
-        Order(number=f"C-{i}", customer=customer, status="paid", country="PT", amount=Decimal(1), quantity=1,
-              note=text, created_at=when)
+        Order(
+            number=f"C-{i}",
+            customer=customer,
+            status="paid",
+            country="PT",
+            amount=Decimal(1),
+            quantity=1,
+            note=text,
+            created_at=when,
+        )
         for i, text in enumerate(CORPUS)
-    )  # fmt: skip
+    )
 
 
 def export(user, fmt: str) -> bytes:
@@ -89,14 +118,19 @@ def test_the_row_way_and_the_columnar_way_escape_alike():
     from reports.writers.csv import CsvWriter
 
     out = io.BytesIO()
-    write_file(CsvWriter, out, [ColumnSpec("id", "Id", "integer"), ColumnSpec("note", "Note")],
-               [(i, text) for i, text in enumerate(CORPUS)])  # fmt: skip
+    write_file(
+        CsvWriter,
+        out,
+        [ColumnSpec("id", "Id", "integer"), ColumnSpec("note", "Note")],
+        [(i, text) for i, text in enumerate(CORPUS)],
+    )
     written = [row[1] for row in csv.reader(io.StringIO(out.getvalue().decode(), newline=""))][1:]
     assert written == ["'" + t if formula_risk(t) else t for t in CORPUS]
 
 
 def test_the_corpus_is_what_it_says():
-    assert len(CORPUS) == 800 and sum(map(risky, CORPUS)) == 700  # 80: TAB or CR after whitespace
+    # 80: TAB or CR after whitespace
+    assert len(CORPUS) == 800 and sum(map(risky, CORPUS)) == 700
 
 
 @pytest.mark.integration
@@ -111,7 +145,8 @@ def test_csv_escapes_exactly_the_risky_text(corpus_orders, alice):
 def test_xlsx_keeps_the_corpus_as_text_cells(corpus_orders, alice):
     sheet = openpyxl.load_workbook(io.BytesIO(export(alice, "xlsx"))).active
     cells = [row[9] for row in sheet.iter_rows(min_row=2)]
-    assert all(cell.data_type in ("s", "n") for cell in cells)  # text, or empty: never a formula ("f")
+    # text, or empty: never a formula ("f")
+    assert all(cell.data_type in ("s", "n") for cell in cells)
     from tests.conftest import ooxml_text
 
     assert [ooxml_text(cell.value) or "" for cell in cells] == CORPUS

@@ -33,7 +33,8 @@ def csrf_client(user) -> Client:
     """A client that enforces CSRF like a browser's session does."""
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
-    client.get("/api/reports/")  # any page; we then read the token Django would give the page
+    # any page; we then read the token Django would give the page
+    client.get("/api/reports/")
     from django.middleware.csrf import _get_new_csrf_string
 
     token = _get_new_csrf_string()
@@ -80,7 +81,7 @@ def expected_orders(queryset) -> list[list[str]]:
             text(o.note),
             when(o.created_at),
             when(o.shipped_at),
-        ]  # fmt: skip
+        ]
         for o in queryset.select_related("customer").order_by("pk")
     ]
 
@@ -90,7 +91,8 @@ def test_request_answers_202_and_a_worker_writes_every_row(orders, alice, run_wo
     started = time.monotonic()
     status, job = post_job(client, {"report": "orders", "format": "csv"})
     assert status == 202
-    assert time.monotonic() - started < 2  # the request only records the job
+    # the request only records the job
+    assert time.monotonic() - started < 2
     assert job["status"] == "queued" and job["download_url"] is None and job["report"] == "orders"
 
     run_worker(REPORTS_CHUNK_SIZE=1000)
@@ -101,12 +103,23 @@ def test_request_answers_202_and_a_worker_writes_every_row(orders, alice, run_wo
     assert job["progress"] == 1.0
     row = ReportJob.objects.get(pk=job["id"])
     assert row.upper_key == Order.objects.order_by("-pk").first().pk
-    assert row.segments.count() == 1 and row.segments.get().rows_done == ORDERS  # a small report: one segment
+    # a small report: one segment
+    assert row.segments.count() == 1 and row.segments.get().rows_done == ORDERS
     rows = download_rows(client, job["id"])
     assert rows[0] == [
-        "Id", "Number", "Customer", "Country", "Status", "Amount", "Discount", "Quantity", "Is gift", "Note",
-        "Created at", "Shipped at",
-    ]  # fmt: skip
+        "Id",
+        "Number",
+        "Customer",
+        "Country",
+        "Status",
+        "Amount",
+        "Discount",
+        "Quantity",
+        "Is gift",
+        "Note",
+        "Created at",
+        "Shipped at",
+    ]
     assert rows[1:] == expected_orders(Order.objects.all())
     assert job["file_size"] == reports_storage().size(row.file.name)
     # the awkward values really were in there
@@ -156,7 +169,8 @@ def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(order
     wait_for(lambda: not list(reports_spool().glob(f"{job['id']}-*")), timeout=30, message="the run to stop")
     row = ReportJob.objects.get(pk=job["id"])
     stopped_at = (row.rows_done, list(row.segments.values_list("rows_done", flat=True)))
-    time.sleep(1)  # a chunk written after the cancel would move these on
+    # a chunk written after the cancel would move these on
+    time.sleep(1)
     row.refresh_from_db()
     assert (row.rows_done, list(row.segments.values_list("rows_done", flat=True))) == stopped_at
     assert row.status == Status.CANCELLED

@@ -20,25 +20,39 @@ pytestmark = pytest.mark.django_db
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10),
-                                                                                               inner, max_size=4),
-                           max_leaves=12)  # fmt: skip
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
 slugs = st.sampled_from([r.slug for r in all_reports()] + [admin_report_slug(Order)]) | st.text(max_size=20)
 formats = st.sampled_from(list(FORMATS)) | st.text(max_size=10)
 filter_names = st.sampled_from(sorted({f.name for r in all_reports() for f in r.get_filters()} | {"ids", "query"}))
-params = st.dictionaries(filter_names | st.text(max_size=15), json_values | st.lists(st.integers() | st.text()),
-                         max_size=5)  # fmt: skip
-job_bodies = st.fixed_dictionaries(
-    {"report": slugs, "format": formats}, optional={"params": params | json_values, "columns": json_values}
-) | json_values  # fmt: skip
-schedule_bodies = st.fixed_dictionaries({"report": slugs, "format": formats}, optional={
-    "params": params | json_values, "columns": json_values, "delivery": json_values,
-    "frequency": st.sampled_from(["daily", "weekly", "monthly"]) | json_values,
-    "weekdays": st.lists(st.integers(-2, 9), max_size=9) | json_values,
-    "day_of_month": st.integers(-1, 40) | json_values,
-    "time": st.sampled_from(["08:00", "23:59", "24:00", "8"]) | json_values,
-    "time_zone": st.sampled_from(["Europe/Berlin", "UTC", "../../etc/passwd", ""]) | json_values,
-}) | json_values  # fmt: skip
+params = st.dictionaries(
+    filter_names | st.text(max_size=15), json_values | st.lists(st.integers() | st.text()), max_size=5
+)
+job_bodies = (
+    st.fixed_dictionaries(
+        {"report": slugs, "format": formats}, optional={"params": params | json_values, "columns": json_values}
+    )
+    | json_values
+)
+schedule_bodies = (
+    st.fixed_dictionaries(
+        {"report": slugs, "format": formats},
+        optional={
+            "params": params | json_values,
+            "columns": json_values,
+            "delivery": json_values,
+            "frequency": st.sampled_from(["daily", "weekly", "monthly"]) | json_values,
+            "weekdays": st.lists(st.integers(-2, 9), max_size=9) | json_values,
+            "day_of_month": st.integers(-1, 40) | json_values,
+            "time": st.sampled_from(["08:00", "23:59", "24:00", "8"]) | json_values,
+            "time_zone": st.sampled_from(["Europe/Berlin", "UTC", "../../etc/passwd", ""]) | json_values,
+        },
+    )
+    | json_values
+)
 seen_bodies = st.fixed_dictionaries({}, optional={"ids": json_values | st.lists(st.integers()), "all": json_values})
 
 
@@ -95,8 +109,11 @@ def test_generated_seen_requests_never_get_a_5xx_and_mark_only_when_valid(staff_
 
 
 @FUZZ
-@given(body=json_values | st.binary(max_size=40), job_id=st.uuids() | st.just(None), action=st.sampled_from(
-    ["cancel", "retry"]))  # fmt: skip
+@given(
+    body=json_values | st.binary(max_size=40),
+    job_id=st.uuids() | st.just(None),
+    action=st.sampled_from(["cancel", "retry"]),
+)
 def test_generated_cancel_and_retry_requests_never_get_a_5xx(staff_client, body, job_id, action):
     job = ReportJob.objects.create(owner=staff_client.user, report="orders", format="csv", status=Status.FAILED)
     before = ReportJob.objects.count()
@@ -117,8 +134,11 @@ def test_generated_websocket_messages_get_an_answer_and_the_socket_stays_open(al
 
     client = Client()
     client.force_login(alice)
-    headers = [(b"host", b"localhost:8000"), (b"origin", b"http://localhost:8000"),
-               (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]  # fmt: skip
+    headers = [
+        (b"host", b"localhost:8000"),
+        (b"origin", b"http://localhost:8000"),
+        (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+    ]
 
     async def scenario():
         comm = WebsocketCommunicator(application, "/ws/notifications/", headers=headers)

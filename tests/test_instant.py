@@ -42,9 +42,10 @@ def download(client, url) -> tuple[int, bytes, dict]:
 def test_the_limit_is_a_second_of_each_formats_measured_speed_unless_set(settings):
     settings.REPORTS_INSTANT_MAX_ROWS = None
     assert {fmt: instant_max_rows(fmt) for fmt in ("csv", "xlsx", "pdf")} == {
-        "csv": FORMATS["csv"].writer_class.rows_per_second, "xlsx": FORMATS["xlsx"].writer_class.rows_per_second,
+        "csv": FORMATS["csv"].writer_class.rows_per_second,
+        "xlsx": FORMATS["xlsx"].writer_class.rows_per_second,
         "pdf": min(FORMATS["pdf"].writer_class.rows_per_second, settings.REPORTS_PDF_MAX_ROWS),
-    }  # fmt: skip
+    }
     settings.REPORTS_INSTANT_MAX_ROWS = 100
     assert instant_max_rows("csv") == instant_max_rows("pdf") == 100
     settings.REPORTS_INSTANT_MAX_ROWS = 0
@@ -64,15 +65,18 @@ def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_c
     assert job["download_url"] == f"/reports/jobs/{job['id']}/download/"
     status, instant, headers = download(alice_client, job["download_url"])
     assert status == 200 and headers["Content-Type"] == FORMATS[fmt].content_type
-    assert int(headers["Content-Length"]) == len(instant) and 'attachment; filename="Orders ' in headers[
-        "Content-Disposition"]  # fmt: skip
+    assert (
+        int(headers["Content-Length"]) == len(instant)
+        and 'attachment; filename="Orders ' in headers["Content-Disposition"]
+    )
 
     background = post(alice_client, {**request, "delivery": "background"})
     assert background.status_code == 202 and background.json()["delivery"] == "background"
     run_worker()
     stored = ReportJob.objects.get(pk=background.json()["id"])
     assert stored.status == Status.SUCCEEDED
-    if fmt == "pdf":  # a PDF says when it was made (heading, metadata): the same pages, text and layout
+    # a PDF says when it was made (heading, metadata): the same pages, text and layout
+    if fmt == "pdf":
         pages = [pdf_pages(b) for b in (instant, stored.file.open("rb").read())]
         assert pages[0] == pages[1] and len(pages[0]) >= 1 and "generated <when>" in pages[0][0][1]
     else:
@@ -81,8 +85,14 @@ def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_c
     recorded = ReportJob.objects.get(pk=job["id"])
     rows = stored.rows_done
     assert rows > 0
-    assert (recorded.status, recorded.delivery, recorded.rows_done, recorded.rows_total, recorded.file_size,
-            recorded.file.name) == (Status.SUCCEEDED, Delivery.INSTANT, rows, rows, len(instant), "")  # fmt: skip
+    assert (
+        recorded.status,
+        recorded.delivery,
+        recorded.rows_done,
+        recorded.rows_total,
+        recorded.file_size,
+        recorded.file.name,
+    ) == (Status.SUCCEEDED, Delivery.INSTANT, rows, rows, len(instant), "")
     assert recorded.started_at and recorded.finished_at
     assert ReportDownload.objects.filter(job=recorded, user=alice, bytes=len(instant)).count() == 1
     # Nothing to notify of (the download was the answer); the background one notified as ever.
@@ -92,8 +102,9 @@ def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_c
 def pdf_pages(pdf: bytes) -> list[tuple]:
     """Each page's size and text, the moment it was made left out."""
     pages = PdfReader(io.BytesIO(pdf)).pages
-    return [(tuple(page.mediabox), re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "<when>", page.extract_text()))
-            for page in pages]  # fmt: skip
+    return [
+        (tuple(page.mediabox), re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "<when>", page.extract_text())) for page in pages
+    ]
 
 
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
@@ -166,7 +177,8 @@ def test_a_download_whose_web_process_died_while_writing_ends_failed_after_the_s
 
     demo.seed(10)
     job = post(alice_client, {"report": "orders", "format": "csv"}).json()
-    assert ReportJob.objects.get(pk=job["id"]).transition(Status.RUNNING)  # its writer is gone from here on
+    # its writer is gone from here on
+    assert ReportJob.objects.get(pk=job["id"]).transition(Status.RUNNING)
     now = dt.datetime.now(dt.UTC)
     assert end_unfetched(now) == 0
     assert end_unfetched(now + dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS + 1)) == 1
@@ -191,8 +203,13 @@ def test_over_http_the_download_streams_and_the_page_hears_of_it(alice, redis_qu
             took = time.perf_counter() - started
             assert status == 200 and data[:2] == b"PK" and int(headers["Content-Length"]) == len(data)
             messages = []
-            wait_for(lambda: messages.append(json.loads(ws.recv(timeout=10))) or messages[-1]["job"]["status"]
-                     == "succeeded", timeout=20, message="the job's update")  # fmt: skip
+            wait_for(
+                lambda: (
+                    messages.append(json.loads(ws.recv(timeout=10))) or messages[-1]["job"]["status"] == "succeeded"
+                ),
+                timeout=20,
+                message="the job's update",
+            )
             assert all("notification" not in m for m in messages)
     assert ReportJob.objects.get(pk=job["id"]).rows_done == 1000 and took < 30
 
@@ -289,7 +306,8 @@ def test_a_process_writing_its_most_queues_the_request_and_the_download(alice_cl
     demo.seed(10)
     job = post(alice_client, {"report": "orders", "format": "csv"}).json()
     assert job["delivery"] == "instant"
-    settings.REPORTS_INSTANT_WRITES_PER_PROCESS = 0  # as if it were writing its most already
+    # as if it were writing its most already
+    settings.REPORTS_INSTANT_WRITES_PER_PROCESS = 0
     assert post(alice_client, {"report": "orders", "format": "json"}).json()["delivery"] == "background"
     status, body, _ = download(alice_client, job["download_url"])
     assert status == 409 and "writing 0 small reports already" in body.decode()

@@ -58,7 +58,8 @@ def recovered(phase: str, target: dict) -> bool:
     if "job" in target:
         job = ReportJob.objects.get(pk=target["job"])
         return job.status != Status.RUNNING or (phase == "plan" and job.segments.exists())
-    if "queued" in target:  # an entry taken, not claimed: claimed by another run, or done
+    # an entry taken, not claimed: claimed by another run, or done
+    if "queued" in target:
         return not ReportSegment.objects.filter(pk=target["queued"], status=SegmentStatus.QUEUED).exists()
     return True
 
@@ -69,7 +70,8 @@ class Stack:
     def __init__(self, start_worker, client, rng):
         self.start_worker, self.client, self.rng = start_worker, client, rng
         self.jobs: list[tuple[str, str]] = []
-        self.pending: list[dict] = []  # kills whose recovery has not been seen yet
+        # kills whose recovery has not been seen yet
+        self.pending: list[dict] = []
         self.workers = [self.spawn() for _ in range(2)]
 
     def settle(self) -> bool:
@@ -166,7 +168,8 @@ def test_forty_kills_at_random_moments_cost_at_most_their_segment(alice, setting
         stack.pending.append(record)
         stack.settle()
         if fault != "horse":
-            stack.replace(index)  # what a supervisor does
+            # what a supervisor does
+            stack.replace(index)
     wait_for(
         stack.settle,
         timeout=RECOVERY_LIMIT + 30,

@@ -40,14 +40,16 @@ def writing(jobs, names: dict[str, int]) -> tuple[int, int] | None:
     the jobs' business."""
     running = ReportSegment.objects.filter(job_id__in=jobs, worker__in=names, status="running", rows_done__gt=0)
     for segment in running:
-        with contextlib.suppress(FileNotFoundError):  # (it may end meanwhile)
+        # (it may end meanwhile)
+        with contextlib.suppress(FileNotFoundError):
             if size := spool_file(segment).stat().st_size:
                 return names[segment.worker], size
     return None
 
 
 KILLS = ["horse", "worker", "horse", "worker"]
-ENV = {**KILL_ENV, "REPORTS_MAX_ATTEMPTS": len(KILLS) + 1}  # the kills may all hit one segment: it must not fail
+# the kills may all hit one segment: it must not fail
+ENV = {**KILL_ENV, "REPORTS_MAX_ATTEMPTS": len(KILLS) + 1}
 
 
 @pytest.mark.slow
@@ -64,7 +66,8 @@ def test_killed_runs_leave_nothing_once_the_jobs_end(alice, start_worker, start_
         kill(workers[number], fault)
         left.append(size)
         if fault == "worker":
-            workers[number] = start_worker(**ENV)  # what a supervisor does
+            # what a supervisor does
+            workers[number] = start_worker(**ENV)
         time.sleep(0.5)
     for job in jobs:
         assert (row := ended(job)).status == Status.SUCCEEDED, row.error
@@ -83,8 +86,10 @@ def test_the_cleanup_never_removes_a_live_runs_file(alice, settings, start_worke
     writing = ReportSegment.objects.filter(job_id=job["id"], status="running", rows_done__gt=0, index__gt=0)
     segment = wait_for(writing.first, message="a segment being written")
     live = spool_file(segment)
-    dead = spool_dir() / f"{job['id']}-s{segment.index}-a{segment.attempts + 5}.part"  # a run not running
-    strays = [spool_dir() / "left-by-hand.part", spool_dir() / "notes.txt"]  # not named as runs name theirs
+    # a run not running
+    dead = spool_dir() / f"{job['id']}-s{segment.index}-a{segment.attempts + 5}.part"
+    # not named as runs name theirs
+    strays = [spool_dir() / "left-by-hand.part", spool_dir() / "notes.txt"]
     for path in (dead, *strays):
         path.write_bytes(b"x" * 1000)
     removed, size = clean_spool(min_age=0)
@@ -100,7 +105,8 @@ def test_young_files_are_left_to_the_run_that_may_still_be_starting():
     spool_dir().mkdir(parents=True, exist_ok=True)
     young = spool_dir() / "00000000-0000-0000-0000-000000000000-s0-a1.part"
     young.write_bytes(b"x")
-    assert clean_spool() == (0, 0) and young.exists()  # younger than REPORTS_STALE_AFTER_SECONDS
+    # younger than REPORTS_STALE_AFTER_SECONDS
+    assert clean_spool() == (0, 0) and young.exists()
     old = time.time() - 3600
     os.utime(young, (old, old))
     assert clean_spool() == (1, 1) and not young.exists()
@@ -120,13 +126,16 @@ def test_segment_objects_nobody_will_read_are_removed(alice, settings):
     }
     ReportSegment.objects.filter(pk=recorded.pk).update(file=names["recorded"])
 
-    def kept():  # (other tests' leftovers may be in the storage too: only these are looked at)
+    # (other tests' leftovers may be in the storage too: only these are looked at)
+    def kept():
         return [n for n, name in names.items() if storage.exists(name)]
 
     clean_storage(timezone.now() + dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS / 2))
-    assert kept() == ["superseded", "recorded", "just stored"]  # the ended job's, the deleted job's go at once
+    # the ended job's, the deleted job's go at once
+    assert kept() == ["superseded", "recorded", "just stored"]
     clean_storage(timezone.now() + dt.timedelta(hours=1))
-    assert kept() == ["recorded"]  # the superseded run's and the unrecorded one's, once old
+    # the superseded run's and the unrecorded one's, once old
+    assert kept() == ["recorded"]
 
 
 def test_a_report_that_would_fill_the_spool_folder_fails_with_a_clear_message(alice, settings):

@@ -46,7 +46,8 @@ def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, web_server, 
         messages = receive_until(alice_ws, "report.ready")
         progress = [m["job"]["rows_done"] for m in messages if m["type"] == "report.progress"]
         assert progress == sorted(progress) and len(progress) >= 10
-        assert progress[-1] == ORDERS  # the last tick is always sent
+        # the last tick is always sent
+        assert progress[-1] == ORDERS
         ready = messages[-1]
         assert ready["job"]["id"] == job_id and ready["job"]["status"] == "succeeded"
         assert ready["notification"]["title"] == "Your report is ready"
@@ -79,7 +80,8 @@ def test_a_client_that_connects_after_the_job_finished_gets_it_by_replay(orders,
         ws.send(json.dumps({"action": "seen", "ids": [failed["notification"]["id"]]}))
         assert json.loads(ws.recv(timeout=10)) == {"type": "seen", "count": 1}
     with live.websocket() as ws:
-        assert_silent(ws, 0.5)  # seen: not replayed again
+        # seen: not replayed again
+        assert_silent(ws, 0.5)
 
 
 def test_cancel_is_pushed(orders, web_server, alice):

@@ -32,10 +32,22 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(self.answers, timeout=10, message="redis-server to answer")
 
     def answers(self) -> bool:
@@ -56,8 +68,9 @@ def own_redis(tmp_path, settings):
     server = RedisServer(tmp_path)
     server.start()
     settings.RQ_QUEUES = {"reports": {"URL": server.url, "SERIALIZER": "rq.serializers.JSONSerializer"}}
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                           "CONFIG": {"hosts": [server.url]}}}  # fmt: skip
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [server.url]}}
+    }
     yield server
     if server.process.poll() is None:
         server.stop()
@@ -78,20 +91,32 @@ def test_redis_away_longer_than_a_sweep_strands_nothing_and_kills_no_process(
     down = time.monotonic()
     status, asked = post_job(client, {"report": "orders", "format": "csv", "params": {"created_to": "2024-01-20"}})
     assert status == 202 and asked["status"] == "queued" and asked["waiting_for_queue"] is True
-    time.sleep(6)  # longer than a sweep period, and than the stale window
-    assert [p.poll() for p in processes] == [None, None, None]  # every process is still there
+    # longer than a sweep period, and than the stale window
+    time.sleep(6)
+    # every process is still there
+    assert [p.poll() for p in processes] == [None, None, None]
 
-    own_redis.start()  # empty: the queue is gone with it
+    # empty: the queue is gone with it
+    own_redis.start()
     up = time.monotonic()
-    requeued = wait_for(lambda: not ReportJob.objects.get(pk=asked["id"]).waiting_for_queue and time.monotonic(),
-                        timeout=30, message="the request to be enqueued")  # fmt: skip
+    requeued = wait_for(
+        lambda: not ReportJob.objects.get(pk=asked["id"]).waiting_for_queue and time.monotonic(),
+        timeout=30,
+        message="the request to be enqueued",
+    )
     asked_job, running_job = ended(asked["id"], timeout=60), ended(running["id"], timeout=120)
     finished = time.monotonic()
     assert asked_job.status == running_job.status == Status.SUCCEEDED, (asked_job.error, running_job.error)
     assert [p.poll() for p in processes] == [None, None, None]
     assert downloaded(client, asked_job.pk) == reference(alice, "orders", "csv", settings, {"created_to": "2024-01-20"})
-    assert downloaded(client, running_job.pk) == reference(alice, "paced-orders", "xlsx", settings,
-                                                           REPORTS_SEGMENT_ROWS=4000)  # fmt: skip
-    assert requeued - up < 5  # one sweep period (1 s here) after Redis came back, give or take a start
-    record(case="redis outage", down_for=round(up - down, 1), enqueued_after_up=round(requeued - up, 2),
-           finished_after_up=round(finished - up, 1))  # fmt: skip
+    assert downloaded(client, running_job.pk) == reference(
+        alice, "paced-orders", "xlsx", settings, REPORTS_SEGMENT_ROWS=4000
+    )
+    # one sweep period (1 s here) after Redis came back, give or take a start
+    assert requeued - up < 5
+    record(
+        case="redis outage",
+        down_for=round(up - down, 1),
+        enqueued_after_up=round(requeued - up, 2),
+        finished_after_up=round(finished - up, 1),
+    )

@@ -37,9 +37,13 @@ PRODUCTION = {
 
 def deploy_check(**env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "REPORTS_", "EMAIL_", "DATABASE_"))}
-    return subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"], cwd=ROOT,
-                          env={**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env}, capture_output=True,
-                          text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "DEBUG"],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env},
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_deploy_check_is_clean_with_the_documented_production_settings():
@@ -59,7 +63,8 @@ def test_pages_carry_the_security_headers(alice_client):
     assert "default-src 'self'" in policy and "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert response["Referrer-Policy"] == "same-origin" and response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"
-    assert b"<script>" not in response.content and b"style=" not in response.content  # nothing inline
+    # nothing inline
+    assert b"<script>" not in response.content and b"style=" not in response.content
 
 
 # One job per request.
@@ -71,12 +76,14 @@ def test_an_identical_request_while_the_first_is_queued_gets_the_first(alice_cli
     first = alice_client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
     again = alice_client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
     assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
-    other = alice_client.post("/api/reports/jobs/", data=json.dumps({**body, "format": "xlsx"}),
-                              content_type="application/json")  # fmt: skip
+    other = alice_client.post(
+        "/api/reports/jobs/", data=json.dumps({**body, "format": "xlsx"}), content_type="application/json"
+    )
     assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
     ReportJob.objects.filter(pk=first.json()["id"]).update(status=Status.SUCCEEDED)
     after = alice_client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
-    assert after.status_code == 202 and after.json()["id"] != first.json()["id"]  # the first one ended: a new run
+    # the first one ended: a new run
+    assert after.status_code == 202 and after.json()["id"] != first.json()["id"]
 
 
 @pytest.mark.integration
@@ -85,8 +92,10 @@ def test_twenty_identical_posts_at_once_make_one_job(alice, web_server):
     session = LiveSession(web_server, alice)
     body = {"report": "orders", "format": "json", "params": {"country": "PT"}}
     answers = []
-    threads = [threading.Thread(target=lambda: answers.append(session.request("POST", "/api/reports/jobs/", body)))
-               for _ in range(20)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: answers.append(session.request("POST", "/api/reports/jobs/", body)))
+        for _ in range(20)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -141,12 +150,14 @@ def test_the_admin_action_clicked_twice_makes_one_job(client, make_user):
         "_selected_action": selected,
         "export_columns": "yes",
         "columns": ["id", "number"],
-    }  # (the action's page, which asks for them, is tested in test_admin_export)
+        # (the action's page, which asks for them, is tested in test_admin_export)
+    }
     for _ in range(2):
         page = client.post("/admin/shop/order/", chosen, follow=True)
     assert ReportJob.objects.count() == 1
     assert "Already exporting 5 selected rows" in page.content.decode()
-    assert admin.site._registry[Order]  # (the changelist above is the admin's own)
+    # (the changelist above is the admin's own)
+    assert admin.site._registry[Order]
 
 
 # The download audit.
@@ -157,8 +168,9 @@ def stored_job(owner, **fields) -> ReportJob:
 
     from reports.files import reports_storage
 
-    job = ReportJob.objects.create(owner=owner, report="orders", format="csv", status=Status.SUCCEEDED,
-                                   finished_at=timezone.now(), **fields)  # fmt: skip
+    job = ReportJob.objects.create(
+        owner=owner, report="orders", format="csv", status=Status.SUCCEEDED, finished_at=timezone.now(), **fields
+    )
     job.file.name = reports_storage().save(f"test/{job.pk}.csv", ContentFile(b"id\r\n1\r\n"))
     job.file_size = 7
     job.save()
@@ -174,23 +186,32 @@ def test_every_download_is_recorded_and_listed_in_the_job_admin(alice, alice_cli
     other = Client()
     other.force_login(make_user("mallory"))
     assert other.get(f"/reports/jobs/{job.pk}/download/").status_code == 404
-    assert ReportDownload.objects.count() == 2  # a refused download is no download
+    # a refused download is no download
+    assert ReportDownload.objects.count() == 2
     staff = make_user("auditor", perms=["reports.view_reportjob", "reports.view_reportdownload"], is_staff=True)
     client.force_login(staff)
     listing = client.get("/admin/reports/reportjob/").content.decode()
-    assert 'class="field-download">owner only (2)<' in listing  # the file's downloads, counted
+    # the file's downloads, counted
+    assert 'class="field-download">owner only (2)<' in listing
     detail = client.get(f"/admin/reports/reportjob/{job.pk}/change/").content.decode()
     assert "Report downloads" in detail and "203.0.113.7" in detail
     job_id = job.pk
-    job.delete()  # the job and its file go; the record of who downloaded it stays
+    # the job and its file go; the record of who downloaded it stays
+    job.delete()
     assert ReportDownload.objects.filter(job_ref=job_id, job=None).count() == 2
     assert "alice" in client.get("/admin/reports/reportdownload/").content.decode()
 
 
 def test_old_download_records_are_pruned_by_the_sweeper(alice, settings):
     job = stored_job(alice)
-    ReportDownload.objects.create(job=job, job_ref=job.pk, report="orders", format="csv", username="alice",
-                                  at=timezone.now() - timezone.timedelta(days=400))  # fmt: skip
+    ReportDownload.objects.create(
+        job=job,
+        job_ref=job.pk,
+        report="orders",
+        format="csv",
+        username="alice",
+        at=timezone.now() - timezone.timedelta(days=400),
+    )
     ReportDownload.objects.create(job=job, job_ref=job.pk, report="orders", format="csv", username="alice")
     assert prune_audit(timezone.now()) == 1
     assert ReportDownload.objects.count() == 1
@@ -201,7 +222,8 @@ def test_old_download_records_are_pruned_by_the_sweeper(alice, settings):
 
 def test_the_metrics_need_the_token(client, settings):
     settings.RQ_API_TOKEN = ""
-    assert client.get("/metrics/").status_code == 401  # no token set: no metrics at all
+    # no token set: no metrics at all
+    assert client.get("/metrics/").status_code == 401
     settings.RQ_API_TOKEN = "metrics-token"
     assert client.get("/metrics/", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics/").status_code == 401
@@ -210,10 +232,22 @@ def test_the_metrics_need_the_token(client, settings):
 def test_the_metrics_show_the_series(client, settings, alice):
     settings.RQ_API_TOKEN = "metrics-token"
     now = timezone.now()
-    ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.QUEUED,
-                             created_at=now - timezone.timedelta(seconds=90))  # fmt: skip
-    ReportJob.objects.create(owner=alice, report="orders", format="xlsx", status=Status.SUCCEEDED, rows_done=10_000,
-                             started_at=now - timezone.timedelta(seconds=4), finished_at=now)  # fmt: skip
+    ReportJob.objects.create(
+        owner=alice,
+        report="orders",
+        format="csv",
+        status=Status.QUEUED,
+        created_at=now - timezone.timedelta(seconds=90),
+    )
+    ReportJob.objects.create(
+        owner=alice,
+        report="orders",
+        format="xlsx",
+        status=Status.SUCCEEDED,
+        rows_done=10_000,
+        started_at=now - timezone.timedelta(seconds=4),
+        finished_at=now,
+    )
     response = client.get("/metrics/", HTTP_AUTHORIZATION="Bearer metrics-token")
     text = response.content.decode()
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
@@ -223,7 +257,12 @@ def test_the_metrics_show_the_series(client, settings, alice):
     assert 'reports_job_duration_seconds_bucket{le="5"} 1.0' in text
     assert 'reports_job_rows_per_second_bucket{le="1000"} 0.0' in text
     assert 'reports_job_rows_per_second_bucket{le="10000"} 1.0' in text
-    assert "reports_oldest_queued_job_age_seconds 9" in text  # 90-odd seconds
-    for series in ("reports_segment_retries_total", "reports_downloads_total", "reports_queue_depth",
-                   "reports_websocket_connections"):  # fmt: skip
+    # 90-odd seconds
+    assert "reports_oldest_queued_job_age_seconds 9" in text
+    for series in (
+        "reports_segment_retries_total",
+        "reports_downloads_total",
+        "reports_queue_depth",
+        "reports_websocket_connections",
+    ):
         assert series in text

@@ -25,11 +25,12 @@ class ExpressionOrders(Report):
     slug = "expression-orders"
     model = Order
     columns = [
-        "id", "amount",
+        "id",
+        "amount",
         Column("net", "Net", expression=F("amount") - F("quantity")),
         Column("shout", "Shout", expression=Upper(Concat(F("country"), Value("!")))),
         Column("checked", fields=["note"]),
-    ]  # fmt: skip
+    ]
 
     def value_checked(self, row):
         return (row["note"] or "")[:3]
@@ -68,8 +69,10 @@ def test_expression_columns_are_computed_by_the_database_and_python_ones_per_bat
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
     frames = list(report_frames(report, report.get_report_queryset({}, None), None, upper, 100))
     got = [row for frame in frames for row in frame.iter_rows()]
-    expected = [(o.id, f"{o.amount:.2f}", f"{o.amount - o.quantity:.2f}", f"{o.country.upper()}!", (o.note or "")[:3])
-                for o in Order.objects.order_by("pk")]  # fmt: skip
+    expected = [
+        (o.id, f"{o.amount:.2f}", f"{o.amount - o.quantity:.2f}", f"{o.country.upper()}!", (o.note or "")[:3])
+        for o in Order.objects.order_by("pk")
+    ]
     assert got == expected
 
 
@@ -77,9 +80,13 @@ def test_decimals_are_the_text_postgresql_writes_special_values_included():
     """Decimals arrive in PostgreSQL's binary form, made into text by the driver: the text numeric_out
     writes, whatever the scale, NaN and ±Infinity included."""
     demo.seed(300)
-    value = RawSQL("""(CASE mod("shop_order"."id", 7) WHEN 0 THEN 'NaN' WHEN 1 THEN 'Infinity' WHEN 2 THEN '-Infinity'
+    value = RawSQL(
+        """(CASE mod("shop_order"."id", 7) WHEN 0 THEN 'NaN' WHEN 1 THEN 'Infinity' WHEN 2 THEN '-Infinity'
                       ELSE (("shop_order"."amount" - 500) * power(10::numeric, mod("shop_order"."id", 29) - 14))::text
-                      END)::numeric""", [], output_field=DecimalField())  # fmt: skip
+                      END)::numeric""",
+        [],
+        output_field=DecimalField(),
+    )
     rows = key_range(Order.objects.annotate(value=value), None, Order.objects.aggregate(Max("pk"))["pk__max"])
     frames = list(adbc_frames(rows, [ColumnSpec("value", "Value", "decimal")], 100))
     expected = list(rows.annotate(text=Cast("value", TextField())).values_list("text", flat=True))
@@ -108,16 +115,24 @@ def test_closing_the_batches_early_ends_the_query():
 
     def gone():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%shop_order%%' AND "
-                           "pid <> pg_backend_pid() AND state = 'active'")  # fmt: skip
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%%shop_order%%' AND "
+                "pid <> pg_backend_pid() AND state = 'active'"
+            )
             return cursor.fetchone()[0] == 0
 
     wait_for(gone, timeout=10, message="the read to end")
 
 
 def test_the_adbc_uri_is_the_databases_own():
-    settings_dict = {"USER": "me@x", "PASSWORD": "p@ss:w/rd", "HOST": "db.example", "PORT": 5433, "NAME": "reports",
-                     "OPTIONS": {"sslmode": "require", "pool": {"min_size": 1}}}  # fmt: skip
+    settings_dict = {
+        "USER": "me@x",
+        "PASSWORD": "p@ss:w/rd",
+        "HOST": "db.example",
+        "PORT": 5433,
+        "NAME": "reports",
+        "OPTIONS": {"sslmode": "require", "pool": {"min_size": 1}},
+    }
     assert adbc_uri(settings_dict) == "postgresql://me%40x:p%40ss%3Aw%2Frd@db.example:5433/reports?sslmode=require"
 
 
@@ -127,8 +142,10 @@ def test_key_cuts_are_the_keys_at_the_given_row_numbers_of_the_filtered_rows():
     rows = Order.objects.filter(status="paid")
     keys = list(rows.order_by("pk").values_list("pk", flat=True))
     assert key_cuts(rows, keys[-1], [1, 10, len(keys)]) == [keys[0], keys[9], keys[-1]]
-    assert key_cuts(rows, keys[-1], [len(keys) + 5]) == [keys[-1]]  # past the rows (deleted meanwhile): the end
-    assert key_cuts(rows, keys[20], [10, 30]) == [keys[9], keys[20]]  # only rows up to the upper key count
+    # past the rows (deleted meanwhile): the end
+    assert key_cuts(rows, keys[-1], [len(keys) + 5]) == [keys[-1]]
+    # only rows up to the upper key count
+    assert key_cuts(rows, keys[20], [10, 30]) == [keys[9], keys[20]]
     assert key_cuts(rows, keys[-1], []) == []
 
 
@@ -143,5 +160,6 @@ def test_the_adbc_driver_is_an_optimized_build():
 
     library = Path(adbc_driver_postgresql.__file__).with_name("libadbc_driver_postgresql.so").read_bytes()
     assert len(library) > 1_000_000
-    assert b"AdbcDatabaseNew" in library  # its symbol table is there to be read
+    # its symbol table is there to be read
+    assert b"AdbcDatabaseNew" in library
     assert re.findall(rb"_ZN6adbcpq10ReadUnsafeI\w+", library) == []

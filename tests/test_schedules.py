@@ -32,8 +32,15 @@ def post(client, url, body):
 
 
 def create(client, **fields):
-    body = {"report": "orders", "format": "csv", "frequency": "weekly", "weekdays": [0], "time": "08:00",
-            "time_zone": "Europe/Berlin", **fields}  # fmt: skip
+    body = {
+        "report": "orders",
+        "format": "csv",
+        "frequency": "weekly",
+        "weekdays": [0],
+        "time": "08:00",
+        "time_zone": "Europe/Berlin",
+        **fields,
+    }
     return post(client, "/api/reports/schedules/", body)
 
 
@@ -58,14 +65,21 @@ def test_a_weekly_schedule_runs_on_its_slots_only_across_a_dst_change(alice_clie
             schedules.run_due()
     runs = list(ReportJob.objects.filter(schedule_id=body["id"]).order_by("slot"))
     assert [run.slot for run in runs] == [
-        at(2026, 10, 19, 6), at(2026, 10, 22, 6),  # CEST, UTC+2
-        at(2026, 10, 26, 7), at(2026, 10, 29, 7), at(2026, 11, 2, 7), at(2026, 11, 5, 7),  # CET, UTC+1
-    ]  # fmt: skip
+        # CEST, UTC+2
+        at(2026, 10, 19, 6),
+        at(2026, 10, 22, 6),
+        # CET, UTC+1
+        at(2026, 10, 26, 7),
+        at(2026, 10, 29, 7),
+        at(2026, 11, 2, 7),
+        at(2026, 11, 5, 7),
+    ]
     assert all(run.slot.astimezone(BERLIN).strftime("%a %H:%M") in ("Mon 08:00", "Thu 08:00") for run in runs)
     # Each run was asked for by the first tick after its slot, as an ordinary queued job of the owner.
     assert all(dt.timedelta(0) <= run.created_at - run.slot <= dt.timedelta(minutes=10) for run in runs)
-    assert {(run.owner_id, run.report, run.format, run.status) for run in runs} == {(alice.pk, "orders", "csv",
-                                                                                      Status.QUEUED)}  # fmt: skip
+    assert {(run.owner_id, run.report, run.format, run.status) for run in runs} == {
+        (alice.pk, "orders", "csv", Status.QUEUED)
+    }
     assert ReportSchedule.objects.get().next_run_at == at(2026, 11, 9, 7)
 
 
@@ -88,11 +102,13 @@ def test_a_skipped_or_repeated_wall_time_runs_once():
 def test_slots_missed_while_everything_was_down_run_once(alice_client):
     with time_machine.travel(at(2026, 11, 2, 12), tick=False) as traveller:
         schedule_id = create(alice_client, frequency="daily", time="08:00", time_zone="UTC").json()["id"]
-        traveller.move_to(at(2026, 11, 6, 9, 30))  # the slots of the 3rd, 4th, 5th and 6th passed unseen
+        # the slots of the 3rd, 4th, 5th and 6th passed unseen
+        traveller.move_to(at(2026, 11, 6, 9, 30))
         assert schedules.run_due() == 1
         assert schedules.run_due() == 0
     runs = ReportJob.objects.filter(schedule_id=schedule_id)
-    assert [run.slot for run in runs] == [at(2026, 11, 6, 8)]  # once, for the latest of them
+    # once, for the latest of them
+    assert [run.slot for run in runs] == [at(2026, 11, 6, 8)]
     assert ReportSchedule.objects.get().next_run_at == at(2026, 11, 7, 8)
 
 
@@ -125,8 +141,10 @@ def test_relative_dates_are_resolved_when_each_run_starts(alice_client):
     with time_machine.travel(at(2026, 10, 20, 12), tick=False) as traveller:
         response = create(alice_client, frequency="monthly", day_of_month=1, time="06:00", params=params)
         assert response.status_code == 201, response.content
-        assert response.json()["params"] == params  # kept as given: resolved per run
-        for moment in (at(2026, 11, 1, 5, 1), at(2026, 12, 1, 5, 1)):  # 06:01 in Berlin (CET)
+        # kept as given: resolved per run
+        assert response.json()["params"] == params
+        # 06:01 in Berlin (CET)
+        for moment in (at(2026, 11, 1, 5, 1), at(2026, 12, 1, 5, 1)):
             traveller.move_to(moment)
             assert schedules.run_due() == 1
     runs = ReportJob.objects.order_by("slot")
@@ -147,8 +165,11 @@ def test_relative_periods():
 
 def test_a_one_off_request_takes_relative_dates_too(alice_client):
     with time_machine.travel(at(2026, 11, 29, 10), tick=False):
-        response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv",
-                                                              "params": {"created_from": "yesterday"}})  # fmt: skip
+        response = post(
+            alice_client,
+            "/api/reports/jobs/",
+            {"report": "orders", "format": "csv", "params": {"created_from": "yesterday"}},
+        )
     assert response.status_code == 202
     assert response.json()["params"] == {"created_from": "2026-11-28"}
 
@@ -172,7 +193,8 @@ def test_a_run_whose_owner_lost_the_permission_fails_with_a_notice(
     # A scheduled run is e-mailed however quickly it ended (nobody waits for it on a page).
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["alice@example.com"]
     assert "could not start" in mail.outbox[0].body
-    assert ReportSchedule.objects.get().next_run_at > at(2026, 11, 1)  # it goes on: the permission may come back
+    # it goes on: the permission may come back
+    assert ReportSchedule.objects.get().next_run_at > at(2026, 11, 1)
 
 
 @pytest.mark.parametrize(
@@ -212,9 +234,11 @@ def test_schedule_api_lists_pauses_resumes_and_deletes_only_ones_own(alice_clien
         paused = post(alice_client, url + "pause/", {}).json()
         assert paused["paused"] is True and paused["next_run_at"] is None
         traveller.move_to(at(2026, 12, 2, 10))
-        assert schedules.run_due() == 0  # paused: Monday's slot passes
+        # paused: Monday's slot passes
+        assert schedules.run_due() == 0
         resumed = post(alice_client, url + "resume/", {}).json()
-        assert resumed["next_run_at"] == "2026-12-07T07:00:00+00:00"  # from the next slot on, not the passed one
+        # from the next slot on, not the passed one
+        assert resumed["next_run_at"] == "2026-12-07T07:00:00+00:00"
     listed = alice_client.get("/api/reports/schedules/").json()["schedules"]
     assert [s["id"] for s in listed] == [body["id"]]
     client = Client()
@@ -237,8 +261,9 @@ def test_a_user_has_at_most_so_many_schedules(alice_client):
 
 
 @pytest.mark.integration
-def test_two_cron_schedulers_queue_the_tick_and_the_slot_runs_once(alice_client, start_worker, start_sweeper,
-                                                                   redis_queue):  # fmt: skip
+def test_two_cron_schedulers_queue_the_tick_and_the_slot_runs_once(
+    alice_client, start_worker, start_sweeper, redis_queue
+):
     """End to end: RQ's cron scheduler in two sweeper processes, each putting the tick on the queue,
     two real workers running the ticks and the report; the schedule's slot gives one file."""
     demo.seed(300)
@@ -248,10 +273,16 @@ def test_two_cron_schedulers_queue_the_tick_and_the_slot_runs_once(alice_client,
     start_worker()
     start_sweeper(every=0.5)
     start_sweeper(every=0.5)
-    run = wait_for(lambda: ReportJob.objects.filter(schedule_id=body["id"], status=Status.SUCCEEDED).first(),
-                   timeout=90, message="the scheduled run to end")  # fmt: skip
-    ticks = wait_for(lambda: len(finished_ticks(redis_queue)) >= 2 and finished_ticks(redis_queue), timeout=60,
-                     message="both schedulers' ticks to have run")  # fmt: skip
+    run = wait_for(
+        lambda: ReportJob.objects.filter(schedule_id=body["id"], status=Status.SUCCEEDED).first(),
+        timeout=90,
+        message="the scheduled run to end",
+    )
+    ticks = wait_for(
+        lambda: len(finished_ticks(redis_queue)) >= 2 and finished_ticks(redis_queue),
+        timeout=60,
+        message="both schedulers' ticks to have run",
+    )
     assert len(ticks) >= 2
     assert ReportJob.objects.filter(schedule_id=body["id"]).count() == 1
     lines = run.file.open("rb").read().decode().splitlines()
@@ -276,8 +307,9 @@ def test_the_admin_lists_everyones_schedules_and_pauses_them(alice_client, make_
     admin_client.force_login(admin_user)
     page = admin_client.get("/admin/reports/reportschedule/").content.decode()
     assert "Orders · CSV" in page and "Monthly on day 31 at 06:15 (Asia/Tokyo)" in page and "alice" in page
-    done = admin_client.post("/admin/reports/reportschedule/", {"action": "pause", "_selected_action": [body["id"]]},
-                             follow=True)  # fmt: skip
+    done = admin_client.post(
+        "/admin/reports/reportschedule/", {"action": "pause", "_selected_action": [body["id"]]}, follow=True
+    )
     assert "Paused 1 schedules." in done.content.decode()
     assert ReportSchedule.objects.get().paused and ReportSchedule.objects.get().next_run_at is None
     detail = admin_client.get(f"/admin/reports/reportschedule/{body['id']}/change/")
@@ -286,9 +318,11 @@ def test_the_admin_lists_everyones_schedules_and_pauses_them(alice_client, make_
     viewer = Client()
     viewer.force_login(staff)
     assert viewer.get("/admin/reports/reportschedule/").status_code == 200
-    assert viewer.post("/admin/reports/reportschedule/", {"action": "resume", "_selected_action": [body["id"]]}
-                       ).status_code in (200, 302)  # fmt: skip
-    assert ReportSchedule.objects.get().paused  # seeing them is not managing them
+    assert viewer.post(
+        "/admin/reports/reportschedule/", {"action": "resume", "_selected_action": [body["id"]]}
+    ).status_code in (200, 302)
+    # seeing them is not managing them
+    assert ReportSchedule.objects.get().paused
 
 
 def test_a_schedule_that_breaks_the_tick_does_not_stop_the_others(alice_client, monkeypatch):
@@ -305,7 +339,8 @@ def test_a_schedule_that_breaks_the_tick_does_not_stop_the_others(alice_client, 
     monkeypatch.setattr(schedules, "start_run", start_run)
     assert schedules.run_due() == 1
     assert list(ReportJob.objects.values_list("schedule_id", flat=True)) == [second]
-    assert ReportSchedule.objects.get(pk=first).next_run_at == at(2026, 1, 1, 8)  # its slot waits for the next tick
+    # its slot waits for the next tick
+    assert ReportSchedule.objects.get(pk=first).next_run_at == at(2026, 1, 1, 8)
 
 
 def test_a_deactivated_owners_schedules_pause_and_say_why(alice_client, alice, client, make_user):
@@ -328,7 +363,8 @@ def test_a_deactivated_owners_schedules_pause_and_say_why(alice_client, alice, c
 def test_an_owner_deactivated_by_a_bulk_update_gets_no_run_either(alice_client, alice):
     with time_machine.travel(at(2026, 10, 15, 12, 0), tick=False) as traveller:
         schedule_id = create(alice_client, frequency="daily").json()["id"]
-        type(alice).objects.filter(pk=alice.pk).update(is_active=False)  # no signal
+        # no signal
+        type(alice).objects.filter(pk=alice.pk).update(is_active=False)
         traveller.move_to(at(2026, 10, 16, 12, 0))
         assert schedules.run_due() == 0
     assert not ReportJob.objects.exists() and not mail.outbox

@@ -24,20 +24,23 @@ def post(client, path, body):
 
 @pytest.mark.parametrize("value", [5, 0, True, False, 1.5, -1, 1e300, "5"])
 def test_a_date_filter_given_a_number_or_a_boolean_is_400(alice_client, value):
-    response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv",
-                                                         "params": {"created_from": value}})  # fmt: skip
+    response = post(
+        alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": {"created_from": value}}
+    )
     assert response.status_code == 400
     assert response.json()["fields"] == {"created_from": ["Enter a valid date."]}
     assert not ReportJob.objects.exists()
 
 
 def test_json_numbers_and_booleans_are_read_as_the_text_they_stand_for(alice_client, make_user, client):
-    response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv",
-                                                         "params": {"min_amount": 10}})  # fmt: skip
+    response = post(
+        alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": {"min_amount": 10}}
+    )
     assert response.status_code == 202 and response.json()["params"] == {"min_amount": "10"}
     client.force_login(make_user("cus", perms=["shop.view_customer"]))
-    response = post(client, "/api/reports/jobs/", {"report": "customers", "format": "csv",
-                                                   "params": {"is_active": False}})  # fmt: skip
+    response = post(
+        client, "/api/reports/jobs/", {"report": "customers", "format": "csv", "params": {"is_active": False}}
+    )
     assert response.status_code == 202 and response.json()["params"] == {"is_active": False}
 
 
@@ -67,8 +70,10 @@ def test_a_range_given_the_wrong_way_round_is_400(alice_client):
     assert response.status_code == 400
     assert response.json()["fields"] == {"created_to": ["Must not be before Created from (2025-03-01)."]}
     params = {"created_from": "2025-02-01", "created_to": "2025-02-01"}
-    assert post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv",
-                                                     "params": params}).status_code == 202  # fmt: skip
+    assert (
+        post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": params}).status_code
+        == 202
+    )
 
 
 @override_settings(REPORTS_MAX_JOBS_PER_MINUTE=5)
@@ -79,7 +84,8 @@ def test_creating_jobs_is_rate_limited_counting_cancelled_ones(alice_client):
     response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv"})
     assert response.status_code == 429 and "5 reports in the last minute" in response.json()["error"]
     assert ReportJob.objects.count() == 5
-    assert not Notification.objects.exists()  # one's own cancels are not stored as notifications
+    # one's own cancels are not stored as notifications
+    assert not Notification.objects.exists()
 
 
 def test_a_cancel_by_someone_else_is_stored_for_the_owner(client, alice, make_user):
@@ -92,8 +98,21 @@ def test_a_cancel_by_someone_else_is_stored_for_the_owner(client, alice, make_us
     assert list(Notification.objects.values_list("user", "type")) == [(alice.pk, "report.cancelled")]
 
 
-@pytest.mark.parametrize("body", ["[1]", '"x"', "", "{}", '{"ids": []}', '{"ids": [true]}', '{"all": 1}',
-                                  '{"ids": [1], "all": true}', '{"ids": [1.5]}', "null"])  # fmt: skip
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[1]",
+        '"x"',
+        "",
+        "{}",
+        '{"ids": []}',
+        '{"ids": [true]}',
+        '{"all": 1}',
+        '{"ids": [1], "all": true}',
+        '{"ids": [1.5]}',
+        "null",
+    ],
+)
 def test_a_malformed_seen_body_is_400_and_marks_nothing(alice_client, alice, body):
     Notification.objects.create(user=alice, type="report.ready", title="Unseen")
     response = post(alice_client, "/api/notifications/seen/", body)
@@ -109,8 +128,12 @@ def test_seen_all_is_said_explicitly(alice_client, alice):
 
 # The RQ dashboard.
 
-DASHBOARD_VIEWS = ["/admin/django_rq/dashboard/", "/admin/django_rq/dashboard/queues/0/",
-                   "/admin/django_rq/dashboard/workers/0/", "/admin/django_rq/dashboard/stats.json"]  # fmt: skip
+DASHBOARD_VIEWS = [
+    "/admin/django_rq/dashboard/",
+    "/admin/django_rq/dashboard/queues/0/",
+    "/admin/django_rq/dashboard/workers/0/",
+    "/admin/django_rq/dashboard/stats.json",
+]
 
 
 @pytest.mark.parametrize("path", DASHBOARD_VIEWS)
@@ -119,7 +142,8 @@ def test_staff_without_the_queue_permission_may_not_open_the_dashboard(client, m
     assert client.get(path).status_code == 403
 
 
-@pytest.mark.django_db(transaction=True)  # enqueued at once, not at a commit that never comes
+# enqueued at once, not at a commit that never comes
+@pytest.mark.django_db(transaction=True)
 def test_staff_without_the_queue_permission_may_not_empty_a_queue(client, make_user, redis_queue):
     redis_queue.enqueue("reports.tasks.plan_report", "x", job_id="report-keep-me")
     client.force_login(make_user("staff", perms=["reports.view_reportjob"], is_staff=True))
@@ -156,10 +180,17 @@ def test_the_api_token_still_opens_the_stats(client, settings):
 def settings_in_a_fresh_interpreter(**env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     return subprocess.run(
-        [sys.executable, "-c", "import django; from django.conf import settings; django.setup(); "
-         "print(settings.DEBUG, len(settings.AUTH_PASSWORD_VALIDATORS))"],
-        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env}, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import django; from django.conf import settings; django.setup(); "
+            "print(settings.DEBUG, len(settings.AUTH_PASSWORD_VALIDATORS))",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env},
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_without_environment_debug_is_off_and_a_secret_key_is_required():

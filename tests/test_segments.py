@@ -33,8 +33,10 @@ from tests.conftest import PLAIN_ERROR, ROOT, horse_pid, rq_worker_name, wait_fo
 from tests.test_foundation_flow import csrf_client, list_stored_files, post_job, reports_spool
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-QUICK = {"REPORTS_HEARTBEAT_SECONDS": 1, "REPORTS_STALE_AFTER_SECONDS": 4}  # a dead worker is found in seconds
-RESULTS = ROOT / "test-output" / "segments.jsonl"  # what the runs measured, for the closing notes
+# a dead worker is found in seconds
+QUICK = {"REPORTS_HEARTBEAT_SECONDS": 1, "REPORTS_STALE_AFTER_SECONDS": 4}
+# what the runs measured, for the closing notes
+RESULTS = ROOT / "test-output" / "segments.jsonl"
 
 
 def record(**result) -> None:
@@ -61,8 +63,11 @@ def downloaded(client, job_id) -> bytes:
 
 
 def ended(job_id, timeout: float = 120) -> ReportJob:
-    return wait_for(lambda: (job := ReportJob.objects.get(pk=job_id)).status not in ("queued", "running") and job,
-                    timeout=timeout, message="the job to end")  # fmt: skip
+    return wait_for(
+        lambda: (job := ReportJob.objects.get(pk=job_id)).status not in ("queued", "running") and job,
+        timeout=timeout,
+        message="the job to end",
+    )
 
 
 def assert_nothing_left(job_id) -> None:
@@ -71,8 +76,11 @@ def assert_nothing_left(job_id) -> None:
     job = ReportJob.objects.get(pk=job_id)
     only_the_file = [Path(job.file.name).name] if job.file else []
     # (The job's row moves first; its segment objects are deleted right after.)
-    wait_for(lambda: [Path(p).name for p in list_stored_files(job_id)] == only_the_file, timeout=10,
-             message="only the job's file to stay")  # fmt: skip
+    wait_for(
+        lambda: [Path(p).name for p in list_stored_files(job_id)] == only_the_file,
+        timeout=10,
+        message="only the job's file to stay",
+    )
     assert not ReportSegment.objects.filter(job_id=job_id).exclude(file="").exists()
 
 
@@ -84,7 +92,8 @@ def orders():
 @pytest.mark.parametrize("fmt", ["csv", "csv_excel", "json", "ndjson", "xlsx", "parquet"])
 def test_two_workers_write_the_bytes_one_process_writes(orders, alice, settings, start_worker, fmt):
     client = csrf_client(alice)
-    params = {"created_from": "2024-02-01"}  # the segments follow the filtered rows, not the table
+    # the segments follow the filtered rows, not the table
+    params = {"created_from": "2024-02-01"}
     env = {"REPORTS_SEGMENT_ROWS": 1500, "REPORTS_CHUNK_SIZE": 500}
     status, job = post_job(client, {"report": "orders", "format": fmt, "params": params})
     assert status == 202
@@ -95,7 +104,8 @@ def test_two_workers_write_the_bytes_one_process_writes(orders, alice, settings,
     expected = Order.objects.filter(created_at__date__gte="2024-02-01").count()
     segments = list(job.segments.all())
     assert job.rows_done == job.rows_total == expected == sum(s.rows_done for s in segments)
-    assert len(segments) == -(-expected // 1500) and len({s.worker for s in segments}) == 2  # both took part
+    # both took part
+    assert len(segments) == -(-expected // 1500) and len({s.worker for s in segments}) == 2
     assert downloaded(client, job.pk) == reference(alice, "orders", fmt, settings, params, REPORTS_SEGMENT_ROWS=1500)
     assert_nothing_left(job.pk)
 
@@ -104,11 +114,13 @@ def test_progress_is_the_sum_over_segments_and_moves(orders, alice, start_worker
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "paced-orders", "format": "json"})
     for _ in range(2):
-        start_worker(REPORTS_SEGMENT_ROWS=2000, REPORTS_CHUNK_SIZE=250, REPORTS_PROGRESS_INTERVAL=0.1,
-                     PACED_SECONDS=0.02)  # fmt: skip
+        start_worker(
+            REPORTS_SEGMENT_ROWS=2000, REPORTS_CHUNK_SIZE=250, REPORTS_PROGRESS_INTERVAL=0.1, PACED_SECONDS=0.02
+        )
     seen = [0]
     while (row := ReportJob.objects.get(pk=job["id"])).status in ("queued", "running"):
-        assert row.rows_done >= seen[-1]  # no segment failed here: progress only grows
+        # no segment failed here: progress only grows
+        assert row.rows_done >= seen[-1]
         seen.append(row.rows_done)
         time.sleep(0.05)
     assert row.status == Status.SUCCEEDED and row.rows_done == 20_000
@@ -126,17 +138,21 @@ def test_cancel_stops_every_segment_and_leaves_nothing(orders, alice, start_work
 
     response = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
-    assert_nothing_left(job["id"])  # the runs stopped and removed their spool files
-    time.sleep(1)  # nothing more is queued or written
+    # the runs stopped and removed their spool files
+    assert_nothing_left(job["id"])
+    # nothing more is queued or written
+    time.sleep(1)
     row = ReportJob.objects.get(pk=job["id"])
     assert row.status == Status.CANCELLED and not row.file and 200 <= row.rows_done < 20_000
     statuses = list(row.segments.values_list("status", flat=True))
     assert set(statuses) <= {"done", "cancelled"} and statuses.count("cancelled") >= 18
-    assert not Notification.objects.filter(user=alice).exists()  # her own cancel: nothing to keep
+    # her own cancel: nothing to keep
+    assert not Notification.objects.filter(user=alice).exists()
 
 
 def test_a_segment_that_raises_is_retried_alone(orders, alice, settings, start_worker):
-    target = Order.objects.order_by("pk").values_list("pk", flat=True)[9_050]  # in segment 4 of 10
+    # in segment 4 of 10
+    target = Order.objects.order_by("pk").values_list("pk", flat=True)[9_050]
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "flaky-orders", "format": "csv"})
     for _ in range(2):
@@ -213,7 +229,8 @@ def test_a_poison_segment_fails_the_job_within_seconds_of_its_last_death(orders,
     assert job.error == "The worker died 3 times while writing this report — it may need more memory."
     segment = job.segments.get(index=2)
     assert (segment.attempts, segment.last_failure, segment.status) == (3, "died", SegmentStatus.FAILED)
-    assert failed_after < 10, failed_after  # RQ sees each death at once; the row follows at once
+    # RQ sees each death at once; the row follows at once
+    assert failed_after < 10, failed_after
     record(case="poison", seconds_to_failed=round(failed_after, 2))
 
 
@@ -230,20 +247,30 @@ def test_rows_are_read_once_whatever_changes_meanwhile(orders, alice, start_work
     before = dict(Order.objects.filter(pk__in=changed).values_list("pk", "note"))
     Order.objects.filter(pk__in=changed).update(note="changed while the report ran")
     template = Order.objects.first()
-    Order.objects.bulk_create(  # new orders: keys above the captured one
-        Order(number=f"NEW-{i}", customer_id=template.customer_id, status="paid", country="PT", amount=1, quantity=1,
-              created_at=template.created_at)
+    # new orders: keys above the captured one
+    Order.objects.bulk_create(
+        Order(
+            number=f"NEW-{i}",
+            customer_id=template.customer_id,
+            status="paid",
+            country="PT",
+            amount=1,
+            quantity=1,
+            created_at=template.created_at,
+        )
         for i in range(200)
-    )  # fmt: skip
+    )
     assert Order.objects.filter(pk__gt=upper).count() == 200
     job = ended(job["id"])
     assert job.status == Status.SUCCEEDED, job.error
     rows = list(csv.reader(io.StringIO(downloaded(client, job.pk).decode(), newline="")))[1:]
-    assert [int(row[0]) for row in rows] == keys  # each once, in order, none added later
+    # each once, in order, none added later
+    assert [int(row[0]) for row in rows] == keys
     notes = {int(row[0]): row[9] for row in rows}
     as_written = lambda v: ("'" + v if formula_risk(v) else v) if v else ""  # noqa: E731
     assert all(notes[k] in ("changed while the report ran", as_written(before[k])) for k in changed)
-    assert "changed while the report ran" in {notes[k] for k in changed}  # the later segments read the change
+    # the later segments read the change
+    assert "changed while the report ran" in {notes[k] for k in changed}
 
 
 def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alice, make_user, start_worker):
@@ -252,11 +279,14 @@ def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alic
     big = csrf_client(alice)
     _, big_job = post_job(big, {"report": "paced-orders", "format": "json"})
     for _ in range(2):
-        start_worker(REPORTS_SEGMENT_ROWS=1000, REPORTS_CHUNK_SIZE=500, PACED_SECONDS=0.1,
-                     REPORTS_SEGMENTS_IN_FLIGHT=6)  # fmt: skip
+        start_worker(REPORTS_SEGMENT_ROWS=1000, REPORTS_CHUNK_SIZE=500, PACED_SECONDS=0.1, REPORTS_SEGMENTS_IN_FLIGHT=6)
     big_segments = ReportSegment.objects.filter(job_id=big_job["id"])
-    wait_for(lambda: big_segments.filter(status="running").count() == 2 and big_segments.filter(status="queued")
-             .count() == 4, message="both workers on the big report, four of its segments queued")  # fmt: skip
+    wait_for(
+        lambda: (
+            big_segments.filter(status="running").count() == 2 and big_segments.filter(status="queued").count() == 4
+        ),
+        message="both workers on the big report, four of its segments queued",
+    )
     small = csrf_client(make_user("bob"))
     delays, ended_meanwhile = [], []
     for _ in range(3):
@@ -264,9 +294,11 @@ def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alic
         row = ended(job["id"], timeout=30)
         assert row.status == Status.SUCCEEDED
         delays.append((row.started_at - row.created_at).total_seconds())
-        ended_meanwhile.append(big_segments.filter(finished_at__gt=row.created_at,
-                                                   finished_at__lte=row.started_at).count())  # fmt: skip
-    assert ReportJob.objects.get(pk=big_job["id"]).status == Status.RUNNING  # the big one was still going
+        ended_meanwhile.append(
+            big_segments.filter(finished_at__gt=row.created_at, finished_at__lte=row.started_at).count()
+        )
+    # the big one was still going
+    assert ReportJob.objects.get(pk=big_job["id"]).status == Status.RUNNING
     record(case="small beside big", start_delays=[round(d, 3) for d in delays], segments_waited=ended_meanwhile)
     # Last in line it would wait for the four queued segments to be taken and one more to end (5).
     assert max(ended_meanwhile) <= 2, ended_meanwhile
@@ -276,9 +308,15 @@ def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alic
 
 # Progress saved at every chunk of 500 rows, so that the test sees how far a segment is (and kills one
 # with half of it still to write: never one that ends before the signal lands).
-KILL_ENV = {**QUICK, "REPORTS_SEGMENT_ROWS": 4000, "REPORTS_CHUNK_SIZE": 500, "PACED_SECONDS": 0.04,
-            "REPORTS_PROGRESS_INTERVAL": 0}  # fmt: skip
-GRACE = 5  # seconds between SIGTERM and SIGKILL, as an orchestrator gives (30 s in production)
+KILL_ENV = {
+    **QUICK,
+    "REPORTS_SEGMENT_ROWS": 4000,
+    "REPORTS_CHUNK_SIZE": 500,
+    "PACED_SECONDS": 0.04,
+    "REPORTS_PROGRESS_INTERVAL": 0,
+}
+# seconds between SIGTERM and SIGKILL, as an orchestrator gives (30 s in production)
+GRACE = 5
 
 
 def kill(worker: subprocess.Popen, fault: str) -> bool:
@@ -286,13 +324,15 @@ def kill(worker: subprocess.Popen, fault: str) -> bool:
     horse = horse_pid(worker)
     if fault == "horse":
         return sigkill(horse)
-    if fault == "worker":  # the machine is gone: the worker and its work-horse
+    # the machine is gone: the worker and its work-horse
+    if fault == "worker":
         # Frozen first, so that it forks no new work-horse between the look and the kill.
         os.kill(worker.pid, signal.SIGSTOP)
         sigkill(horse_pid(worker))
         worker.kill()
         return True
-    worker.terminate()  # a deploy: SIGTERM, then SIGKILL after the grace period
+    # a deploy: SIGTERM, then SIGKILL after the grace period
+    worker.terminate()
     try:
         worker.wait(GRACE)
     except subprocess.TimeoutExpired:
@@ -331,11 +371,13 @@ def test_kill_matrix(alice, settings, start_worker, start_sweeper, fault, fmt):
         killed_at = time.monotonic()
         kill(victim, fault)
         recovery = None
-        if fault != "term":  # the segment is claimed again: at once for a work-horse, by the sweeper for a worker
+        # the segment is claimed again: at once for a work-horse, by the sweeper for a worker
+        if fault != "term":
             taken = ReportSegment.objects.filter(pk=segment.pk, attempts__gt=segment.attempts)
             wait_for(taken.exists, timeout=60, message="the killed segment to be taken over")
             recovery = time.monotonic() - killed_at
-        start_worker(**KILL_ENV)  # what a supervisor does
+        # what a supervisor does
+        start_worker(**KILL_ENV)
         row = ended(job["id"])
         assert row.status == Status.SUCCEEDED, row.error
         downloaded_bytes = downloaded(client, row.pk)
@@ -344,8 +386,15 @@ def test_kill_matrix(alice, settings, start_worker, start_sweeper, fault, fmt):
         assert downloaded_bytes == expected
         redone = sum(s.attempts - 1 for s in row.segments.all())
         assert redone <= (0 if fault == "term" else 1)
-        record(case="kill", fmt=fmt, fault=fault, run=run, recovery=recovery and round(recovery, 2),
-               segments_redone=redone, rows=row.rows_done)  # fmt: skip
+        record(
+            case="kill",
+            fmt=fmt,
+            fault=fault,
+            run=run,
+            recovery=recovery and round(recovery, 2),
+            segments_redone=redone,
+            rows=row.rows_done,
+        )
         for worker in workers[1:]:
             worker.terminate()
 
@@ -443,10 +492,12 @@ def test_a_work_horse_that_dies_before_claiming_its_row_has_it_queued_again_at_o
     failed = Job.fetch(rq_job_id, connection=redis_queue.connection, serializer=redis_queue.serializer)
     failed.set_status("failed")
     redis_queue.failed_job_registry.add(failed, ttl=600)
-    batches.entry_died(rq_job_id)  # what ReportsWorker.execute_job does once RQ has recorded the death
+    # what ReportsWorker.execute_job does once RQ has recorded the death
+    batches.entry_died(rq_job_id)
     assert redis_queue.job_ids == [rq_job_id] and not redis_queue.failed_job_registry.get_job_ids()
     assert rq_job_id not in redis_queue.started_job_registry.get_job_ids()
-    start_worker(REPORTS_SEGMENT_ROWS=2000)  # no sweeper: only the worker can finish it
+    # no sweeper: only the worker can finish it
+    start_worker(REPORTS_SEGMENT_ROWS=2000)
     done = ended(job["id"], timeout=60)
     assert done.status == Status.SUCCEEDED and downloaded(client, done.pk) == expected
 
@@ -456,11 +507,13 @@ def test_a_job_whose_planning_run_died_is_planned_again_never_joined_empty(alice
     segment at all, and succeeded with a file of no rows."""
     demo.seed(3_000)
     job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
-    assert job.transition(Status.RUNNING, attempts=1)  # its planning run took it and died, before the plan
+    # its planning run took it and died, before the plan
+    assert job.transition(Status.RUNNING, attempts=1)
     redis_queue.empty()
     assert not batches.claim_join(job)
     batches.dispatch(job)
-    assert redis_queue.job_ids == [job.rq_job_id]  # its own run again, not a join
+    # its own run again, not a join
+    assert redis_queue.job_ids == [job.rq_job_id]
     start_worker()
     done = ended(job.pk, timeout=60)
     assert done.status == Status.SUCCEEDED and done.rows_done == 3_000 and done.segments.count() >= 1

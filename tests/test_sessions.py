@@ -69,7 +69,8 @@ def test_deactivation_closes_the_users_sockets(alice, make_user, web_server):
     alice.save()
     assert seconds_to_close(socket) < 5
     bobs.send(json.dumps({"action": "seen_all"}))
-    assert json.loads(bobs.recv(timeout=5))["type"] == "seen"  # other users' sockets stay
+    # other users' sockets stay
+    assert json.loads(bobs.recv(timeout=5))["type"] == "seen"
 
 
 def test_an_expiring_session_closes_its_socket(alice, web_server):
@@ -80,7 +81,8 @@ def test_an_expiring_session_closes_its_socket(alice, web_server):
     socket = connected(session)
     started = time.monotonic()
     seconds_to_close(socket, timeout=15)
-    assert 2 <= time.monotonic() - started + 1 < 6  # about when it expired (3 s after it was set)
+    # about when it expired (3 s after it was set)
+    assert 2 <= time.monotonic() - started + 1 < 6
 
 
 def test_a_socket_closes_at_its_sessions_real_expiry_in_the_database(alice, web_server):

@@ -19,14 +19,23 @@ FORMATS = ["csv", "csv_excel", "json", "ndjson", "xlsx", "parquet"]
 
 def export_on_sqlite(tmp_path, slug: str, fmt: str, env: dict) -> bytes:
     out = tmp_path / f"{slug}.{fmt}"
-    subprocess.run([sys.executable, "manage.py", "export_report", slug, "--format", fmt, "--user", "demo",
-                    "--output", str(out)], cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "manage.py", "export_report", slug, "--format", fmt, "--user", "demo", "--output", str(out)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return out.read_bytes()
 
 
 def test_sqlite_and_postgresql_write_the_same_files(tmp_path, alice, settings):
-    env = child_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", VAR_DIR=tmp_path / "var",
-                    REPORTS_SEGMENT_ROWS=300, REPORTS_CHUNK_SIZE=128)  # fmt: skip
+    env = child_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        VAR_DIR=tmp_path / "var",
+        REPORTS_SEGMENT_ROWS=300,
+        REPORTS_CHUNK_SIZE=128,
+    )
     for command in (["migrate", "-v0"], ["seed_demo", "--orders", "1000"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
     demo.seed(1000)
@@ -38,7 +47,8 @@ def test_sqlite_and_postgresql_write_the_same_files(tmp_path, alice, settings):
         with job.file.open("rb") as fh:
             on_postgresql = fh.read()
         on_sqlite = export_on_sqlite(tmp_path, slug, fmt, env)
-        if fmt == "parquet":  # the same rows and types (row groups follow the batches)
+        # the same rows and types (row groups follow the batches)
+        if fmt == "parquet":
             assert pq.read_table(io.BytesIO(on_sqlite)).equals(pq.read_table(io.BytesIO(on_postgresql)))
         else:
             assert on_sqlite == on_postgresql, (slug, fmt)

@@ -40,8 +40,13 @@ def s3_env_for(endpoint: str) -> dict:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "REPORTS_SIGNED_URL_SECONDS": "3",
     }
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
     return {**env, "client": client}
 
@@ -67,8 +72,9 @@ def fetch(url: str) -> tuple[int, bytes, dict]:
 def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, make_user, run_worker):
     demo.seed(ORDERS)
     bucket, client = s3_env["AWS_STORAGE_BUCKET_NAME"], s3_env.pop("client")
-    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "csv"}),
-                                 content_type="application/json")  # fmt: skip
+    response = alice_client.post(
+        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "csv"}), content_type="application/json"
+    )
     assert response.status_code == 202
     job_id = response.json()["id"]
     run_worker(**s3_env)
@@ -79,7 +85,8 @@ def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, ma
     assert [o["Key"] for o in objects] == [job.file.name]
     assert objects[0]["Size"] == job.file_size
     acl = client.get_object_acl(Bucket=bucket, Key=job.file.name)
-    assert not [g for g in acl["Grants"] if g["Grantee"].get("URI", "").endswith("AllUsers")]  # private
+    # private
+    assert not [g for g in acl["Grants"] if g["Grantee"].get("URI", "").endswith("AllUsers")]
 
     redirect = alice_client.get(f"/reports/jobs/{job_id}/download/")
     assert redirect.status_code == 302
@@ -92,7 +99,8 @@ def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, ma
     assert [int(r[0]) for r in rows[1:]] == list(Order.objects.order_by("pk").values_list("pk", flat=True))
 
     unsigned = signed.split("?")[0]
-    assert fetch(unsigned)[0] == 403  # the object is not public
+    # the object is not public
+    assert fetch(unsigned)[0] == 403
     # Signed at click time and short-lived. (moto does not enforce X-Amz-Expires, so the expiry itself
     # is S3's to apply: we check the URL asks for it.)
     query = parse_qs(urlsplit(signed).query)
@@ -100,7 +108,8 @@ def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, ma
     signed_at = dt.datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     assert abs((dt.datetime.now(dt.UTC) - signed_at).total_seconds()) < 10
     time.sleep(1.1)
-    assert alice_client.get(f"/reports/jobs/{job_id}/download/")["Location"] != signed  # a new one per click
+    # a new one per click
+    assert alice_client.get(f"/reports/jobs/{job_id}/download/")["Location"] != signed
 
     mallory = make_user("mallory")
     alice_client.force_login(mallory)
@@ -110,9 +119,10 @@ def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, ma
 @pytest.mark.django_db
 def test_expired_files_are_deleted_and_the_download_answers_410(alice, alice_client):
     storage = reports_storage()
-    old, fresh = (ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED,
-                                           finished_at=when) for when in
-                  (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC)))  # fmt: skip
+    old, fresh = (
+        ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED, finished_at=when)
+        for when in (dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
+    )
     for job in (old, fresh):
         job.file.name = storage.save(f"test/{job.pk}.csv", ContentFile(b"id\r\n1\r\n"))
         job.save()
@@ -141,8 +151,13 @@ def test_deleting_a_job_deletes_its_file(alice):
 @pytest.mark.django_db
 def test_download_has_the_right_type_and_an_rfc6266_filename_for_any_title(alice, alice_client):
     storage = reports_storage()
-    job = ReportJob.objects.create(owner=alice, report="relatorio", format="xlsx", status=Status.SUCCEEDED,
-                                   created_at=dt.datetime(2026, 2, 3, 4, 5, 6, tzinfo=dt.UTC))  # fmt: skip
+    job = ReportJob.objects.create(
+        owner=alice,
+        report="relatorio",
+        format="xlsx",
+        status=Status.SUCCEEDED,
+        created_at=dt.datetime(2026, 2, 3, 4, 5, 6, tzinfo=dt.UTC),
+    )
     job.file.name = storage.save(f"test/{job.pk}.xlsx", ContentFile(b"PK"))
     job.save()
     response = alice_client.get(f"/reports/jobs/{job.pk}/download/")
@@ -165,8 +180,9 @@ def test_segments_on_s3_go_through_the_bucket_and_only_the_file_stays(s3_env, al
     """Workers that share no disk (each its own VAR_DIR) share the bucket: segments are objects there."""
     demo.seed(ORDERS)
     bucket, client = s3_env["AWS_STORAGE_BUCKET_NAME"], s3_env.pop("client")
-    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "json"}),
-                                 content_type="application/json")  # fmt: skip
+    response = alice_client.post(
+        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "json"}), content_type="application/json"
+    )
     job_id = response.json()["id"]
     for n in range(2):
         start_worker(**s3_env, VAR_DIR=tmp_path / f"worker{n}", REPORTS_SEGMENT_ROWS=500, REPORTS_CHUNK_SIZE=200)
@@ -195,18 +211,21 @@ def test_big_segments_are_copied_into_the_file_by_s3_itself(s3_env, alice, setti
     from reports import assembly
 
     demo.seed(60_000)
-    with connection.cursor() as cursor:  # notes of 384 hex characters: 30 MB of CSV, 14 MB of XLSX
+    # notes of 384 hex characters: 30 MB of CSV, 14 MB of XLSX
+    with connection.cursor() as cursor:
         cursor.execute("UPDATE shop_order SET note = " + " || ".join(f"md5(id::text || '{c}')" for c in "abcdefghijkl"))
     client = s3_env.pop("client")
     copied = []
     original_run = assembly.S3Assembly.run
-    monkeypatch.setattr(assembly.S3Assembly, "run", lambda self, pieces: (original_run(self, pieces),
-                                                                          copied.append(self.copied))[0])  # fmt: skip
+    monkeypatch.setattr(
+        assembly.S3Assembly, "run", lambda self, pieces: (original_run(self, pieces), copied.append(self.copied))[0]
+    )
     settings.REPORTS_SEGMENT_ROWS = 30_000
     job = ReportJob.objects.create(owner=alice, report="orders", format=fmt)
     assert run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
     on_s3 = client.get_object(Bucket=s3_env["AWS_STORAGE_BUCKET_NAME"], Key=job.file.name)
-    assert on_s3["ETag"].endswith('-4"') or on_s3["ETag"].endswith('-3"')  # a multipart upload of 3 or 4 parts
+    # a multipart upload of 3 or 4 parts
+    assert on_s3["ETag"].endswith('-4"') or on_s3["ETag"].endswith('-3"')
     # Both segments (the first after the part that starts with the header); XLSX's deflated first
     # segment is too small to give a part to the header and keep one of its own.
     assert copied == [1 if fmt == "xlsx" else 2]
@@ -224,8 +243,9 @@ SCALE_ROWS = 120_000
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
-def test_three_workers_sharing_no_disk_write_what_one_process_writes(s3_env, alice, alice_client, settings,
-                                                                      start_worker, tmp_path, fmt):  # fmt: skip
+def test_three_workers_sharing_no_disk_write_what_one_process_writes(
+    s3_env, alice, alice_client, settings, start_worker, tmp_path, fmt
+):
     """Scale-out: three worker processes, each with a VAR_DIR of its own (nothing shared but PostgreSQL,
     Redis and the bucket), all take segments of one report, and the file is byte for byte what one
     process writes with the same segments."""
@@ -235,14 +255,17 @@ def test_three_workers_sharing_no_disk_write_what_one_process_writes(s3_env, ali
     settings.REPORTS_SEGMENT_ROWS = segment_rows
     one = ReportJob.objects.create(owner=alice, report="orders", format=fmt)
     assert run_in_foreground(one) and one.status == Status.SUCCEEDED, one.error
-    with reports_storage().open(one.file.name, "rb") as fh:  # (from the bucket)
+    # (from the bucket)
+    with reports_storage().open(one.file.name, "rb") as fh:
         expected = fh.read()
     for n in range(3):
         start_worker(**s3_env, VAR_DIR=tmp_path / f"worker{n}", REPORTS_SEGMENT_ROWS=segment_rows)
-    response = alice_client.post("/api/reports/jobs/", data=json.dumps({"report": "orders", "format": fmt}),
-                                 content_type="application/json")  # fmt: skip
+    response = alice_client.post(
+        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": fmt}), content_type="application/json"
+    )
     job = ended(response.json()["id"], timeout=120)
     assert job.status == Status.SUCCEEDED, job.error
-    assert job.segments.count() == 12 and len({s.worker for s in job.segments.all()}) == 3  # all three wrote
+    # all three wrote
+    assert job.segments.count() == 12 and len({s.worker for s in job.segments.all()}) == 3
     status, data, _ = fetch(alice_client.get(f"/reports/jobs/{job.pk}/download/")["Location"])
     assert status == 200 and data == expected

@@ -57,15 +57,19 @@ def test_the_import_graph_of_reports_has_no_circle():
 
 
 def test_no_module_imports_another_inside_a_function():
-    allowed = {"reports.apps"}  # AppConfig.ready() is where Django wants app-loading imports
+    # AppConfig.ready() is where Django wants app-loading imports
+    allowed = {"reports.apps"}
     inside = {module: imported(module, path, top_level=False) for module, path in MODULES.items()}
     assert {module: found for module, found in inside.items() if found and module not in allowed} == {}
 
 
 def test_notifications_imports_nothing_of_reports_and_reports_only_its_services():
     for path in (ROOT / "notifications").rglob("*.py"):
-        assert "reports" not in {n.module.split(".")[0] for n in ast.walk(ast.parse(path.read_text()))
-                                 if isinstance(n, ast.ImportFrom) and n.module}, path  # fmt: skip
+        assert "reports" not in {
+            n.module.split(".")[0]
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom) and n.module
+        }, path
     for path in APP.rglob("*.py"):
         used = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
         assert {m for m in used if m.startswith("notifications")} <= {"notifications.services"}, path

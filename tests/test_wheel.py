@@ -96,11 +96,13 @@ def run(*command, cwd: Path) -> str:
     env.update(DJANGO_SETTINGS_MODULE="mini.settings", PYTHONPATH=str(cwd))
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, timeout=900)
     assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-3000:])
-    return result.stdout.decode()  # (as written: CRLF stays CRLF)
+    # (as written: CRLF stays CRLF)
+    return result.stdout.decode()
 
 
 def test_the_wheel_installs_and_runs_a_report_in_a_project_of_its_own(tmp_path):
-    source = tmp_path / "source"  # setuptools writes build/ and *.egg-info beside the sources: not into ours
+    # setuptools writes build/ and *.egg-info beside the sources: not into ours
+    source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source)
@@ -113,9 +115,16 @@ def test_the_wheel_installs_and_runs_a_report_in_a_project_of_its_own(tmp_path):
     run(sys.executable, "-m", "venv", str(tmp_path / "venv"), cwd=tmp_path)
     python = str(tmp_path / "venv" / "bin" / "python")
     run(python, "-m", "pip", "install", "-q", str(wheel), cwd=tmp_path)
-    for path, text in {"mini/__init__.py": "", "mini/settings.py": SETTINGS, "mini/urls.py": URLS,
-                       "mini/asgi.py": ASGI, "library/__init__.py": "", "library/models.py": MODELS,
-                       "library/reports.py": REPORTS, "setup_data.py": SCRIPT}.items():  # fmt: skip
+    for path, text in {
+        "mini/__init__.py": "",
+        "mini/settings.py": SETTINGS,
+        "mini/urls.py": URLS,
+        "mini/asgi.py": ASGI,
+        "library/__init__.py": "",
+        "library/models.py": MODELS,
+        "library/reports.py": REPORTS,
+        "setup_data.py": SCRIPT,
+    }.items():
         (tmp_path / path).parent.mkdir(exist_ok=True)
         (tmp_path / path).write_text(textwrap.dedent(text))
     django_admin = [python, "-m", "django"]
@@ -123,9 +132,11 @@ def test_the_wheel_installs_and_runs_a_report_in_a_project_of_its_own(tmp_path):
     run(*django_admin, "migrate", "-v0", cwd=tmp_path)
     run(*django_admin, "check", cwd=tmp_path)
     run(python, "setup_data.py", cwd=tmp_path)
-    csv = run(*django_admin, "export_report", "books", "--format", "csv", "--user", "reader", "--output", "-",
-              cwd=tmp_path)  # fmt: skip
+    csv = run(
+        *django_admin, "export_report", "books", "--format", "csv", "--user", "reader", "--output", "-", cwd=tmp_path
+    )
     assert csv == "Id,Title,Pages\r\n1,Dune,412\r\n2,'=cmd|' /C calc'!A0,1\r\n3,Emma,474\r\n"
     site_packages = next((tmp_path / "venv").glob("lib/python*/site-packages"))
     assert (site_packages / "reports").is_dir() and (site_packages / "notifications").is_dir()
-    assert not any((site_packages / name).exists() for name in ("project", "shop", "tests"))  # the apps only
+    # the apps only
+    assert not any((site_packages / name).exists() for name in ("project", "shop", "tests"))

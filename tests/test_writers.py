@@ -32,10 +32,17 @@ AT = dt.datetime(2025, 3, 4, 5, 6, 7, tzinfo=dt.UTC)
 
 def awkward_rows():
     rows = [
-        (i, text, Decimal("-12.50") if i % 2 else Decimal("999999999999.99"), bool(i % 3), AT + dt.timedelta(days=i),
-         dt.date(2025, 1, 1 + i), i / 8)
+        (
+            i,
+            text,
+            Decimal("-12.50") if i % 2 else Decimal("999999999999.99"),
+            bool(i % 3),
+            AT + dt.timedelta(days=i),
+            dt.date(2025, 1, 1 + i),
+            i / 8,
+        )
         for i, text in enumerate(AWKWARD_TEXT)
-    ]  # fmt: skip
+    ]
     rows.append((len(rows), None, None, None, None, None, None))
     return rows
 
@@ -79,7 +86,8 @@ class TestXlsx:
             assert got[0] == expected[0] and isinstance(got[0], int)
             assert (ooxml_text(got[1]) or None) == (
                 expected[1] or None
-            )  # exactly as given: no formula, no quote prefix
+                # exactly as given: no formula, no quote prefix
+            )
             assert got[2] == float(expected[2])
             assert got[3] is expected[3]
             assert got[4] == expected[4].astimezone(SAO_PAULO).replace(tzinfo=None)
@@ -119,24 +127,30 @@ class TestXlsx:
         columns = [ColumnSpec("id", "Id", "integer")]
         total = 1_048_575 + 10
         fh = io.BytesIO()
-        write_file(XlsxWriter, fh, columns, ((i,) for i in range(total)), WriterOptions(title="Big"),
-                   segment_rows=100_000)  # fmt: skip
+        write_file(
+            XlsxWriter, fh, columns, ((i,) for i in range(total)), WriterOptions(title="Big"), segment_rows=100_000
+        )
         book = openpyxl.load_workbook(io.BytesIO(fh.getvalue()), read_only=True)
         assert book.sheetnames == ["Big", "Big 2"]
         second = list(book["Big 2"].iter_rows(values_only=True))
         assert second == [("Id",), *[(i,) for i in range(1_048_575, total)]]
         last_two = list(book["Big"].iter_rows(min_row=1_048_575, values_only=True))
-        assert last_two == [(1_048_573,), (1_048_574,)]  # the first sheet is full to Excel's last row
+        # the first sheet is full to Excel's last row
+        assert last_two == [(1_048_573,), (1_048_574,)]
 
 
 class TestJson:
     def expected(self, row, tz=dt.UTC):
         id_, note, amount, paid, at, day, ratio = row
         return {
-            "id": id_, "note": note, "amount": None if amount is None else str(amount), "paid": paid,
+            "id": id_,
+            "note": note,
+            "amount": None if amount is None else str(amount),
+            "paid": paid,
             "at": None if at is None else at.astimezone(tz).isoformat(),
-            "day": None if day is None else day.isoformat(), "ratio": ratio,
-        }  # fmt: skip
+            "day": None if day is None else day.isoformat(),
+            "ratio": ratio,
+        }
 
     def test_json_is_one_array_of_objects(self):
         rows = awkward_rows()
@@ -155,8 +169,14 @@ class TestJson:
         from each member's text: either way, json.dumps' bytes (ensure_ascii=False, compact)."""
         rows = [row[: len(columns)] for row in awkward_rows()]
         names = [c.name for c in columns]
-        texts = [json.dumps({name: self.expected(row + (None,) * (7 - len(row)), SAO_PAULO)[name] for name in names},
-                            ensure_ascii=False, separators=(",", ":")) for row in rows]  # fmt: skip
+        texts = [
+            json.dumps(
+                {name: self.expected(row + (None,) * (7 - len(row)), SAO_PAULO)[name] for name in names},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            for row in rows
+        ]
         expected = "".join(f"{t}\n" for t in texts) if fmt == "ndjson" else f"[\n{',\n'.join(texts)}\n]\n"
         assert write(fmt, rows, columns, time_zone=SAO_PAULO).decode() == expected
 
@@ -176,12 +196,14 @@ class TestPdf:
         pages = [page.extract_text() for page in PdfReader(io.BytesIO(data)).pages]
         assert len(pages) >= 2
         assert "Orders" in pages[0] and "Filters: Status: paid" in pages[0] and "120 rows" in pages[0]
-        assert all("Amount" in page for page in pages)  # header row on every page
+        # header row on every page
+        assert all("Amount" in page for page in pages)
         assert "Orders · page 2" in pages[1]
         text = "\n".join(pages)
         for i in range(120):
             assert f"Note {i} Zoë" in text
-        assert "2025-03-04 05:06" in text and "times in UTC" in pages[0]  # to the minute, the zone said once
+        # to the minute, the zone said once
+        assert "2025-03-04 05:06" in text and "times in UTC" in pages[0]
         assert "yes" in text and "1.50" in text
 
     def test_the_layout_follows_the_content(self):
@@ -189,20 +211,25 @@ class TestPdf:
         wide = [*COLUMNS, *[ColumnSpec(f"extra{i}", f"Extra column {i}", "text") for i in range(6)]]
         rows = [(i, Decimal("35325.68")) for i in range(50)]
         page = PdfReader(io.BytesIO(write("pdf", rows, columns=narrow))).pages[0]
-        assert page.mediabox.width < page.mediabox.height  # two columns: portrait
-        assert "35325.68" in page.extract_text()  # never broken over two lines
+        # two columns: portrait
+        assert page.mediabox.width < page.mediabox.height
+        # never broken over two lines
+        assert "35325.68" in page.extract_text()
         wide_rows = [(1, "word " * 40, Decimal("1"), False, AT, dt.date(2025, 1, 2), 0.5, *["text"] * 6)]
         page = PdfReader(io.BytesIO(write("pdf", wide_rows, columns=wide))).pages[0]
-        assert page.mediabox.width > page.mediabox.height  # thirteen columns: landscape
+        # thirteen columns: landscape
+        assert page.mediabox.width > page.mediabox.height
         words = page.extract_text().split()
-        assert all(word in words for word in ("Extra", "column", "Amount", "2025-03-04", "05:06"))  # none broken
+        # none broken
+        assert all(word in words for word in ("Extra", "column", "Amount", "2025-03-04", "05:06"))
 
     def test_accents_chinese_japanese_korean_and_emoji_have_a_font(self):
         rows = [(1, "Zoë Ærøskøbing · 中文 日本語 한국어 · 🙂🎉", Decimal("1"), True, AT, dt.date(2025, 1, 2), 0.5)]
         page = PdfReader(io.BytesIO(write("pdf", rows))).pages[0]
         fonts = {str(f["/BaseFont"]).split("+")[-1] for f in page["/Resources"]["/Font"].values()}
         assert {"DejaVuSans", "DroidSansFallback", "NanumGothic", "Symbola"} <= fonts, fonts
-        text = page.extract_text()  # (pypdf does not read back characters past U+FFFF: the emoji are seen on the PNG)
+        # (pypdf does not read back characters past U+FFFF: the emoji are seen on the PNG)
+        text = page.extract_text()
         assert "Zoë Ærøskøbing · 中文 日本語 한국어 ·" in " ".join(text.split()) and "\x00" not in text
 
     @pytest.mark.parametrize("tall", ["line\n" * 250, "x" * 500, "wide " * 100, "\n".join(["🎉"] * 400)])
@@ -217,11 +244,17 @@ class TestPdf:
 
 @pytest.mark.parametrize(
     ("title", "first", "second"),
-    [("Orders", "Orders", "Orders 2"), ("'quoted'", "quoted", "quoted 2"),
-     ("History", "History sheet", "History sheet 2"), ("a[b]:c*d?e/f\\g", "a b c d e f g", "a b c d e f g 2"),
-     ("", "Report", "Report 2"), ("x" * 40, "x" * 25, "x" * 25 + " 2"), ("y" * 24 + "'z", "y" * 24, "y" * 24 + " 2"),
-     ("tab\there", "tab here", "tab here 2")],
-)  # fmt: skip
+    [
+        ("Orders", "Orders", "Orders 2"),
+        ("'quoted'", "quoted", "quoted 2"),
+        ("History", "History sheet", "History sheet 2"),
+        ("a[b]:c*d?e/f\\g", "a b c d e f g", "a b c d e f g 2"),
+        ("", "Report", "Report 2"),
+        ("x" * 40, "x" * 25, "x" * 25 + " 2"),
+        ("y" * 24 + "'z", "y" * 24, "y" * 24 + " 2"),
+        ("tab\there", "tab here", "tab here 2"),
+    ],
+)
 def test_sheet_titles_are_always_valid_for_excel(title, first, second):
     from reports.writers.xlsx import sheet_title
 
@@ -256,11 +289,13 @@ def test_any_cut_into_segments_makes_the_same_file(fmt, sizes):
     rows = awkward_rows()[: sum(sizes)]
     options = {"title": "Orders", "extra": {"delimiter": ";"}}
     one = segmented(fmt, rows, [len(rows)], **options)
-    if fmt == "xlsx":  # each segment is deflated alone, so the zip differs; what it holds does not
+    # each segment is deflated alone, so the zip differs; what it holds does not
+    if fmt == "xlsx":
         assert unzipped(segmented(fmt, rows, sizes, **options)) == unzipped(one)
         sheet = openpyxl.load_workbook(io.BytesIO(one)).worksheets[0]
         assert [r[0] for r in sheet.iter_rows(min_row=2, values_only=True)] == [r[0] for r in rows]
-    elif fmt == "parquet":  # each segment is a row group of its own; the rows and types are the same
+    # each segment is a row group of its own; the rows and types are the same
+    elif fmt == "parquet":
         assert read_parquet(segmented(fmt, rows, sizes, **options)) == read_parquet(one)
     else:
         assert segmented(fmt, rows, sizes, **options) == one
@@ -289,7 +324,8 @@ def test_a_zip64_workbook_opens():
     from reports.writers import zipjoin
 
     original = zipjoin.ZIP32_LIMIT
-    zipjoin.ZIP32_LIMIT = 100  # every entry and offset past the limit: the ZIP64 records are written
+    # every entry and offset past the limit: the ZIP64 records are written
+    zipjoin.ZIP32_LIMIT = 100
     try:
         data = segmented("xlsx", awkward_rows(), [4, 4, 4])
     finally:
@@ -331,7 +367,13 @@ def test_parquet_segments_join_by_their_bytes_into_one_file_any_reader_reads():
     source = pq.ParquetFile(io.BytesIO(data))
     assert source.metadata.num_rows == len(rows)
     assert [source.metadata.row_group(g).num_rows for g in range(source.num_row_groups)] == [
-        ROW_GROUP_ROWS, ROW_GROUP_ROWS, 5, ROW_GROUP_ROWS, 1, 3]  # fmt: skip
+        ROW_GROUP_ROWS,
+        ROW_GROUP_ROWS,
+        5,
+        ROW_GROUP_ROWS,
+        1,
+        3,
+    ]
     ids = [source.read_row_group(g).column("id").to_pylist() for g in range(source.num_row_groups)]
     assert [i for group in ids for i in group] == list(range(len(rows)))
     statistics = [source.metadata.row_group(g).column(0).statistics for g in range(source.num_row_groups)]
@@ -350,13 +392,18 @@ def test_a_parquet_footer_is_read_and_written_back_byte_for_byte():
     length = struct.unpack("<I", data[-8:-4])[0]
     footer = data[-8 - length : -8]
     assert thrift.encode(thrift.decode(footer)) == footer
-    assert thrift.field(thrift.decode(footer), 3)[2] == len(awkward_rows())  # FileMetaData.num_rows
+    # FileMetaData.num_rows
+    assert thrift.field(thrift.decode(footer), 3)[2] == len(awkward_rows())
 
 
 def test_rows_fetched_in_python_give_decimals_to_their_declared_places_whatever_their_size():
     spec = ColumnSpec("net", "Net", "decimal", precision=45, scale=2)
     values = [Decimal("7182.68000000000"), Decimal("1" * 40 + ".5"), Decimal("-0.1"), None]
     assert frame_from_rows([spec], [(v,) for v in values])["net"].to_list() == [
-        "7182.68", "1" * 40 + ".50", "-0.10", None]  # fmt: skip
+        "7182.68",
+        "1" * 40 + ".50",
+        "-0.10",
+        None,
+    ]
     undeclared = ColumnSpec("net", "Net", "decimal")
     assert frame_from_rows([undeclared], [(Decimal("1.500"),)])["net"].to_list() == ["1.500"]

@@ -18,8 +18,13 @@ from reports.writers.xlsx import XlsxWriter
 
 pytestmark = [pytest.mark.slow]
 SOFFICE = shutil.which("soffice") or "/usr/bin/soffice"
-COLUMNS = [ColumnSpec("id", "Id", "integer"), ColumnSpec("note", "Note"), ColumnSpec("amount", "Amount", "decimal"),
-           ColumnSpec("at", "At", "datetime"), ColumnSpec("paid", "Paid", "boolean")]  # fmt: skip
+COLUMNS = [
+    ColumnSpec("id", "Id", "integer"),
+    ColumnSpec("note", "Note"),
+    ColumnSpec("amount", "Amount", "decimal"),
+    ColumnSpec("at", "At", "datetime"),
+    ColumnSpec("paid", "Paid", "boolean"),
+]
 NOTES = ["plain", "=1+1", "a & b <c>", "ünï 🎉", 'quote "me"', "line\nbreak", "_x0041_", "tab\there", ""]
 
 
@@ -40,12 +45,22 @@ def libreoffice_sheets(tmp_path: Path, writer_class, count: int) -> dict[str, li
     with book.open("wb") as fh:
         write_file(writer_class, fh, COLUMNS, rows(count), WriterOptions(title="Orders"), segment_rows=3)
     subprocess.run(
-        [SOFFICE, "--headless", f"-env:UserInstallation=file://{tmp_path / 'profile'}", "--convert-to",
-         "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1", "--outdir", str(tmp_path),
-         str(book)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    paths = sorted(tmp_path.glob("book-*.csv"), key=lambda p: (len(p.stem), p.stem))  # Orders, Orders 2, ...
+        [
+            SOFFICE,
+            "--headless",
+            f"-env:UserInstallation=file://{tmp_path / 'profile'}",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
+            "--outdir",
+            str(tmp_path),
+            str(book),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    # Orders, Orders 2, ...
+    paths = sorted(tmp_path.glob("book-*.csv"), key=lambda p: (len(p.stem), p.stem))
     return {path.stem.removeprefix("book-"): list(csv.reader(path.open(newline=""))) for path in paths}
 
 
@@ -65,6 +80,8 @@ def test_libreoffice_sees_the_rows_roll_over_to_new_sheets(tmp_path):
     sheets = libreoffice_sheets(tmp_path, SmallSheets, 20)
     assert list(sheets) == ["Orders", "Orders 2", "Orders 3"]
     assert [[r[0] for r in sheet[1:]] for sheet in sheets.values()] == [
-        [str(i) for i in range(0, 7)], [str(i) for i in range(7, 14)], [str(i) for i in range(14, 20)]
-    ]  # fmt: skip
+        [str(i) for i in range(0, 7)],
+        [str(i) for i in range(7, 14)],
+        [str(i) for i in range(14, 20)],
+    ]
     assert all(sheet[0][0] == "Id" for sheet in sheets.values())

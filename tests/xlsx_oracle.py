@@ -18,7 +18,8 @@ NUMBER_FORMATS = {"datetime": "yyyy-mm-dd hh:mm:ss", "date": "yyyy-mm-dd", "time
 class OracleXlsxWriter(Writer):
     extension = "xlsx"
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    sheet_rows = EXCEL_MAX_ROWS - 1  # data rows per sheet, under the header; tests set a small one
+    # data rows per sheet, under the header; tests set a small one
+    sheet_rows = EXCEL_MAX_ROWS - 1
 
     def open(self) -> None:
         self.book = xlsxwriter.Workbook(

@@ -55,8 +55,11 @@ def write_file(
     """Write a whole file of `rows` into fh in this process, through segments of `segment_rows` rows
     (one segment if None) held in memory: for small files and tests; reports.pipeline streams."""
     rows = list(rows)
-    cuts = [] if writer_class.laid_out_whole else cut_positions(len(rows), segment_rows or len(rows) or 1,
-                                                                 writer_class.sheet_rows)  # fmt: skip
+    cuts = (
+        []
+        if writer_class.laid_out_whole
+        else cut_positions(len(rows), segment_rows or len(rows) or 1, writer_class.sheet_rows)
+    )
     written: dict[str, bytes] = {}
     segments = []
     for start, end in itertools.pairwise([0, *cuts, len(rows)]):
@@ -77,5 +80,15 @@ def join_in_memory(joiner: Writer, segments: Sequence[SegmentInfo], written: dic
         joiner.fh.write(piece if isinstance(piece, bytes) else written[piece.name][piece.start : piece.end])
 
 
-__all__ = ["FORMATS", "ColumnSpec", "Format", "Piece", "SegmentInfo", "Slice", "Writer", "WriterOptions",
-           "join_in_memory", "write_file"]  # fmt: skip
+__all__ = [
+    "FORMATS",
+    "ColumnSpec",
+    "Format",
+    "Piece",
+    "SegmentInfo",
+    "Slice",
+    "Writer",
+    "WriterOptions",
+    "join_in_memory",
+    "write_file",
+]

@@ -38,7 +38,8 @@ class ColumnSpec:
     name: str
     label: str
     kind: str = "text"
-    precision: int | None = None  # decimals: digits in all and after the point, where known (Parquet types them)
+    # decimals: digits in all and after the point, where known (Parquet types them)
+    precision: int | None = None
     scale: int | None = None
 
     def __post_init__(self):
@@ -62,12 +63,19 @@ def formula_risk(text: str) -> bool:
 # The frames writers take: one column per ColumnSpec, named after it, of the Polars type of its kind.
 # Decimals travel as the text of their exact digits ("-12.50"), datetimes as microseconds in UTC.
 DTYPES = {
-    "text": pl.String, "integer": pl.Int64, "decimal": pl.String, "float": pl.Float64, "boolean": pl.Boolean,
-    "date": pl.Date, "datetime": pl.Datetime("us", "UTC"), "time": pl.Time,
-}  # fmt: skip
+    "text": pl.String,
+    "integer": pl.Int64,
+    "decimal": pl.String,
+    "float": pl.Float64,
+    "boolean": pl.Boolean,
+    "date": pl.Date,
+    "datetime": pl.Datetime("us", "UTC"),
+    "time": pl.Time,
+}
 
 
-EXACT = decimal.Context(prec=decimal.MAX_PREC)  # quantizing never rounds a decimal's whole digits away
+# quantizing never rounds a decimal's whole digits away
+EXACT = decimal.Context(prec=decimal.MAX_PREC)
 
 
 def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> pl.DataFrame:
@@ -76,10 +84,13 @@ def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> 
     values = list(zip(*rows, strict=True)) or [()] * len(columns)
     series = []
     for spec, column in zip(columns, values, strict=True):
-        if spec.kind == "decimal":  # to the declared places, as PostgreSQL gives them (SQLite: a float's digits)
+        # to the declared places, as PostgreSQL gives them (SQLite: a float's digits)
+        if spec.kind == "decimal":
             places = None if spec.scale is None else decimal.Decimal(1).scaleb(-spec.scale)
-            column = [None if v is None else format(v if places is None else v.quantize(places, context=EXACT), "f")
-                      for v in column]  # fmt: skip
+            column = [
+                None if v is None else format(v if places is None else v.quantize(places, context=EXACT), "f")
+                for v in column
+            ]
         elif spec.kind == "datetime":
             column = [None if v is None else v.astimezone(dt.UTC).replace(tzinfo=None) for v in column]
             series.append(pl.Series(spec.name, column, dtype=pl.Datetime("us")).dt.replace_time_zone("UTC"))
@@ -97,8 +108,10 @@ def iso_text(column: ColumnSpec, options: WriterOptions) -> pl.Expr:
     """Dates, times and datetimes as Python's isoformat() writes them: datetimes in the report's zone
     with offset, microseconds only when not zero. Other kinds as they are."""
     value = pl.col(column.name)
-    if column.kind == "datetime":  # (".000000" can stand only where the microseconds are)
-        if options.time_zone is dt.UTC:  # the offset written as it is: twice as fast as looking it up
+    # (".000000" can stand only where the microseconds are)
+    if column.kind == "datetime":
+        # the offset written as it is: twice as fast as looking it up
+        if options.time_zone is dt.UTC:
             text = value.dt.replace_time_zone(None).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f+00:00")
         else:
             text = value.dt.convert_time_zone(zone_name(options.time_zone)).dt.to_string("%Y-%m-%dT%H:%M:%S%.6f%:z")
@@ -110,8 +123,12 @@ def iso_text(column: ColumnSpec, options: WriterOptions) -> pl.Expr:
     return value
 
 
-def changed_where(frame: pl.DataFrame, names: Sequence[str], where: Callable[[pl.Expr], pl.Expr],
-                  change: Callable[[pl.Series], pl.Series]) -> pl.DataFrame:  # fmt: skip
+def changed_where(
+    frame: pl.DataFrame,
+    names: Sequence[str],
+    where: Callable[[pl.Expr], pl.Expr],
+    change: Callable[[pl.Series], pl.Series],
+) -> pl.DataFrame:
     """The frame with change() applied to the values of the columns `names` that `where` holds for.
     Rules such as quoting or escaping touch few values: changing only those is cheaper than an
     expression computing both branches. The tests run as one select (its regular expressions
@@ -127,8 +144,9 @@ def changed_where(frame: pl.DataFrame, names: Sequence[str], where: Callable[[pl
 
 def escape_formulas(frame: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
     """Text a spreadsheet may run as a formula gets a leading apostrophe (FORMULA_RISK), in the columns `names`."""
-    return changed_where(frame, names, lambda text: text.str.contains(f"^(?:{FORMULA_RISK_PATTERN})"),
-                         lambda risky: "'" + risky)  # fmt: skip
+    return changed_where(
+        frame, names, lambda text: text.str.contains(f"^(?:{FORMULA_RISK_PATTERN})"), lambda risky: "'" + risky
+    )
 
 
 def python_repr[T: (pl.Expr, pl.Series)](value: T) -> T:

@@ -27,13 +27,15 @@ class CsvWriter(Writer):
     def open_segment(self) -> None:
         self.delimiter = self.options.extra.get("delimiter", ",")
         if len(self.delimiter.encode()) != 1 or self.delimiter in '"\r\n':
-            raise ValueError(f"A CSV delimiter is one ASCII character other than a quote or a line break, "
-                             f"not {self.delimiter!r}.")  # fmt: skip
+            raise ValueError(
+                f"A CSV delimiter is one ASCII character other than a quote or a line break, not {self.delimiter!r}."
+            )
         # Cells as text where Polars' own writer would not write what Python's csv module does: datetimes
         # (isoformat's microsecond rule), floats (repr), formula-like text; empty text made NULL, which
         # is written unquoted (Polars quotes an empty string, csv does not).
-        self.cells = [self.cell(c).alias(c.name) for c in self.columns if c.kind not in ("integer", "boolean",
-                                                                                         "decimal")]  # fmt: skip
+        self.cells = [
+            self.cell(c).alias(c.name) for c in self.columns if c.kind not in ("integer", "boolean", "decimal")
+        ]
         # A row of one empty cell is written as "" (as csv does), else it would vanish as an empty line.
         self.null = '""' if len(self.columns) == 1 else ""
 
@@ -54,9 +56,13 @@ class CsvWriter(Writer):
         if self.options.escape_formulas:
             frame = escape_formulas(frame, [c.name for c in self.columns if c.kind == "text"])
         frame.select(pl.col(c.name) for c in self.columns).with_columns(self.cells).write_csv(
-            self.fh, include_header=False, separator=self.delimiter, quote_style="necessary", null_value=self.null,
+            self.fh,
+            include_header=False,
+            separator=self.delimiter,
+            quote_style="necessary",
+            null_value=self.null,
             line_terminator="\r\n",
-        )  # fmt: skip
+        )
 
     def header(self) -> bytes:
         text = io.StringIO(newline="")

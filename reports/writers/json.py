@@ -27,8 +27,9 @@ NEEDS_ESCAPE = '["\\\\\x00-\x1f]'
 def json_escaped(frame: pl.DataFrame, names: Sequence[str]) -> pl.DataFrame:
     """The text columns `names` as they stand inside a JSON string: the few values holding what json
     escapes are changed."""
-    return changed_where(frame, names, lambda text: text.str.contains(NEEDS_ESCAPE),
-                         lambda text: text.str.replace_many(ESCAPES))  # fmt: skip
+    return changed_where(
+        frame, names, lambda text: text.str.contains(NEEDS_ESCAPE), lambda text: text.str.replace_many(ESCAPES)
+    )
 
 
 class NdjsonWriter(Writer):
@@ -56,7 +57,8 @@ class NdjsonWriter(Writer):
         value = pl.col(column.name)
         if column.kind == "integer":
             return value.cast(pl.String)
-        if column.kind == "float":  # json's own float text (Infinity, NaN and exponents as Python writes them)
+        # json's own float text (Infinity, NaN and exponents as Python writes them)
+        if column.kind == "float":
             return value.map_elements(json.dumps, return_dtype=pl.String)
         if column.kind == "boolean":
             return pl.when(value).then(pl.lit("true")).when(value.not_()).then(pl.lit("false"))
@@ -67,8 +69,9 @@ class NdjsonWriter(Writer):
         if frame.height:
             if self.floats:
                 frame = json_escaped(frame, [c.name for c in self.columns if c.kind == "text"])
-            frame.select(self.line).write_csv(self.fh, include_header=False, quote_style="never",
-                                              line_terminator=self.row_end)  # fmt: skip
+            frame.select(self.line).write_csv(
+                self.fh, include_header=False, quote_style="never", line_terminator=self.row_end
+            )
 
 
 class JsonWriter(NdjsonWriter):

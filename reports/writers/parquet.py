@@ -23,9 +23,14 @@ from . import thrift
 from .base import ColumnSpec, Piece, SegmentInfo, Slice, Writer
 
 ARROW_TYPES = {
-    "text": pa.large_string(), "integer": pa.int64(), "float": pa.float64(), "boolean": pa.bool_(),
-    "date": pa.date32(), "datetime": pa.timestamp("us", tz="UTC"), "time": pa.time64("ns"),
-}  # fmt: skip
+    "text": pa.large_string(),
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "time": pa.time64("ns"),
+}
 COMPRESSION = "zstd"
 MAGIC = b"PAR1"
 # Rows per row group (readers skip and read in row groups): a segment holds this many in memory
@@ -39,7 +44,8 @@ ROW_GROUP_OFFSETS, CHUNK_OFFSETS, COLUMN_OFFSETS = (5,), (2, 4, 6), (9, 10, 11, 
 
 
 def arrow_type(column: ColumnSpec) -> pa.DataType:
-    if column.kind == "decimal":  # exact, where the field says how; else the digits as text
+    # exact, where the field says how; else the digits as text
+    if column.kind == "decimal":
         return pa.decimal128(column.precision, column.scale) if column.precision else pa.large_string()
     return ARROW_TYPES[column.kind]
 
@@ -74,12 +80,14 @@ class ParquetWriter(Writer):
             self.file.write_table(rest)
         self.file.close()
         framed = io.BytesIO()
-        self.file.writer.metadata.write_metadata_file(framed)  # the footer as written, between MAGICs
+        # the footer as written, between MAGICs
+        self.file.writer.metadata.write_metadata_file(framed)
         return {"footer": base64.b64encode(zlib.compress(framed.getvalue()[4:-8])).decode()}
 
     def assemble(self, segments: Sequence[SegmentInfo]) -> list[Piece]:
         """MAGIC, each segment's row groups (its bytes between its MAGIC and its footer), one footer."""
-        if not segments:  # a file of no rows, with its schema
+        # a file of no rows, with its schema
+        if not segments:
             empty = io.BytesIO()
             pq.ParquetWriter(empty, self.schema, compression=COMPRESSION).close()
             return [empty.getvalue()]
@@ -110,7 +118,8 @@ def merged_footer(footers: list[tuple[bytes, int]]) -> bytes:
             for chunk in thrift.field(group, 1)[2][1]:
                 move(chunk, CHUNK_OFFSETS, shift)
                 move(thrift.field(chunk, 3)[2], COLUMN_OFFSETS, shift)
-            groups.append([f for f in group if f[0] != 7])  # ordinals (optional) would repeat
+            # ordinals (optional) would repeat
+            groups.append([f for f in group if f[0] != 7])
     thrift.field(merged, 3)[2] = rows
     merged = [f for f in merged if f[0] != 4] + [[4, thrift.LIST, [thrift.STRUCT, groups]]]
     return thrift.encode(sorted(merged, key=lambda f: f[0]))

@@ -48,13 +48,19 @@ FONTS = [
 ]
 NUMERIC = {"integer", "decimal", "float"}
 FONT_SIZE, LEADING = 7, 8.5
-PADDING = 3  # points left and right of a cell's content
+# points left and right of a cell's content
+PADDING = 3
 MARGIN = 8 * mm
-SAMPLE_ROWS = 500  # rows measured for the column widths, spread over the report
-TEXT_MAX = 70 * mm  # a text column is at most this wide before it wraps...
-TEXT_MIN = 14 * mm  # ...and at least this wide when columns must give way
-MAX_CELL = 500  # characters shown per cell; a PDF is for reading, the full text is in CSV/XLSX
-MAX_LINES = 30  # lines shown per cell: a row always fits on a page
+# rows measured for the column widths, spread over the report
+SAMPLE_ROWS = 500
+# a text column is at most this wide before it wraps...
+TEXT_MAX = 70 * mm
+# ...and at least this wide when columns must give way
+TEXT_MIN = 14 * mm
+# characters shown per cell; a PDF is for reading, the full text is in CSV/XLSX
+MAX_CELL = 500
+# lines shown per cell: a row always fits on a page
+MAX_LINES = 30
 CLIPPED = "… [clipped]"
 
 
@@ -102,7 +108,8 @@ class PdfWriter(Writer):
     extension = "pdf"
     content_type = "application/pdf"
     laid_out_whole = True
-    rows_per_second = 1_500  # measured (bench/run.py --only PDF): the instant limit for PDF
+    # measured (bench/run.py --only PDF): the instant limit for PDF
+    rows_per_second = 1_500
 
     def open_segment(self) -> None:
         self.fonts = faces()
@@ -124,7 +131,8 @@ class PdfWriter(Writer):
             return pl.when(value).then(pl.lit("yes")).when(value.not_()).then(pl.lit("no"))
         if column.kind == "float":
             return python_repr(value)
-        if column.kind == "text":  # control characters (a tab, a lone CR) have no glyph: a space instead
+        # control characters (a tab, a lone CR) have no glyph: a space instead
+        if column.kind == "text":
             value = value.str.replace_all(r"[\x00-\x09\x0b-\x1f\x7f]", " ")
             long = value.str.len_chars() > MAX_CELL
             return pl.when(long).then(value.str.slice(0, MAX_CELL) + pl.lit("…")).otherwise(value)
@@ -152,7 +160,8 @@ class PdfWriter(Writer):
         for i, column in enumerate(self.columns):
             content = max((self.measure(row[i]) for row in sample), default=0.0)
             word = max((self.measure(w, bold=True) for w in column.label.split()), default=0.0)
-            if column.kind == "text":  # room for the clipping marker, at most TEXT_MAX
+            # room for the clipping marker, at most TEXT_MAX
+            if column.kind == "text":
                 content = min(max(content, self.measure(CLIPPED)), TEXT_MAX)
             natural.append(max(content, word) + 2 * PADDING + 1)
         return natural
@@ -181,10 +190,12 @@ class PdfWriter(Writer):
         if column.kind != "text" or (text.isascii() and "\n" not in text and self.measure(text) <= width):
             return text
         cell = Paragraph(markup(text, self.fonts), self.cell_style)
-        if len(text) <= 60 and text.count("\n") < 10:  # short text cannot reach MAX_LINES
+        # short text cannot reach MAX_LINES
+        if len(text) <= 60 and text.count("\n") < 10:
             return cell
         cut = len(text)
-        while cell.wrap(width, 1e9)[1] > MAX_LINES * LEADING:  # halve until it fits
+        # halve until it fits
+        while cell.wrap(width, 1e9)[1] > MAX_LINES * LEADING:
             cut //= 2
             cell = Paragraph(markup(text[:cut].rstrip() + CLIPPED, self.fonts), self.cell_style)
         return cell
@@ -197,30 +208,45 @@ class PdfWriter(Writer):
         natural = self.natural_widths()
         page = portrait(A4) if sum(natural) <= portrait(A4)[0] - 2 * MARGIN else landscape(A4)
         widths = self.fit(natural, page[0] - 2 * MARGIN)
-        doc = SimpleDocTemplate(self.fh, pagesize=page, title=title, leftMargin=MARGIN, rightMargin=MARGIN,
-                                topMargin=MARGIN, bottomMargin=MARGIN + 4 * mm)  # fmt: skip
+        doc = SimpleDocTemplate(
+            self.fh,
+            pagesize=page,
+            title=title,
+            leftMargin=MARGIN,
+            rightMargin=MARGIN,
+            topMargin=MARGIN,
+            bottomMargin=MARGIN + 4 * mm,
+        )
         right = self.head_style.clone("head-right", alignment=TA_RIGHT)
-        header = [Paragraph(markup(c.label, self.fonts), right if c.kind in NUMERIC else self.head_style)
-                  for c in self.columns]  # fmt: skip
+        header = [
+            Paragraph(markup(c.label, self.fonts), right if c.kind in NUMERIC else self.head_style)
+            for c in self.columns
+        ]
         inner = [w - 2 * PADDING for w in widths]
-        body = [[self.cell(text, column, width) for text, column, width in zip(row, self.columns, inner, strict=True)]
-                for row in self.rows]  # fmt: skip
+        body = [
+            [self.cell(text, column, width) for text, column, width in zip(row, self.columns, inner, strict=True)]
+            for row in self.rows
+        ]
         table = LongTable([header, *body], colWidths=widths, repeatRows=1, hAlign="LEFT")
         numeric = [i for i, c in enumerate(self.columns) if c.kind in NUMERIC]
-        table.setStyle(TableStyle([
-            ("FONTNAME", (0, 0), (-1, -1), self.fonts[0].name),
-            ("FONTSIZE", (0, 0), (-1, -1), FONT_SIZE),
-            ("LEADING", (0, 0), (-1, -1), LEADING),
-            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-            ("LEFTPADDING", (0, 0), (-1, -1), PADDING),
-            ("RIGHTPADDING", (0, 0), (-1, -1), PADDING),
-            ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf4")),
-            ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
-            ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f6f7f9")]),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            *[("ALIGN", (i, 1), (i, -1), "RIGHT") for i in numeric],
-        ]))  # fmt: skip
+        table.setStyle(
+            TableStyle(
+                [
+                    ("FONTNAME", (0, 0), (-1, -1), self.fonts[0].name),
+                    ("FONTSIZE", (0, 0), (-1, -1), FONT_SIZE),
+                    ("LEADING", (0, 0), (-1, -1), LEADING),
+                    ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                    ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+                    ("LEFTPADDING", (0, 0), (-1, -1), PADDING),
+                    ("RIGHTPADDING", (0, 0), (-1, -1), PADDING),
+                    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8ecf4")),
+                    ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
+                    ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f6f7f9")]),
+                    ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                    *[("ALIGN", (i, 1), (i, -1), "RIGHT") for i in numeric],
+                ]
+            )
+        )
         story = [
             Paragraph(markup(title, self.fonts), self.title_style),
             Paragraph(
@@ -229,7 +255,7 @@ class PdfWriter(Writer):
                     self.fonts,
                 ),
                 self.note_style,
-            ),  # fmt: skip
+            ),
             Spacer(1, 3 * mm),
             table,
         ]

@@ -23,7 +23,8 @@ import polars as pl
 from .base import Piece, SegmentInfo, Writer, whole, zone_name
 from .zipjoin import SYNC_FLUSH, Entry, StreamJoin, compressor, crc32, zip_pieces
 
-EXCEL_MAX_ROWS = 1_048_576  # including the header row
+# including the header row
+EXCEL_MAX_ROWS = 1_048_576
 DEFLATE_BLOCK = 1 << 20
 CELL_LIMIT = 32_767
 TRUNCATED = "…[truncated]"
@@ -39,7 +40,8 @@ def sheet_title(title: str, number: int) -> str:
     apostrophe at either end, not "History"; "Orders", then "Orders 2", ... (unique: numbered)."""
     cleaned = "".join(" " if ch in "[]:*?/\\" or not ch.isprintable() else ch for ch in title or "")
     base = " ".join(cleaned.split())[:25].strip(" '") or "Report"
-    if base.casefold() == "history":  # reserved by Excel
+    # reserved by Excel
+    if base.casefold() == "history":
         base = "History sheet"
     return f"{base} {number}" if number > 1 else base
 
@@ -90,7 +92,8 @@ def text_cell(value, style: int = 0) -> str:
 
 # The cells of a column, a batch at a time (Polars). Numbers are written as Python's repr() writes the
 # same double: Excel reads back exactly the value the row-at-a-time writer wrote.
-TO_1970_US = 25_569 * 86_400 * 1_000_000  # 1899-12-30 (Excel's day 0) to 1970-01-01, in microseconds
+# 1899-12-30 (Excel's day 0) to 1970-01-01, in microseconds
+TO_1970_US = 25_569 * 86_400 * 1_000_000
 # Text that xml_text() would change: long, or holding what XML escapes or cannot carry, or _xHHHH_.
 CHANGED_BY_XML = "[&<>\x00-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9A-Fa-f]{4}_"
 
@@ -142,21 +145,24 @@ def cells(values: pl.Series, kind: str, zone: str) -> pl.Series:
     else:
         style = {"date": DATE, "datetime": DATETIME, "time": TIME}[kind]
         inner, start, end = serial_number(values, kind, zone), f'<c s="{style}"><v>', "</v></c>"
-    return pl.select(pl.when(values.is_null()).then(pl.lit("<c/>"))
-                     .otherwise(pl.lit(start) + inner + pl.lit(end))).to_series()  # fmt: skip
+    return pl.select(
+        pl.when(values.is_null()).then(pl.lit("<c/>")).otherwise(pl.lit(start) + inner + pl.lit(end))
+    ).to_series()
 
 
 class XlsxWriter(Writer):
     extension = "xlsx"
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    sheet_rows = EXCEL_MAX_ROWS - 1  # data rows per sheet, under the header; tests set a small one
+    # data rows per sheet, under the header; tests set a small one
+    sheet_rows = EXCEL_MAX_ROWS - 1
     rows_per_second = 300_000
 
     def open_segment(self) -> None:
         self.zone = zone_name(self.options.time_zone)
         self.deflate = compressor()
         self.crc = self.size = 0
-        self.pending = bytearray()  # deflated in blocks of the same size however the rows came: same bytes
+        # deflated in blocks of the same size however the rows came: same bytes
+        self.pending = bytearray()
 
     def write_batch(self, frame: pl.DataFrame) -> None:
         if not frame.height:
@@ -183,12 +189,15 @@ class XlsxWriter(Writer):
         for segment in segments:
             if not segment.rows:
                 continue
-            if rows + segment.rows > self.sheet_rows and rows:  # the next sheet starts with this segment
+            # the next sheet starts with this segment
+            if rows + segment.rows > self.sheet_rows and rows:
                 sheets.append(StreamJoin())
                 rows = 0
             if segment.rows > self.sheet_rows:
-                raise ValueError("Rows were added while the report ran, and a sheet would pass Excel's row limit. "
-                                 "Ask for the report again.")  # fmt: skip
+                raise ValueError(
+                    "Rows were added while the report ran, and a sheet would pass Excel's row limit. "
+                    "Ask for the report again."
+                )
             if len(sheets[-1].pieces) == 0:
                 sheets[-1].add_data(self.sheet_head())
             for piece in whole(segment):
@@ -225,8 +234,9 @@ def package_parts(sheet_names: list[str]) -> list[tuple[str, bytes]]:
         'vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
         for i in range(1, count + 1)
     )
-    sheets = "".join(f'<sheet name={quoteattr(name)} sheetId="{i}" r:id="rId{i}"/>'
-                     for i, name in enumerate(sheet_names, 1))  # fmt: skip
+    sheets = "".join(
+        f'<sheet name={quoteattr(name)} sheetId="{i}" r:id="rId{i}"/>' for i, name in enumerate(sheet_names, 1)
+    )
     rels = "".join(
         f'<Relationship Id="rId{i}" Type="{REL}/worksheet" Target="worksheets/sheet{i}.xml"/>'
         for i in range(1, count + 1)

@@ -45,8 +45,14 @@ class Command(BaseCommand):
             raise CommandError("--chunk-size must be at least 1.")
         params = dict(parse_param(p) for p in param)
         try:
-            job = request_report(user=owner, slug=slug, format=format, params=params, enqueue=False,
-                                 columns=columns.split(",") if columns else None)  # fmt: skip
+            job = request_report(
+                user=owner,
+                slug=slug,
+                format=format,
+                params=params,
+                enqueue=False,
+                columns=columns.split(",") if columns else None,
+            )
         except NotRegistered:
             slugs = ", ".join(r.slug for r in all_reports())
             raise CommandError(f"No report called {slug!r}. Reports: {slugs}.") from None
@@ -67,8 +73,11 @@ class Command(BaseCommand):
             raise CommandError(f"The job ended {job.status}.")
         elapsed = time.monotonic() - started
         rows = NOTHING_MATCHED if not job.rows_done else f"{job.rows_done:,} rows"
-        self.say(f"{rows}, {job.file_size:,} bytes in {elapsed:.1f}s ({job.rows_done / max(elapsed, 1e-9):,.0f} "
-                 f"rows/s). Job {job.pk}, file {location(job.file.name)}", style=self.style.SUCCESS)  # fmt: skip
+        self.say(
+            f"{rows}, {job.file_size:,} bytes in {elapsed:.1f}s ({job.rows_done / max(elapsed, 1e-9):,.0f} "
+            f"rows/s). Job {job.pk}, file {location(job.file.name)}",
+            style=self.style.SUCCESS,
+        )
         if output:
             self.copy_out(job, output)
 
@@ -80,8 +89,10 @@ class Command(BaseCommand):
         for report in (r for r in all_reports() if r.listed and (owner is None or r.has_permission(owner))):
             filters = ", ".join(f.name for f in report.get_filters()) or "none"
             columns = ", ".join(c.name for c in report.get_columns())
-            self.stdout.write(f"{report.slug}\t{report.get_title()}\tformats: {', '.join(report.get_formats())}"
-                              f"\tfilters: {filters}\tcolumns: {columns}")  # fmt: skip
+            self.stdout.write(
+                f"{report.slug}\t{report.get_title()}\tformats: {', '.join(report.get_formats())}"
+                f"\tfilters: {filters}\tcolumns: {columns}"
+            )
 
     def bar(self, started):
         def draw(job):
@@ -103,9 +114,12 @@ class Command(BaseCommand):
                 try:
                     shutil.copyfileobj(src, sys.stdout.buffer)
                     sys.stdout.buffer.flush()
-                except BrokenPipeError:  # `| head`: the reader has what it wanted. Python's own advice:
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-                    raise SystemExit(141) from None  # 128 + SIGPIPE, as a shell reports it
+                # `| head`: the reader has what it wanted. Python's own advice:
+                except BrokenPipeError:
+                    # no error at exit
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    # 128 + SIGPIPE, as a shell reports it
+                    raise SystemExit(141) from None
             else:
                 with open(output, "wb") as dst:
                     shutil.copyfileobj(src, dst)
