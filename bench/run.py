@@ -507,7 +507,7 @@ def segment_sizes(env: dict, sizes: list[int], rounds: int) -> str:
     return "\n".join(lines)
 
 
-# The row-at-a-time pipeline before the columnar engine (README's table of 2026-11-28, same machine).
+# The row-at-a-time pipeline before the columnar engine (docs/benchmark.md's table of 2026-11-28, same machine).
 ROW_AT_A_TIME = {"XLSX": 49_791, "JSON": 65_521, "NDJSON": 69_849}
 
 

@@ -1,6 +1,6 @@
 """Settings for the background-reports project, read from the environment (and from a `.env` file
 beside manage.py, when there is one) by django-environ. Every variable is listed with its default
-in `.env.example` and in README.md ("Settings"); an empty value counts as unset.
+in `.env.example` and in docs/settings.md; an empty value counts as unset.
 """
 
 import os
@@ -182,7 +182,7 @@ CHANNEL_LAYERS = {
     },
 }
 
-# The reports app. Each is documented in README.md ("Settings").
+# The reports app. Each is documented in docs/settings.md.
 # rows formatted (and in memory) at a time
 REPORTS_CHUNK_SIZE = app_env(env.int, "REPORTS_CHUNK_SIZE")
 REPORTS_JOB_TIMEOUT = app_env(env.int, "REPORTS_JOB_TIMEOUT")

@@ -3,7 +3,7 @@ relies on. `python -m project.web [--host H] [--port P] [any other uvicorn optio
 
 uvicorn rather than daphne because it waits for a client's socket to drain before it takes the next
 block of a response: a download holds no more than its buffer, however slow the client (daphne
-writes every block into Twisted's buffer at once; measured in tests/test_downloads.py and the README).
+writes every block into Twisted's buffer at once; measured in tests/test_downloads.py and docs/operations.md).
 """
 
 import os

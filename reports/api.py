@@ -1,4 +1,4 @@
-"""The JSON API of design.md's public contract. Session auth; CSRF on every POST."""
+"""The JSON API (docs/api.md). Session auth; CSRF on every POST."""
 
 from __future__ import annotations
 

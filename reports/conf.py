@@ -1,4 +1,4 @@
-"""The reports app's settings and their defaults (README, "Settings"). A project sets any of them in
+"""The reports app's settings and their defaults (docs/settings.md). A project sets any of them in
 its settings module; ReportsConfig.ready() fills in the rest, so the app runs with none set."""
 
 from pathlib import Path

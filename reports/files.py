@@ -26,7 +26,7 @@ SEGMENT_OBJECT = re.compile(r"^\d+-a\d+(?:_[A-Za-z0-9]+)?\.seg$")
 
 
 def reports_storage() -> Storage:
-    """STORAGES["reports"] where the project names one (README, "Settings"), else a private folder of
+    """STORAGES["reports"] where the project names one (docs/settings.md), else a private folder of
     the app's own that no URL serves (a system check warns): never the project's default storage,
     which is often MEDIA, served to anyone at /media/."""
     if "reports" in storages.backends:

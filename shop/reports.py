@@ -41,7 +41,7 @@ class OrdersReport(reports.Report):
 
 @reports.register
 class OrderTotalsReport(OrdersReport):
-    """Columns computed by the database (README, "Columns"): as fast as plain ones."""
+    """Columns computed by the database (README, "Declaring a report"): as fast as plain ones."""
 
     slug = "order-totals"
     title = "Order totals"

@@ -1,7 +1,7 @@
 """Formula injection: a corpus of hostile and harmless text through both CSV paths and XLSX.
 
 Both ways the file's values are made (Polars' expressions, and Python's rule they must agree with).
-The rule (README, "Security"): text that starts with TAB or CR, or whose first character after any
+The rule (docs/security.md): text that starts with TAB or CR, or whose first character after any
 whitespace and invisible format characters is = + - @, a full-width or small-form look-alike of them or
 the minus sign, gets a leading apostrophe in CSV; XLSX writes every text as a text cell, never a formula.
 """

@@ -22,7 +22,7 @@ from tests.conftest import ROOT, LiveSession
 
 pytestmark = pytest.mark.django_db
 
-# The production settings the README documents (README, "Deploying").
+# The production settings the README documents (docs/operations.md, "Production").
 PRODUCTION = {
     "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
     "DJANGO_ALLOWED_HOSTS": "reports.example.com",

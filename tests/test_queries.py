@@ -150,7 +150,7 @@ def test_key_cuts_are_the_keys_at_the_given_row_numbers_of_the_filtered_rows():
 
 
 def test_the_adbc_driver_is_an_optimized_build():
-    """The pinned driver must be an optimized build (README, "The columnar engine"): PyPI's wheels from
+    """The pinned driver must be an optimized build (docs/engine.md): PyPI's wheels from
     1.9.0 on are compiled without optimization and read PostgreSQL's rows with twice the CPU. An
     unoptimized build keeps tiny inline helpers such as adbcpq::ReadUnsafe<T> as functions of their own."""
     import re

@@ -13,7 +13,7 @@ from typing import BinaryIO, ClassVar
 import polars as pl
 
 KINDS = ("text", "integer", "decimal", "float", "boolean", "date", "datetime", "time")
-# Formula injection (README, "Security"). OWASP: a cell starting with = + - @ TAB or CR may run as a
+# Formula injection (docs/security.md). OWASP: a cell starting with = + - @ TAB or CR may run as a
 # formula in Excel, LibreOffice or Google Sheets. Some applications skip leading whitespace, or read
 # full-width and small-form look-alikes (＝ ＋ － ＠ ﹦ ﹢ ﹣ ﹫) and the minus sign − as the signs, so text
 # is escaped when it starts with TAB or CR, or when its first character after any whitespace and
