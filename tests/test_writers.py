@@ -407,3 +407,13 @@ def test_rows_fetched_in_python_give_decimals_to_their_declared_places_whatever_
     ]
     undeclared = ColumnSpec("net", "Net", "decimal")
     assert frame_from_rows([undeclared], [(Decimal("1.500"),)])["net"].to_list() == ["1.500"]
+
+
+@pytest.mark.parametrize("sizes", [(0, 0), (0, 5), (5, 0), (1, 1), (3, 70_000), (100_000, 17)])
+def test_joined_crcs_are_the_crc_of_the_joined_bytes(sizes):
+    import zlib
+
+    from reports.writers.zipjoin import crc32, crc32_combine
+
+    first, second = (bytes((n * 31 + k) % 251 for n in range(size)) for k, size in enumerate(sizes))
+    assert crc32_combine(crc32(first), crc32(second), len(second)) == zlib.crc32(first + second)

@@ -1,14 +1,13 @@
 """A zip file made of pieces whose compressed data already exists: deflate streams written apart
 and joined, the way pigz does it. Each stream but the last of an entry ends with a sync flush (on a
 byte boundary, in a non-final block), so the streams concatenate into one valid stream; the entry's
-CRC-32 is combined from theirs (zlib's crc32_combine, which Python's zlib does not expose) and the
+CRC-32 is combined from theirs (crc32_combine, which ISA-L's zlib exposes and Python's does not) and the
 sizes add up. The join then writes only the headers around them. ZIP64 where sizes or offsets
 need it. Times are fixed, so the same content always makes the same bytes.
 """
 
 from __future__ import annotations
 
-import functools
 import struct
 import zlib
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ LEVEL = 1
 DOS_DATE, DOS_TIME = (2020 - 1980) << 9 | 1 << 5 | 1, 0
 SYNC_FLUSH, FINISH = isal_zlib.Z_SYNC_FLUSH, isal_zlib.Z_FINISH
 crc32 = isal_zlib.crc32
+# The CRC-32 of A + B from crc32(A), crc32(B) and len(B).
+crc32_combine = isal_zlib.crc32_combine
 # sizes and offsets from here on need ZIP64 (tests lower it)
 ZIP32_LIMIT = 0xFFFFFFFF
 # "see the ZIP64 record"
@@ -40,47 +41,6 @@ def deflate(data: bytes, *, last: bool) -> bytes:
     """A raw deflate stream of `data`, ended with a sync flush (to be continued) or finished."""
     deflating = compressor()
     return deflating.compress(data) + deflating.flush(FINISH if last else SYNC_FLUSH)
-
-
-# -- CRC-32 of joined data -------------------------------------------------------------------------
-# zlib's crc32_combine: appending len2 zero bytes to a CRC is a linear map over GF(2), so the map for
-# 2**k bytes is kept (squared from the one before) and those for the set bits of len2 are applied.
-
-
-def _times(matrix: Sequence[int], vector: int) -> int:
-    total, i = 0, 0
-    while vector:
-        if vector & 1:
-            total ^= matrix[i]
-        vector >>= 1
-        i += 1
-    return total
-
-
-def _square(matrix: Sequence[int]) -> list[int]:
-    return [_times(matrix, row) for row in matrix]
-
-
-@functools.cache
-def _zeros_operator(k: int) -> tuple[int, ...]:
-    """The map that appends 2**k zero bytes to a CRC-32."""
-    if k == 0:
-        # the CRC-32 polynomial, one zero bit
-        one_bit = [0xEDB88320] + [1 << n for n in range(31)]
-        # 8 zero bits
-        return tuple(_square(_square(_square(one_bit))))
-    return tuple(_square(_zeros_operator(k - 1)))
-
-
-def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
-    """The CRC-32 of A + B from crc32(A), crc32(B) and len(B)."""
-    k = 0
-    while len2:
-        if len2 & 1:
-            crc1 = _times(_zeros_operator(k), crc1)
-        len2 >>= 1
-        k += 1
-    return crc1 ^ crc2
 
 
 # -- The zip ---------------------------------------------------------------------------------------
