@@ -30,9 +30,8 @@ from django.utils import timezone
 
 from . import queues
 from .definitions import ParamsInvalid, check_rows, json_safe
-from .events import job_ended
+from .endings import fail
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
-from .pipeline import discard_segment_files
 from .queries import key_cuts
 from .writers import FORMATS
 from .writers.base import cut_positions
@@ -224,7 +223,7 @@ def segment_failed(segment: ReportSegment, *, died: bool, error: str = "", detai
         job.sum_progress()
         enqueue_segment(segment)
     else:
-        fail_job(job, died_message(segment.attempts) if died else error, detail)
+        fail(job, died_message(segment.attempts) if died else error, detail)
 
 
 def job_run_failed(job: ReportJob, *, died: bool, error: str = "", detail: str = "") -> None:
@@ -235,7 +234,7 @@ def job_run_failed(job: ReportJob, *, died: bool, error: str = "", detail: str =
         return
     job.refresh_from_db()
     if job.attempts > settings.REPORTS_MAX_ATTEMPTS:
-        fail_job(job, died_message(job.attempts - 1) if died else error, detail)
+        fail(job, died_message(job.attempts - 1) if died else error, detail)
     elif job.segments.exists():
         enqueue_join(job)
     else:
@@ -278,14 +277,6 @@ def died_message(times: int) -> str:
     return (
         f"The worker died {times} time{'s' if times != 1 else ''} while writing this report — it may need more memory."
     )
-
-
-def fail_job(job: ReportJob, error: str, detail: str = "") -> None:
-    """End the job failed: `error` for its owner, `detail` for staff (reports.events.explain_error)."""
-    if job.transition(Status.FAILED, error=error, error_detail=detail, held_by=""):
-        job.stop_segments()
-        job_ended(job)
-        discard_segment_files(job)
 
 
 # -- Heartbeats ----------------------------------------------------------------------------------

@@ -76,6 +76,18 @@ def delete_siblings(name: str) -> int:
     return len(others)
 
 
+def discard_segment_files(job) -> int:
+    """Delete the job's segment objects (once its file is stored, or when it ended without one)."""
+    named = job.segments.exclude(file="")
+    storage = reports_storage()
+    count = 0
+    for segment in named:
+        storage.delete(segment.file)
+        count += 1
+    named.update(file="")
+    return count
+
+
 def segment_name(segment) -> str:
     """The segment object of a run: one name per run, so two runs never write the same object."""
     return f"segments/{segment.job_id}/{segment.index}-a{segment.attempts}.seg"

@@ -29,12 +29,12 @@ from django.utils import timezone
 
 from .assembly import Checksum, read_piece, store_pieces
 from .definitions import ParamsInvalid, Report, instant_max_rows
-from .events import ProgressNotifier, job_ended
+from .endings import SILENT, end_job
+from .events import ProgressNotifier
 from .files import (
     delete_file,
     delete_siblings,
     join_spool,
-    reports_storage,
     segment_name,
     segment_spool,
     spool_bytes,
@@ -148,16 +148,14 @@ def join(job: ReportJob, *, lease) -> None:
     checksums = {s.file: s.checksum for s in segments}
     name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
     rows = sum(segment.rows_done for segment in segments)
-    if lease.lost or not job.transition(
-        Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows, held_by=""
+    if lease.lost or not end_job(
+        job, Status.SUCCEEDED, file=name, file_size=size, rows_done=rows, rows_total=rows, held_by=""
     ):
         # cancelled, or another run joined them meanwhile
         delete_file(name)
         raise Stopped
-    discard_segment_files(job)
     # a file an earlier join stored before it died
     delete_siblings(name)
-    job_ended(job)
 
 
 class NotInstant(Exception):
@@ -240,7 +238,7 @@ def write_instant(job: ReportJob) -> InstantFile:
     except BaseException:
         folder.cleanup()
         raise
-    if not job.transition(Status.SUCCEEDED, rows_done=rows, rows_total=rows, file_size=file.size):
+    if not end_job(job, Status.SUCCEEDED, tell=SILENT, rows_done=rows, rows_total=rows, file_size=file.size):
         file.close()
         raise Stopped
     return file
@@ -261,15 +259,3 @@ def write_at_most(job: ReportJob, report: Report, writer: Writer, fh: BinaryIO, 
             if max_bytes and fh.tell() > max_bytes:
                 raise NotInstant(f"more than {max_bytes:,} bytes")
     return rows
-
-
-def discard_segment_files(job: ReportJob) -> int:
-    """Delete the job's segment objects (once its file is stored, or when it ended without one)."""
-    named = ReportSegment.objects.filter(job=job).exclude(file="")
-    storage = reports_storage()
-    count = 0
-    for segment in named:
-        storage.delete(segment.file)
-        count += 1
-    named.update(file="")
-    return count

@@ -31,7 +31,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .definitions import ParamsInvalid
-from .events import describe_error, job_ended
+from .endings import end_job
+from .events import describe_error
 from .models import Frequency, ReportJob, ReportSchedule, Status
 from .registry import NotRegistered
 from .services import TooManyJobs, request_report, validate_request
@@ -137,19 +138,17 @@ def start_run(schedule: ReportSchedule, slot: dt.datetime, now: dt.datetime) -> 
         )
     except (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
         error = f"The scheduled run could not start: {describe_error(exc)}"
+        # Its row records the slot as run; it ends at once, as every job ends.
         job = ReportJob.objects.create(
             owner=schedule.owner,
             report=schedule.report,
             format=schedule.format,
             params=schedule.params,
             columns=schedule.columns,
-            status=Status.FAILED,
-            error=error,
-            finished_at=now,
             **fields,
         )
+        end_job(job, Status.FAILED, error=error, finished_at=now)
         logger.warning("Schedule %s, slot %s: %s", schedule.pk, slot.isoformat(), error)
-        transaction.on_commit(lambda: job_ended(job))
         return job
 
 

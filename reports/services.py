@@ -17,9 +17,10 @@ from . import queues
 from .batches import enqueue_job
 from .dates import resolve_relative_dates
 from .definitions import ParamsInvalid, check_rows, instant_max_rows, json_safe, row_cap
-from .events import NOTHING_MATCHES, job_changed, job_ended
+from .endings import KEPT, PAGES, end_job
+from .events import NOTHING_MATCHES, job_changed
 from .models import ACTIVE, RETRYABLE, Delivery, ReportJob, Status
-from .pipeline import INSTANT_WRITES, discard_segment_files
+from .pipeline import INSTANT_WRITES
 from .registry import get_report
 
 
@@ -206,13 +207,10 @@ def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
     The owner's pages are told at once; the owner is notified to keep (a toast, the bell) only when
     someone else (`by`, e.g. staff in the admin) cancelled it: what one did oneself needs no notice.
     """
-    if not job.transition(Status.CANCELLED):
+    # Running segments see the cancel at their next chunk and store nothing.
+    if not end_job(job, Status.CANCELLED, tell=KEPT if by is not None and by.pk != job.owner_id else PAGES):
         job.refresh_from_db()
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")
-    job.stop_segments()
-    job_ended(job, stored=by is not None and by.pk != job.owner_id)
     # the row says cancelled: no run starts it, whatever Redis holds
     queues.cancel(job.rq_job_id)
-    # running segments see the cancel at their next chunk and store nothing
-    discard_segment_files(job)
     return job

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import batches, queues
-from .events import job_changed
+from .endings import ROW, SILENT, end_job
 from .files import SEGMENT_OBJECT, SPOOL_NAME, delete_file, reports_storage, spool_dir
 from .models import Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
 
@@ -92,8 +92,7 @@ def end_unfetched(now: dt.datetime) -> int:
     }
     for error, jobs in reasons.items():
         for job in jobs:
-            if job.transition(Status.FAILED, error=error):
-                job_changed(job)
+            if end_job(job, Status.FAILED, tell=ROW, error=error):
                 ended += 1
     return ended
 
@@ -104,7 +103,7 @@ def expire_files(now: dt.datetime | None = None) -> int:
     expired = 0
     for job in ReportJob.objects.filter(status=Status.SUCCEEDED, finished_at__lt=cutoff):
         name = job.file.name
-        if job.transition(Status.EXPIRED, file=""):
+        if end_job(job, Status.EXPIRED, tell=SILENT, file=""):
             delete_file(name)
             expired += 1
     return expired

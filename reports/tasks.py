@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from . import batches, pipeline, schedules
 from .batches import Lease
 from .definitions import ParamsInvalid
+from .endings import fail
 from .events import explain_error
 from .models import ReportJob, ReportSegment, SegmentStatus
 
@@ -79,7 +80,7 @@ def plan(job: ReportJob) -> bool:
         try:
             batches.plan(job)
         except (ParamsInvalid, PermissionDenied) as exc:
-            batches.fail_job(job, *explain_error(exc))
+            fail(job, *explain_error(exc))
             return False
         except Exception as exc:
             logger.exception("Planning report job %s failed.", job.pk)
@@ -101,7 +102,7 @@ def write(segment: ReportSegment, *, again: bool = True, **options) -> bool:
         if again:
             batches.segment_failed(segment, died=False, **failure(exc))
         else:
-            batches.fail_job(segment.job, *explain_error(exc))
+            fail(segment.job, *explain_error(exc))
         return False
     return True
 
@@ -127,4 +128,4 @@ def join(job: ReportJob, *, again: bool = True) -> None:
         if again:
             batches.job_run_failed(job, died=False, **failure(exc))
         else:
-            batches.fail_job(job, *explain_error(exc))
+            fail(job, *explain_error(exc))

@@ -10,9 +10,10 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET, require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import batches, downloads
+from . import downloads
 from .api import runnable_reports
 from .definitions import ParamsInvalid
+from .endings import fail
 from .events import describe_error, explain_error, job_changed
 from .files import download_filename
 from .metrics import registry
@@ -85,7 +86,7 @@ def write_now(job: ReportJob) -> InstantFile | HttpResponse:
         return text(409, "This report was cancelled.")
     # refused (permission, a column gone) or broken: the job says why
     except Exception as exc:
-        batches.fail_job(job, *explain_error(exc))
+        fail(job, *explain_error(exc))
         if not isinstance(exc, PermissionDenied | ParamsInvalid):
             raise
         return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))

@@ -88,11 +88,13 @@ def test_creating_jobs_is_rate_limited_counting_cancelled_ones(alice_client):
     assert not Notification.objects.exists()
 
 
-def test_a_cancel_by_someone_else_is_stored_for_the_owner(client, alice, make_user):
+def test_a_cancel_by_someone_else_is_stored_for_the_owner(client, alice, make_user, django_capture_on_commit_callbacks):
     job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
     manager = make_user("manager", perms=["reports.view_reportjob", "reports.change_reportjob"], is_staff=True)
     client.force_login(manager)
-    client.post("/admin/reports/reportjob/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    # (The owner is told once the cancel is committed.)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/reports/reportjob/", {"action": "cancel_jobs", "_selected_action": [job.pk]})
     job.refresh_from_db()
     assert job.status == Status.CANCELLED
     assert list(Notification.objects.values_list("user", "type")) == [(alice.pk, "report.cancelled")]
