@@ -207,6 +207,28 @@ def json_safe(value: Any) -> Any:
 
 
 class Report:
+    """A report: what an author declares in an app's `reports.py` (with `@reports.register`), and the
+    hooks that decide how it runs. Every run makes its own instance (`registry.get_report`).
+
+    Attributes (class-level, all optional but `slug` and `model` or `queryset`):
+
+    - `slug`: its name in the API and URLs; `title`, `description`: what users read.
+    - `model` or `queryset`: the rows; one row per instance, in primary-key order.
+    - `columns`: field paths (`"customer__name"`) or `Column`s (a label, a kind, a database
+      `expression`, or `fields` for a `value_<name>(row)` method); default: none.
+    - `filters`: the `Filter`s a requester may fill in, and no other lookup.
+    - `formats`: the formats offered (default: every one); `csv_delimiter` for CSV.
+    - `permission`: the permission a requester needs (default: the model's view permission).
+    - `escape_formulas`: text that a spreadsheet would run is escaped (default: on).
+    - `listed`: shown on the report page and in `GET /api/reports/` (admin exports are not).
+
+    Hooks, each overridable: `get_queryset()`, `get_report_queryset(params, user)` (the rows of one
+    run: the place for per-user rows), `get_columns()`, `get_filters()`, `get_formats()`,
+    `get_permission()`, `has_permission(user)`, `get_title()`, `check_request(cleaned, user)` (refuse
+    a request: raise ParamsInvalid), and `value_<column>(row)` for columns computed in Python.
+    Declarations are checked by `manage.py check` (`Report.check`: reports.E001 to E007).
+    """
+
     slug: ClassVar[str] = ""
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""

@@ -67,6 +67,24 @@ class Delivery(models.TextChoices):
 
 
 class ReportJob(models.Model):
+    """One request for a report, and the truth about it: Redis, the websocket and the files are how
+    it is carried out and told, this row is what happened.
+
+    - `owner`, `report` (a slug), `format`, `params` (the cleaned filters, as JSON), `columns` (the
+      chosen ones in order; empty: all), `delivery` (background, or instant: written by its download),
+      `schedule` and `slot` for a schedule's run.
+    - `status` moves only by `transition()` (a conditional UPDATE along TRANSITIONS): queued →
+      running → succeeded, failed or cancelled (a queued one may fail or be cancelled too, and an
+      instant one go back to queued: `move_to_queue`); succeeded → expired once its file is deleted.
+      Every ending goes through `reports.endings.end_job`.
+    - Progress and result: `rows_done`, `rows_total`, `upper_key` (the last key when it started: rows
+      added later are left out whole), `file`, `file_size`; `error` for the owner, `error_detail` for
+      staff.
+    - Runs: `attempts` (of its plan and join), `held_by` and `heartbeat_at` (the worker planning or
+      joining it now), `waiting_for_queue` (accepted while Redis was away); its segments are
+      `ReportSegment` rows.
+    """
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="report_jobs")
     report = models.SlugField(max_length=100)
