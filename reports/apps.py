@@ -1,9 +1,6 @@
 from django.apps import AppConfig
-from django.conf import settings
 from django.contrib import admin
 from django.utils.module_loading import autodiscover_modules
-
-from .conf import fill_in_defaults
 
 
 class ReportsConfig(AppConfig):
@@ -11,7 +8,6 @@ class ReportsConfig(AppConfig):
     verbose_name = "Reports"
 
     def ready(self):
-        fill_in_defaults(settings)
         # Every installed app's reports.py registers its reports, as admin.py modules do.
         autodiscover_modules("reports")
         from . import checks, signals  # noqa: F401  (they register themselves)

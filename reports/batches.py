@@ -22,13 +22,12 @@ import re
 import socket
 import threading
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef
 from django.utils import timezone
 
-from . import queues
+from . import conf, queues
 from .definitions import ParamsInvalid, check_rows, json_safe
 from .endings import fail
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
@@ -103,10 +102,10 @@ def plan(job: ReportJob) -> None:
 def segment_rows(job: ReportJob) -> int:
     """Rows per segment: REPORTS_SEGMENT_ROWS if set, else what one worker writes in about
     REPORTS_SEGMENT_SECONDS in this format (its measured speed: see the benchmark)."""
-    if settings.REPORTS_SEGMENT_ROWS:
-        return settings.REPORTS_SEGMENT_ROWS
+    if conf.REPORTS_SEGMENT_ROWS:
+        return conf.REPORTS_SEGMENT_ROWS
     speed = FORMATS[job.format].writer_class.rows_per_second
-    return max(1000, int(round(speed * settings.REPORTS_SEGMENT_SECONDS, -3)))
+    return max(1000, int(round(speed * conf.REPORTS_SEGMENT_SECONDS, -3)))
 
 
 # -- Runs of segments ----------------------------------------------------------------------------
@@ -138,7 +137,7 @@ def dispatch(job: ReportJob) -> None:
     """Queue the job's next pending segments, keeping at most REPORTS_SEGMENTS_IN_FLIGHT (by default,
     as many as there are workers) queued or running; once all are done and nobody joins them, queue
     the join; a job not planned yet (its planning run died) gets its own run again."""
-    limit = settings.REPORTS_SEGMENTS_IN_FLIGHT or queues.worker_count()
+    limit = conf.REPORTS_SEGMENTS_IN_FLIGHT or queues.worker_count()
     with transaction.atomic():
         if ReportJob.objects.select_for_update().filter(pk=job.pk, status=Status.RUNNING).first() is None:
             return
@@ -199,7 +198,7 @@ def claim_join(job: ReportJob) -> bool:
 def segment_failed(segment: ReportSegment, *, died: bool, error: str = "", detail: str = "") -> None:
     """A run of the segment ended without it: queue it again at once, alone, or fail the job once
     REPORTS_MAX_ATTEMPTS runs have."""
-    again = segment.attempts < settings.REPORTS_MAX_ATTEMPTS
+    again = segment.attempts < conf.REPORTS_MAX_ATTEMPTS
     if not ReportSegment.objects.filter(pk=segment.pk, status=SegmentStatus.RUNNING, attempts=segment.attempts).update(
         status=SegmentStatus.QUEUED if again else SegmentStatus.FAILED,
         queued_at=timezone.now(),
@@ -233,7 +232,7 @@ def job_run_failed(job: ReportJob, *, died: bool, error: str = "", detail: str =
     ):
         return
     job.refresh_from_db()
-    if job.attempts > settings.REPORTS_MAX_ATTEMPTS:
+    if job.attempts > conf.REPORTS_MAX_ATTEMPTS:
         fail(job, died_message(job.attempts - 1) if died else error, detail)
     elif job.segments.exists():
         enqueue_join(job)
@@ -315,7 +314,7 @@ class Lease:
 
     def beat(self) -> None:
         try:
-            while not self.stop.wait(settings.REPORTS_HEARTBEAT_SECONDS):
+            while not self.stop.wait(conf.REPORTS_HEARTBEAT_SECONDS):
                 try:
                     self.lost = self.lost or not self.rows.update(heartbeat_at=timezone.now())
                 # the database is away: the run notices when it saves progress

@@ -1,10 +1,10 @@
 """`manage.py check`: report declarations (reports.E001 to E007, Report.check) and the app's settings
 (reports.W001, reports.E101)."""
 
-from django.conf import settings
 from django.core import checks
 from django.core.files.storage import storages
 
+from . import conf
 from .downloads import OFFLOAD_HEADERS
 from .files import private_folder
 from .registry import report_classes
@@ -26,7 +26,7 @@ def check_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 id="reports.W001",
             )
         )
-    offload = settings.REPORTS_DOWNLOAD_OFFLOAD
+    offload = conf.REPORTS_DOWNLOAD_OFFLOAD
     if offload and offload not in OFFLOAD_HEADERS:
         messages.append(
             checks.Error(

@@ -1,7 +1,10 @@
 """The reports app's settings and their defaults (docs/settings.md). A project sets any of them in
-its settings module; ReportsConfig.ready() fills in the rest, so the app runs with none set."""
+its settings module; the app reads them as `conf.REPORTS_…`, which falls back on these, so it runs
+with none set."""
 
 from pathlib import Path
+
+from django.conf import settings
 
 DEFAULTS = {
     "REPORTS_CHUNK_SIZE": 25_000,
@@ -36,7 +39,9 @@ DEFAULTS = {
 }
 
 
-def fill_in_defaults(settings) -> None:
-    for name, value in DEFAULTS.items():
-        if not hasattr(settings, name):
-            setattr(settings, name, value)
+def __getattr__(name: str):
+    """`conf.REPORTS_…`: the project's setting where it has one, else the default, read at each use
+    (nothing is written onto django.conf.settings; an override in a test is seen at once)."""
+    if name in DEFAULTS:
+        return getattr(settings, name, DEFAULTS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

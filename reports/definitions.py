@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 import polars as pl
 from django import forms
-from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
 from django.db import models
 
+from . import conf
 from .writers import FORMATS, ColumnSpec
 from .writers.base import frame_from_rows
 
@@ -135,7 +135,7 @@ class Filter:
 
 def row_cap(format: str) -> int | None:
     """Formats laid out as a whole (PDF) hold every row until the end: they are refused above a cap."""
-    return settings.REPORTS_PDF_MAX_ROWS if FORMATS[format].writer_class.laid_out_whole else None
+    return conf.REPORTS_PDF_MAX_ROWS if FORMATS[format].writer_class.laid_out_whole else None
 
 
 def check_rows(format: str, rows: int) -> None:
@@ -156,7 +156,7 @@ def instant_max_rows(format: str) -> int:
     """The most rows of a report in `format` that its download writes at once: REPORTS_INSTANT_MAX_ROWS
     if set (0: never), else what one worker writes in about a second in that format (its measured
     speed), and never above the format's cap."""
-    limit = settings.REPORTS_INSTANT_MAX_ROWS
+    limit = conf.REPORTS_INSTANT_MAX_ROWS
     if limit is None:
         limit = FORMATS[format].writer_class.rows_per_second
     return min(limit, row_cap(format) or limit)

@@ -22,7 +22,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.exceptions import RequestAborted
 from django.core.files.storage import FileSystemStorage
 from django.core.handlers.asgi import ASGIRequest
@@ -30,7 +29,7 @@ from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpRespons
 from django.utils.http import content_disposition_header
 from redis.exceptions import RedisError
 
-from . import queues
+from . import conf, queues
 from .files import download_filename, reports_storage
 from .writers import FORMATS
 
@@ -64,7 +63,7 @@ class DownloadSlot:
             logger.warning("Redis is unreachable: this download is not counted against its user's limit.")
             return True
         self.held, self.renewed = True, now
-        if count > settings.REPORTS_DOWNLOADS_PER_USER:
+        if count > conf.REPORTS_DOWNLOADS_PER_USER:
             self.release()
             return False
         return True
@@ -91,7 +90,7 @@ class DownloadSlot:
 
 
 def busy(retry_after: int = 10) -> HttpResponse:
-    limit = settings.REPORTS_DOWNLOADS_PER_USER
+    limit = conf.REPORTS_DOWNLOADS_PER_USER
     message = f"You have {limit} downloads in progress already; wait for one to finish."
     response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
     response["Retry-After"] = str(retry_after)
@@ -149,7 +148,7 @@ def stored_file(request, job) -> HttpResponse:
     storage = reports_storage()
     if not isinstance(storage, FileSystemStorage):
         return HttpResponseRedirect(signed_url(storage, job, filename, content_type))
-    offload = settings.REPORTS_DOWNLOAD_OFFLOAD
+    offload = conf.REPORTS_DOWNLOAD_OFFLOAD
     if offload:
         return offloaded(job, storage, offload, filename, content_type)
     slot = DownloadSlot(job.owner_id)
@@ -164,7 +163,7 @@ def offloaded(job, storage: FileSystemStorage, offload: str, filename: str, cont
     location (REPORTS_DOWNLOAD_OFFLOAD_PREFIX + the file's name), X-Sendfile the file's path."""
     response = HttpResponse(content_type=content_type)
     if offload == "x-accel-redirect":
-        target = settings.REPORTS_DOWNLOAD_OFFLOAD_PREFIX.rstrip("/") + "/" + job.file.name.lstrip("/")
+        target = conf.REPORTS_DOWNLOAD_OFFLOAD_PREFIX.rstrip("/") + "/" + job.file.name.lstrip("/")
     else:
         target = storage.path(job.file.name)
     response[OFFLOAD_HEADERS[offload]] = target
@@ -194,7 +193,7 @@ class StalledClients:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.application(scope, receive, send)
-        timeout = settings.REPORTS_DOWNLOAD_STALL_SECONDS
+        timeout = conf.REPORTS_DOWNLOAD_STALL_SECONDS
 
         async def send_in_time(message):
             try:

@@ -8,7 +8,6 @@ import os
 import secrets
 import time
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.mail import send_mail
 from django.db import InterfaceError, OperationalError
@@ -16,6 +15,7 @@ from django.template.defaultfilters import filesizeformat
 
 from notifications.services import notify
 
+from . import conf
 from .definitions import ParamsInvalid
 from .models import ReportJob, Status
 from .registry import NotRegistered
@@ -39,7 +39,7 @@ class ProgressNotifier:
     """
 
     def __init__(self, interval: float | None = None):
-        self.interval = settings.REPORTS_PROGRESS_INTERVAL if interval is None else interval
+        self.interval = conf.REPORTS_PROGRESS_INTERVAL if interval is None else interval
         self.last_sent = float("-inf")
 
     def due(self, rows_done: int, rows_total: int | None) -> bool:
@@ -132,14 +132,14 @@ def outage(exc: BaseException) -> str | None:
 def maybe_email(job: ReportJob, title: str) -> None:
     """Also e-mail the owner when a job ran longer than REPORTS_EMAIL_AFTER_SECONDS, or was a
     schedule's run (nobody waits for it on a page); off when the setting is unset."""
-    threshold = settings.REPORTS_EMAIL_AFTER_SECONDS
+    threshold = conf.REPORTS_EMAIL_AFTER_SECONDS
     if threshold is None or not job.owner.email:
         return
     took = (job.finished_at - job.started_at).total_seconds() if job.started_at and job.finished_at else None
     if not job.schedule_id and (took is None or took < threshold):
         return
     link = job.download_url
-    body = describe(job) + (f"\n\nDownload: {settings.REPORTS_SITE_URL.rstrip('/')}{link}" if link else "")
+    body = describe(job) + (f"\n\nDownload: {conf.REPORTS_SITE_URL.rstrip('/')}{link}" if link else "")
     try:
         send_mail(title, body, None, [job.owner.email])
     # the notification is stored and pushed already; mail is a bonus

@@ -12,12 +12,12 @@ import functools
 import re
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.utils import timezone
 from django.utils.text import slugify
 
+from . import conf
 from .writers import FORMATS
 
 SPOOL_NAME = re.compile(r"^(?P<job>[0-9a-f-]{36})-(?:s(?P<segment>\d+)|join)-a(?P<attempt>\d+)\.part$")
@@ -94,7 +94,7 @@ def segment_name(segment) -> str:
 
 
 def spool_dir() -> Path:
-    return Path(settings.REPORTS_SPOOL_DIR)
+    return Path(conf.REPORTS_SPOOL_DIR)
 
 
 def segment_spool(segment) -> Path:

@@ -27,6 +27,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.files.storage import FileSystemStorage
 from django.utils import timezone
 
+from . import conf
 from .assembly import Checksum, read_piece, store_pieces
 from .definitions import ParamsInvalid, Report, instant_max_rows
 from .endings import SILENT, end_job
@@ -86,7 +87,7 @@ def write_segment(
     spool = segment_spool(segment)
     spool.parent.mkdir(parents=True, exist_ok=True)
     notifier = ProgressNotifier()
-    cap, used = settings.REPORTS_SPOOL_MAX_MB * 1024 * 1024, spool_bytes()
+    cap, used = conf.REPORTS_SPOOL_MAX_MB * 1024 * 1024, spool_bytes()
     mine = ReportSegment.objects.filter(pk=segment.pk, status=SegmentStatus.RUNNING, attempts=segment.attempts)
 
     def progress(done: int, written: int) -> None:
@@ -94,7 +95,7 @@ def write_segment(
             raise Stopped
         if cap and used + written > cap:
             raise SpoolFull(
-                f"This worker's spool folder would pass its cap of {settings.REPORTS_SPOOL_MAX_MB:,} MB "
+                f"This worker's spool folder would pass its cap of {conf.REPORTS_SPOOL_MAX_MB:,} MB "
                 "(REPORTS_SPOOL_MAX_MB)."
             )
         if notifier.due(done, segment.rows_planned):
@@ -110,7 +111,7 @@ def write_segment(
             writer.open_segment()
             done = 0
             # Closed at once when progress() raises: the read in progress is cancelled then.
-            chunk_size = chunk_size or settings.REPORTS_CHUNK_SIZE
+            chunk_size = chunk_size or conf.REPORTS_CHUNK_SIZE
             rows = written_batches(job, report, writer, segment.after, segment.upper, chunk_size)
             with contextlib.closing(rows):
                 for count in rows:
@@ -172,7 +173,7 @@ class InstantWrites:
         self.count = 0
 
     def has_room(self) -> bool:
-        return self.count < settings.REPORTS_INSTANT_WRITES_PER_PROCESS
+        return self.count < conf.REPORTS_INSTANT_WRITES_PER_PROCESS
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
@@ -247,9 +248,9 @@ def write_instant(job: ReportJob) -> InstantFile:
 def write_at_most(job: ReportJob, report: Report, writer: Writer, fh: BinaryIO, limit: int) -> int:
     """Write the instant job's rows, refusing (NotInstant) a batch that would pass `limit` rows or a segment
     past REPORTS_INSTANT_MAX_BYTES: the rows written."""
-    max_bytes, rows = settings.REPORTS_INSTANT_MAX_BYTES, 0
+    max_bytes, rows = conf.REPORTS_INSTANT_MAX_BYTES, 0
     queryset = report.get_report_queryset(job.params, job.owner)
-    chunk_size = min(settings.REPORTS_CHUNK_SIZE, limit + 1)
+    chunk_size = min(conf.REPORTS_CHUNK_SIZE, limit + 1)
     with contextlib.closing(report_frames(report, queryset, None, job.upper_key, chunk_size)) as frames:
         for frame in frames:
             if rows + frame.height > limit:

@@ -12,7 +12,6 @@ import functools
 import logging
 
 import django_rq
-from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.exceptions import RedisError
@@ -22,6 +21,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import now as now_utc
+
+from . import conf
 
 logger = logging.getLogger(__name__)
 QUEUE_NAME = "reports"
@@ -56,7 +57,7 @@ def enqueue(task: str, *args, rq_job_id: str, at_front: bool = False) -> bool:
             args=args,
             job_id=rq_job_id,
             at_front=at_front,
-            timeout=settings.REPORTS_JOB_TIMEOUT,
+            timeout=conf.REPORTS_JOB_TIMEOUT,
             result_ttl=3600,
             failure_ttl=7 * 24 * 3600,
         )
@@ -68,7 +69,7 @@ def enqueue(task: str, *args, rq_job_id: str, at_front: bool = False) -> bool:
 
 def job_heartbeat_seconds() -> int:
     """How often a ReportsWorker tells Redis it still runs its job: well within the stale window."""
-    return max(1, min(5, settings.REPORTS_STALE_AFTER_SECONDS // 4))
+    return max(1, min(5, conf.REPORTS_STALE_AFTER_SECONDS // 4))
 
 
 def is_live(rq_job_id: str) -> bool:
@@ -84,7 +85,7 @@ def is_live(rq_job_id: str) -> bool:
     status = job.get_status()
     if status == "started":
         beat = job.last_heartbeat
-        return beat is not None and (now_utc() - beat).total_seconds() < settings.REPORTS_STALE_AFTER_SECONDS
+        return beat is not None and (now_utc() - beat).total_seconds() < conf.REPORTS_STALE_AFTER_SECONDS
     if status == "queued":
         return queue.connection.lpos(queue.key, rq_job_id) is not None
     return status in WAITING_STATES

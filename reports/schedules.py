@@ -24,12 +24,12 @@ import datetime as dt
 import logging
 import zoneinfo
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import conf
 from .definitions import ParamsInvalid
 from .endings import end_job
 from .events import describe_error
@@ -225,7 +225,7 @@ def save_schedule(user, data: dict) -> ReportSchedule:
     with transaction.atomic():
         # Serialise this user's saves, so that requests at once cannot all slip under the limit.
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-        limit = settings.REPORTS_MAX_SCHEDULES_PER_USER
+        limit = conf.REPORTS_MAX_SCHEDULES_PER_USER
         if ReportSchedule.objects.filter(owner=user).count() >= limit:
             raise ParamsInvalid({"__all__": [f"You have {limit} schedules already; delete one first."]})
         schedule.save()

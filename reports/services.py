@@ -6,14 +6,13 @@ import datetime as dt
 import functools
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
-from . import queues
+from . import conf, queues
 from .batches import enqueue_job
 from .dates import resolve_relative_dates
 from .definitions import ParamsInvalid, check_rows, instant_max_rows, json_safe, row_cap
@@ -125,7 +124,7 @@ def instant_has_room(user) -> bool:
     REPORTS_INSTANT_PER_USER of theirs wait for (or are in) their download, and this process writes
     fewer than REPORTS_INSTANT_WRITES_PER_PROCESS. Otherwise it is queued like a big one."""
     waiting = ReportJob.objects.for_user(user).active().filter(delivery=Delivery.INSTANT).count()
-    return waiting < settings.REPORTS_INSTANT_PER_USER and INSTANT_WRITES.has_room()
+    return waiting < conf.REPORTS_INSTANT_PER_USER and INSTANT_WRITES.has_room()
 
 
 def move_to_queue(job: ReportJob) -> bool:
@@ -149,7 +148,7 @@ def count_up_to(rows, limit: int) -> tuple[int, Any]:
 def check_limits(user, *, active: bool) -> None:
     """At most REPORTS_MAX_ACTIVE_JOBS_PER_USER queued or running jobs (when `active`), and at most
     REPORTS_MAX_JOBS_PER_MINUTE new jobs a minute, cancelled ones included."""
-    limit, rate = settings.REPORTS_MAX_ACTIVE_JOBS_PER_USER, settings.REPORTS_MAX_JOBS_PER_MINUTE
+    limit, rate = conf.REPORTS_MAX_ACTIVE_JOBS_PER_USER, conf.REPORTS_MAX_JOBS_PER_MINUTE
     since = timezone.now() - dt.timedelta(minutes=1)
     # One query: the user's active jobs and those of the last minute, each counted.
     active_jobs, recent = Q(status__in=ACTIVE, delivery=Delivery.BACKGROUND), Q(created_at__gte=since)
@@ -168,7 +167,7 @@ def nothing_matches(queryset, *, count: int | None = None) -> bool:
     """Whether the filters match no row, when the database can tell at once: on PostgreSQL an EXISTS
     given REPORTS_EMPTY_CHECK_MS to answer (a slower one is given up: the run will say it found
     nothing), unless the rows were counted already; elsewhere, or with the setting at 0, it is not asked."""
-    limit = settings.REPORTS_EMPTY_CHECK_MS
+    limit = conf.REPORTS_EMPTY_CHECK_MS
     if not limit or connection.vendor != "postgresql":
         return False
     if count is not None:

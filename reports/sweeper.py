@@ -13,11 +13,10 @@ import logging
 import uuid
 from pathlib import Path, PurePosixPath
 
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from . import batches, queues
+from . import batches, conf, queues
 from .endings import ROW, SILENT, end_job
 from .files import SEGMENT_OBJECT, SPOOL_NAME, delete_file, reports_storage, spool_dir
 from .models import Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
@@ -28,7 +27,7 @@ INSTANT_WAIT = dt.timedelta(minutes=15)
 
 
 def stale_before(now: dt.datetime) -> dt.datetime:
-    return now - dt.timedelta(seconds=settings.REPORTS_STALE_AFTER_SECONDS)
+    return now - dt.timedelta(seconds=conf.REPORTS_STALE_AFTER_SECONDS)
 
 
 def take_over_dead_runs(now: dt.datetime) -> int:
@@ -99,7 +98,7 @@ def end_unfetched(now: dt.datetime) -> int:
 
 def expire_files(now: dt.datetime | None = None) -> int:
     """Delete files older than REPORTS_RETENTION_HOURS from the storage; their jobs become `expired`."""
-    cutoff = (now or timezone.now()) - dt.timedelta(hours=settings.REPORTS_RETENTION_HOURS)
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=conf.REPORTS_RETENTION_HOURS)
     expired = 0
     for job in ReportJob.objects.filter(status=Status.SUCCEEDED, finished_at__lt=cutoff):
         name = job.file.name
@@ -111,7 +110,7 @@ def expire_files(now: dt.datetime | None = None) -> int:
 
 def prune_audit(now: dt.datetime) -> int:
     """Delete download records older than REPORTS_AUDIT_RETENTION_DAYS."""
-    cutoff = now - dt.timedelta(days=settings.REPORTS_AUDIT_RETENTION_DAYS)
+    cutoff = now - dt.timedelta(days=conf.REPORTS_AUDIT_RETENTION_DAYS)
     return ReportDownload.objects.filter(at__lt=cutoff).delete()[0]
 
 
@@ -120,7 +119,7 @@ def clean_spool(now: dt.datetime | None = None, *, min_age: float | None = None)
     bytes). A file whose run the rows say is live is kept, whatever its age; others are removed once
     `min_age` seconds old (default: REPORTS_STALE_AFTER_SECONDS; a worker starting uses 0)."""
     now = now or timezone.now()
-    min_age = settings.REPORTS_STALE_AFTER_SECONDS if min_age is None else min_age
+    min_age = conf.REPORTS_STALE_AFTER_SECONDS if min_age is None else min_age
     removed = size = 0
     # Only files named as runs name them: whatever else is in the folder is not ours to delete.
     for path in spool_dir().glob("*") if spool_dir().exists() else ():

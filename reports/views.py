@@ -1,6 +1,5 @@
 import uuid
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
@@ -10,7 +9,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET, require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import downloads
+from . import conf, downloads
 from .api import runnable_reports
 from .definitions import ParamsInvalid
 from .endings import fail
@@ -107,7 +106,7 @@ def text(status: int, message: str) -> HttpResponse:
 @require_GET
 def metrics(request):
     """Prometheus metrics (reports.metrics), for a scraper sending `Authorization: Bearer <RQ_API_TOKEN>`."""
-    token = settings.RQ_API_TOKEN
+    token = conf.RQ_API_TOKEN
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not token or not constant_time_compare(given, token):
         refusal = HttpResponse(

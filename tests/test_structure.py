@@ -73,3 +73,12 @@ def test_notifications_imports_nothing_of_reports_and_reports_only_its_services(
     for path in APP.rglob("*.py"):
         used = {n.module for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module}
         assert {m for m in used if m.startswith("notifications")} <= {"notifications.services"}, path
+
+
+def test_settings_are_read_at_use_time_with_their_defaults(settings):
+    from reports import conf
+
+    del settings.REPORTS_CHUNK_SIZE
+    assert conf.REPORTS_CHUNK_SIZE == conf.DEFAULTS["REPORTS_CHUNK_SIZE"]
+    settings.REPORTS_CHUNK_SIZE = 7
+    assert conf.REPORTS_CHUNK_SIZE == 7
