@@ -32,9 +32,10 @@ test-fast: install  ## the tests that need no worker process, browser or slow ru
 	scripts/services.sh postgres redis
 	$(BIN)/pytest -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
-lint: install
+lint: install  ## ruff's lint and format check, and mypy (strict, on the modules pyproject.toml lists)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -45,4 +46,4 @@ bench: install  ## the benchmark: N=1000000 by default
 	$(BIN)/python bench/run.py --rows $(N) --rounds $(ROUNDS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .mypy_cache

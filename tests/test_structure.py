@@ -79,6 +79,6 @@ def test_settings_are_read_at_use_time_with_their_defaults(settings):
     from reports import conf
 
     del settings.REPORTS_CHUNK_SIZE
-    assert conf.REPORTS_CHUNK_SIZE == conf.DEFAULTS["REPORTS_CHUNK_SIZE"]
+    assert conf.DEFAULTS["REPORTS_CHUNK_SIZE"] == conf.REPORTS_CHUNK_SIZE
     settings.REPORTS_CHUNK_SIZE = 7
     assert conf.REPORTS_CHUNK_SIZE == 7

@@ -4,7 +4,7 @@ import io
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .base import ColumnSpec, Piece, SegmentInfo, Slice, Writer, WriterOptions, cut_positions
 from .csv import CsvWriter, ExcelCsvWriter
@@ -47,7 +47,7 @@ def write_file(
     writer_class: type[Writer],
     fh: BinaryIO,
     columns: Sequence[ColumnSpec],
-    rows: Iterable[Sequence],
+    rows: Iterable[Sequence[Any]],
     options: WriterOptions | None = None,
     *,
     segment_rows: int | None = None,
@@ -61,7 +61,7 @@ def write_file(
         else cut_positions(len(rows), segment_rows or len(rows) or 1, writer_class.sheet_rows)
     )
     written: dict[str, bytes] = {}
-    segments = []
+    segments: list[SegmentInfo] = []
     for start, end in itertools.pairwise([0, *cuts, len(rows)]):
         buffer = io.BytesIO()
         writer = writer_class(buffer, columns, options)

@@ -8,7 +8,7 @@ import decimal
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import polars as pl
 
@@ -42,7 +42,7 @@ class ColumnSpec:
     precision: int | None = None
     scale: int | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"Unknown column kind {self.kind!r}; expected one of {', '.join(KINDS)}.")
 
@@ -52,7 +52,7 @@ class WriterOptions:
     escape_formulas: bool = True
     time_zone: dt.tzinfo = dt.UTC
     title: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # Every character a risky text can start with: text starting otherwise needs no regular expression.
@@ -62,7 +62,7 @@ def formula_risk(text: str) -> bool:
 
 # The frames writers take: one column per ColumnSpec, named after it, of the Polars type of its kind.
 # Decimals travel as the text of their exact digits ("-12.50"), datetimes as microseconds in UTC.
-DTYPES = {
+DTYPES: dict[str, pl.DataType | type[pl.DataType]] = {
     "text": pl.String,
     "integer": pl.Int64,
     "decimal": pl.String,
@@ -78,10 +78,10 @@ DTYPES = {
 EXACT = decimal.Context(prec=decimal.MAX_PREC)
 
 
-def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence]) -> pl.DataFrame:
+def frame_from_rows(columns: Sequence[ColumnSpec], rows: Iterable[Sequence[Any]]) -> pl.DataFrame:
     """Python rows (values in column order) as the frame writers take: the slow way, for databases
     without a columnar driver, computed columns and tests."""
-    values = list(zip(*rows, strict=True)) or [()] * len(columns)
+    values: list[Sequence[Any]] = list(zip(*rows, strict=True)) or [()] * len(columns)
     series = []
     for spec, column in zip(columns, values, strict=True):
         # to the declared places, as PostgreSQL gives them (SQLite: a float's digits)
@@ -162,7 +162,7 @@ class SegmentInfo:
     name: str
     size: int
     rows: int
-    meta: dict = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -224,11 +224,11 @@ class Writer:
         """Write a batch of rows: a frame with a column per ColumnSpec (frame_from_rows shows the types)."""
         raise NotImplementedError
 
-    def write_rows(self, rows: Iterable[Sequence]) -> None:
+    def write_rows(self, rows: Iterable[Sequence[Any]]) -> None:
         """Python rows, the slow way (tests, and whoever has rows rather than batches)."""
         self.write_batch(frame_from_rows(self.columns, rows))
 
-    def close_segment(self) -> dict:
+    def close_segment(self) -> dict[str, Any]:
         """Flush the segment; return what assemble() will need of it (JSON-able), if anything."""
         return {}
 

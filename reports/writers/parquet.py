@@ -14,6 +14,7 @@ import io
 import struct
 import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -73,7 +74,7 @@ class ParquetWriter(Writer):
                 self.file.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
                 self.pending = [table.slice(whole)]
 
-    def close_segment(self) -> dict:
+    def close_segment(self) -> dict[str, Any]:
         """The last, shorter row group; the footer, for the join (compressed: Parquet metadata repeats
         itself)."""
         if self.pending and (rest := pa.concat_tables(self.pending)).num_rows:
@@ -111,21 +112,21 @@ def merged_footer(footers: list[tuple[bytes, int]]) -> bytes:
     merged = decoded[0][0]
     groups, rows = [], 0
     for metadata, shift in decoded:
-        rows += thrift.field(metadata, 3)[2]
+        rows += thrift.required(metadata, 3)[2]
         row_groups = thrift.field(metadata, 4)
         for group in row_groups[2][1] if row_groups else []:
             move(group, ROW_GROUP_OFFSETS, shift)
-            for chunk in thrift.field(group, 1)[2][1]:
+            for chunk in thrift.required(group, 1)[2][1]:
                 move(chunk, CHUNK_OFFSETS, shift)
-                move(thrift.field(chunk, 3)[2], COLUMN_OFFSETS, shift)
+                move(thrift.required(chunk, 3)[2], COLUMN_OFFSETS, shift)
             # ordinals (optional) would repeat
             groups.append([f for f in group if f[0] != 7])
-    thrift.field(merged, 3)[2] = rows
+    thrift.required(merged, 3)[2] = rows
     merged = [f for f in merged if f[0] != 4] + [[4, thrift.LIST, [thrift.STRUCT, groups]]]
     return thrift.encode(sorted(merged, key=lambda f: f[0]))
 
 
-def move(struct_: list, offsets: tuple[int, ...], shift: int) -> None:
+def move(struct_: thrift.Struct, offsets: tuple[int, ...], shift: int) -> None:
     for f in struct_:
         if f[0] in offsets and f[2]:
             f[2] += shift

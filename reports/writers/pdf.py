@@ -23,6 +23,7 @@ import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import polars as pl
@@ -119,7 +120,7 @@ class PdfWriter(Writer):
         self.note_style = styles["Normal"].clone("report-note", fontName=main.name, fontSize=8, leading=10)
         self.cell_style = styles["BodyText"].clone("cell", fontName=main.name, fontSize=FONT_SIZE, leading=LEADING)
         self.head_style = self.cell_style.clone("head", fontName=main.bold)
-        self.rows: list[tuple] = []
+        self.rows: list[tuple[Any, ...]] = []
         # A PDF runs no formulas: text stays as it is; NULL empty.
         self.texts = [self.text(c).cast(pl.String).fill_null("") for c in self.columns]
 
@@ -182,7 +183,7 @@ class PdfWriter(Writer):
             widths = [w * available / sum(widths) for w in widths]
         return widths
 
-    def cell(self, text: str, column: ColumnSpec, width: float):
+    def cell(self, text: str, column: ColumnSpec, width: float) -> str | Paragraph:
         """Numbers, dates and short text as plain strings (one line, never broken); other text as a
         paragraph wrapped to the column, clipped with a marker to at most MAX_LINES lines' height."""
         if not text:
@@ -200,7 +201,7 @@ class PdfWriter(Writer):
             cell = Paragraph(markup(text[:cut].rstrip() + CLIPPED, self.fonts), self.cell_style)
         return cell
 
-    def close_segment(self) -> dict:
+    def close_segment(self) -> dict[str, Any]:
         title = self.options.title or "Report"
         filters = self.options.extra.get("filters") or "none"
         zone = zone_name(self.options.time_zone)
@@ -260,7 +261,7 @@ class PdfWriter(Writer):
             table,
         ]
 
-        def number_page(canvas, doc):
+        def number_page(canvas: Any, doc: Any) -> None:
             canvas.saveState()
             canvas.setFont(self.fonts[0].name, 7)
             canvas.drawRightString(doc.pagesize[0] - MARGIN, MARGIN - 2 * mm, f"{title} · page {doc.page}")

@@ -8,6 +8,12 @@ was decoded gives the same bytes back; a field that is not understood is kept as
 
 from __future__ import annotations
 
+from typing import Any
+
+# A field is [id, type, value]; a struct, a list of fields.
+Field = list[Any]
+Struct = list[Field]
+
 STOP, TRUE, FALSE, BYTE, I16, I32, I64, DOUBLE, BINARY, LIST, SET, MAP, STRUCT = range(13)
 INTEGERS = (I16, I32, I64)
 
@@ -33,7 +39,7 @@ class Reader:
         raw = self.varint()
         return (raw >> 1) ^ -(raw & 1)
 
-    def value(self, kind: int):
+    def value(self, kind: int) -> Any:
         if kind in INTEGERS:
             return self.integer()
         if kind == BYTE:
@@ -65,12 +71,13 @@ class Reader:
         raise ValueError(f"Unknown Thrift compact type {kind}.")
 
 
-def decode(data: bytes) -> list:
+def decode(data: bytes) -> Struct:
     """A struct (a Parquet FileMetaData, say) from its bytes."""
-    return Reader(data).value(STRUCT)
+    struct: Struct = Reader(data).value(STRUCT)
+    return struct
 
 
-def encode(struct: list) -> bytes:
+def encode(struct: Struct) -> bytes:
     out = bytearray()
     write(out, STRUCT, struct)
     return bytes(out)
@@ -83,7 +90,7 @@ def varint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
-def write(out: bytearray, kind: int, value) -> None:
+def write(out: bytearray, kind: int, value: Any) -> None:
     if kind in INTEGERS:
         varint(out, (value << 1) ^ (value >> 63))
     elif kind == BYTE:
@@ -126,6 +133,14 @@ def write(out: bytearray, kind: int, value) -> None:
         raise ValueError(f"Unknown Thrift compact type {kind}.")
 
 
-def field(struct: list, field_id: int) -> list | None:
+def field(struct: Struct, field_id: int) -> Field | None:
     """The [id, type, value] of a struct's field, or None."""
     return next((f for f in struct if f[0] == field_id), None)
+
+
+def required(struct: Struct, field_id: int) -> Field:
+    """The [id, type, value] of a field the struct must have."""
+    found = field(struct, field_id)
+    if found is None:
+        raise ValueError(f"The Thrift struct has no field {field_id}.")
+    return found

@@ -16,11 +16,12 @@ import datetime as dt
 import io
 import re
 from collections.abc import Sequence
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import polars as pl
 
-from .base import Piece, SegmentInfo, Writer, whole, zone_name
+from .base import ColumnSpec, Piece, SegmentInfo, Writer, whole, zone_name
 from .zipjoin import SYNC_FLUSH, Entry, StreamJoin, compressor, crc32, zip_pieces
 
 # including the header row
@@ -31,7 +32,7 @@ TRUNCATED = "…[truncated]"
 WIDTHS = {"datetime": 20, "date": 12, "time": 10, "boolean": 8, "integer": 12, "decimal": 14, "float": 14}
 
 
-def column_width(column) -> int:
+def column_width(column: ColumnSpec) -> int:
     return max(WIDTHS.get(column.kind, 24), min(len(column.label) + 2, 40))
 
 
@@ -83,7 +84,7 @@ def xml_text(value: str) -> str:
     return value
 
 
-def text_cell(value, style: int = 0) -> str:
+def text_cell(value: object, style: int = 0) -> str:
     if value is None:
         return "<c/>"
     style_attr = f' s="{style}"' if style else ""
@@ -143,8 +144,8 @@ def cells(values: pl.Series, kind: str, zone: str) -> pl.Series:
         style = f' s="{DECIMAL}"' if kind == "decimal" else ""
         inner, start, end = number_text(values.cast(pl.Float64)), f"<c{style}><v>", "</v></c>"
     else:
-        style = {"date": DATE, "datetime": DATETIME, "time": TIME}[kind]
-        inner, start, end = serial_number(values, kind, zone), f'<c s="{style}"><v>', "</v></c>"
+        number = {"date": DATE, "datetime": DATETIME, "time": TIME}[kind]
+        inner, start, end = serial_number(values, kind, zone), f'<c s="{number}"><v>', "</v></c>"
     return pl.select(
         pl.when(values.is_null()).then(pl.lit("<c/>")).otherwise(pl.lit(start) + inner + pl.lit(end))
     ).to_series()
@@ -179,7 +180,7 @@ class XlsxWriter(Writer):
             self.fh.write(self.deflate.compress(self.pending[:DEFLATE_BLOCK]))
             del self.pending[:DEFLATE_BLOCK]
 
-    def close_segment(self) -> dict:
+    def close_segment(self) -> dict[str, Any]:
         self.fh.write(self.deflate.compress(self.pending) + self.deflate.flush(SYNC_FLUSH))
         return {"crc32": self.crc, "size": self.size}
 

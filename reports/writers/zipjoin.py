@@ -12,6 +12,7 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from isal import isal_zlib
 
@@ -32,7 +33,7 @@ ZIP32_LIMIT = 0xFFFFFFFF
 MARK = 0xFFFFFFFF
 
 
-def compressor():
+def compressor() -> Any:
     """A raw deflate stream's compressor (flush with SYNC_FLUSH to end a piece, FINISH the last)."""
     return isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -15)
 
@@ -40,7 +41,8 @@ def compressor():
 def deflate(data: bytes, *, last: bool) -> bytes:
     """A raw deflate stream of `data`, ended with a sync flush (to be continued) or finished."""
     deflating = compressor()
-    return deflating.compress(data) + deflating.flush(FINISH if last else SYNC_FLUSH)
+    data = deflating.compress(data) + deflating.flush(FINISH if last else SYNC_FLUSH)
+    return data
 
 
 # -- The zip ---------------------------------------------------------------------------------------
@@ -67,7 +69,7 @@ class Entry:
 class StreamJoin:
     """One entry's deflate stream built from streams written apart, in order."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pieces: list[Piece] = []
         self.crc = 0
         self.size = self.compressed_size = 0
