@@ -231,7 +231,7 @@ def test_s3_failing_for_a_while_ends_the_report_as_an_undisturbed_run(
     the join reads every segment back)."""
     fmt = "xlsx"
     proxy, env = faulty_s3
-    demo.seed(24_000)
+    demo.seed(48_000)
     expected = reference(alice, "paced-orders", fmt, settings, REPORTS_SEGMENT_ROWS=PACED["REPORTS_SEGMENT_ROWS"])
     for _ in range(2):
         start_worker(**PACED, **env)
@@ -240,9 +240,11 @@ def test_s3_failing_for_a_while_ends_the_report_as_an_undisturbed_run(
     _, asked = post_job(client, {"report": "paced-orders", "format": fmt})
     wait_for(lambda: ReportJob.objects.get(pk=asked["id"]).rows_done > 4000, message="the report to be going")
     started = time.monotonic()
+    # Each fault for a few seconds, and until a request has met it (however busy the machine).
     for mode, seconds in [("500", 3), ("503", 3), ("slow", 6), ("reset", 3)]:
         proxy.set(mode)
         time.sleep(seconds)
+        wait_for(lambda m=mode: proxy.faulted.get(m), timeout=30, message=f"a request to meet the {mode} fault")
     proxy.set("pass")
     job = ended(asked["id"], timeout=120)
     assert job.status == Status.SUCCEEDED, job.error
