@@ -64,13 +64,32 @@ def child_env(**extra) -> dict:
     return env
 
 
+# What the tests' own processes keep in Redis (RQ, the download slots, the channel layer): a database
+# holding any other key is not the tests', and is never flushed.
+OWN_KEYS = ("rq:", "reports:", "asgi")
+
+
+def flush_own_redis(connection) -> None:
+    """Empty the tests' Redis database, and refuse one that holds anything else (REDIS_URL pointing
+    at a database of some other use): the run stops rather than wipe it."""
+    foreign = next((key for key in connection.scan_iter(count=1000) if not key.decode().startswith(OWN_KEYS)), None)
+    if foreign is not None:
+        where = connection.connection_pool.connection_kwargs
+        pytest.exit(
+            f"Redis database {where.get('db')} at {where.get('host')} holds {foreign.decode()!r}, which no test "
+            "writes: point REDIS_URL at a database of the tests' own (default redis://127.0.0.1:6379/15).",
+            returncode=2,
+        )
+    connection.flushdb()
+
+
 @pytest.fixture
 def redis_queue():
     """The reports queue, emptied before and after the test."""
     queue = django_rq.get_queue("reports")
-    queue.connection.flushdb()
+    flush_own_redis(queue.connection)
     yield queue
-    queue.connection.flushdb()
+    flush_own_redis(queue.connection)
 
 
 @pytest.fixture
