@@ -28,9 +28,11 @@ def end_job(job: ReportJob, status: str, *, tell: str = KEPT, **fields) -> bool:
     ended already, or may not move there."""
     if not job.transition(status, **fields):
         return False
-    # (An instant job has no segments: it is written in its download.)
-    if job.delivery != Delivery.INSTANT:
-        job.stop_segments()
+    # An instant job has no segments (it is written in its download); an expired one's objects went
+    # when it succeeded, and a joined job's segments are all written.
+    if job.delivery != Delivery.INSTANT and status != Status.EXPIRED:
+        if status != Status.SUCCEEDED:
+            job.stop_segments()
         discard_segment_files(job)
     if tell != SILENT:
         transaction.on_commit(functools.partial(_tell, job, tell))
