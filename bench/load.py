@@ -8,7 +8,8 @@ and the sweeper running as the Procfile runs them, on a database of its own:
 1. every user opens `--sockets-per-user` websockets (a page each); they are held `--hold` seconds,
    and every one must still be open at the end (the web processes' memory is read before and after);
 2. all users ask for a small report at the same moment: each POST's latency, then every job must
-   succeed and every socket of its owner get `report.ready` (the delay from the job's end);
+   succeed and every socket of its owner get `report.ready` (the delay from the job's end); before
+   it, its floor: all of them at once GET their job list, the lightest page with a session;
 3. `--queued-users` users ask for `--queued-per-user` reports each, all at once: the queue must drain
    with every job succeeded;
 4. what one request costs: the queries of a POST (counted in this process), and the web processes'
@@ -152,12 +153,13 @@ class Page:
             self.closed = True
 
 
-async def post(base: str, session: str, body: dict) -> tuple[float, int, dict]:
-    """POST a report request over a connection of its own: (milliseconds, status, answer)."""
+async def post(base: str, session: str, body: dict | None, method: str = "POST") -> tuple[float, int, dict]:
+    """A report request (or, with `method` GET and no body, the user's job list) over a connection of
+    its own: (milliseconds, status, answer)."""
     host, port = base.removeprefix("http://").split(":")
-    data = json.dumps(body).encode()
+    data = json.dumps(body).encode() if body is not None else b""
     request = (
-        f"POST /api/reports/jobs/ HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"{method} /api/reports/jobs/ HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(data)}\r\nOrigin: {base}\r\nCookie: sessionid={session}; csrftoken={'x' * 32}\r\n"
         f"X-CSRFToken: {'x' * 32}\r\nConnection: close\r\n\r\n"
     ).encode() + data
@@ -226,7 +228,14 @@ async def measure(args, env: dict) -> dict:
         results["web_rss_mb"] = round(stack.web_rss_mb(), 1)
         results["kb_per_socket"] = round((stack.web_rss_mb() - rss_before) * 1024 / len(pages), 1)
 
-        # 2. The burst.
+        # 2. The burst. First its floor: the same users at once ask for the lightest page there is,
+        # their job list (the session, the user and one query), which is what Django costs alone.
+        cpu_before = stack.web_cpu_seconds()
+        listed = await asyncio.gather(*(post(stack.base, session, None, "GET") for session, _ in accounts))
+        assert all(status == 200 for _, status, _ in listed), Counter(status for _, status, _ in listed)
+        results["floor_cpu_ms_per_get"] = round((stack.web_cpu_seconds() - cpu_before) * 1000 / len(accounts), 1)
+        results["floor_get_ms_p50"] = round(statistics.median(ms for ms, _, _ in listed))
+        results["floor_get_ms_p95"] = round(percentile([ms for ms, _, _ in listed], 0.95))
         cpu_before = stack.web_cpu_seconds()
         answers = await asyncio.gather(*(post(stack.base, session, SMALL) for session, _ in accounts))
         results["burst_cpu_ms_per_post"] = round((stack.web_cpu_seconds() - cpu_before) * 1000 / len(accounts), 1)
