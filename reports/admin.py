@@ -41,23 +41,34 @@ class ReportSegmentInline(JobPartInline):
 
     model = ReportSegment
     verbose_name_plural = "Segments (the report's parts, each written by any worker)"
-    fields = ["index", "after", "upper", "status", "rows_done", "rows_planned", "bytes", "attempts", "worker", "error"]
+    fields = [
+        "index",
+        "after",
+        "upper_key",
+        "status",
+        "rows_done",
+        "rows_planned",
+        "file_size",
+        "attempts",
+        "worker",
+        "error",
+    ]
 
 
 class ReportDownloadInline(JobPartInline):
     """Who downloaded the job's file, and when (the audit; see also Report downloads)."""
 
     model = ReportDownload
-    fields = ["at", "username", "client_address", "bytes"]
+    fields = ["at", "username", "client_address", "file_size"]
 
 
 @admin.register(ReportDownload)
 class ReportDownloadAdmin(admin.ModelAdmin):
-    list_display = ["at", "username", "report", "format", "job_ref", "client_address", "bytes"]
+    list_display = ["at", "username", "report", "format", "job_ref", "client_address", "file_size"]
     list_filter = ["report", "format", "at"]
     search_fields = ["username", "=job_ref", "client_address"]
     date_hierarchy = "at"
-    readonly_fields = ["job", "job_ref", "report", "format", "user", "username", "at", "client_address", "bytes"]
+    readonly_fields = ["job", "job_ref", "report", "format", "user", "username", "at", "client_address", "file_size"]
 
     def has_add_permission(self, request):
         return False

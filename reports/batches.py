@@ -1,6 +1,6 @@
 """A report as a batch of segments: its plan, who runs what, heartbeats, deaths, retries, the join.
 
-The plan cuts the rows `pk <= upper` (upper captured when the job starts) into key ranges that one
+The plan cuts the rows `pk <= upper_key` (the last key when the job starts) into key ranges that one
 worker writes in about REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows), stored as
 ReportSegment rows. A segment is run by one RQ task at a time:
 a run claims it with a conditional UPDATE (the attempt number goes up), keeps its heartbeat fresh
@@ -77,25 +77,25 @@ def plan(job: ReportJob) -> None:
         raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     queryset = report.get_report_queryset(job.params, job.owner)
     # Rows inserted after this moment are left out whole, never half-included.
-    bounds = queryset.aggregate(total=Count("pk"), upper=Max("pk"))
-    total, upper = bounds["total"], bounds["upper"]
+    bounds = queryset.aggregate(total=Count("pk"), upper_key=Max("pk"))
+    total, upper_key = bounds["total"], bounds["upper_key"]
     # the rows may have grown since it was asked for
     check_rows(job.format, total)
     writer_class = FORMATS[job.format].writer_class
     every = max(total, 1) if writer_class.laid_out_whole else segment_rows(job)
     positions = cut_positions(total, every, writer_class.sheet_rows)
-    keys = [json_safe(key) for key in key_cuts(queryset, upper, positions)]
+    keys = [json_safe(key) for key in key_cuts(queryset, upper_key, positions)]
     counts = [end - start for start, end in itertools.pairwise([0, *positions, total])]
     segments = [
-        ReportSegment(job=job, index=i, after=after, upper=end, rows_planned=count)
-        for i, (after, end, count) in enumerate(zip([None, *keys], [*keys, json_safe(upper)], counts, strict=True))
+        ReportSegment(job=job, index=i, after=after, upper_key=end, rows_planned=count)
+        for i, (after, end, count) in enumerate(zip([None, *keys], [*keys, json_safe(upper_key)], counts, strict=True))
     ]
     with transaction.atomic():
         # one plan, even if two runs got here
         ReportJob.objects.select_for_update().filter(pk=job.pk).first()
         if not job.segments.exists():
             ReportSegment.objects.bulk_create(segments)
-            job.update_if_running(rows_total=total, rows_done=0, upper_key=json_safe(upper), held_by="")
+            job.update_if_running(rows_total=total, rows_done=0, upper_key=json_safe(upper_key), held_by="")
     logger.info("Report job %s: %s rows in %s segments.", job.pk, total, len(segments))
 
 

@@ -287,10 +287,10 @@ class ReportSegmentQuerySet(models.QuerySet):
 
 
 class ReportSegment(models.Model):
-    """One key range of a report, `after < pk <= upper`: the unit of work, of retry and of distribution.
+    """One key range of a report, `after < pk <= upper_key`: the unit of work, of retry and of distribution.
 
     Written by one RQ task at a time (any worker, any machine) into a segment object in the reports
-    storage, recorded here once complete: rows, bytes, checksum and what the format's join needs
+    storage, recorded here once complete: rows, file_size, checksum and what the format's join needs
     (`meta`). `attempts` counts the runs that started; a run holds the segment while its heartbeat
     is fresh. A job's segments are its plan (reports.batches)."""
 
@@ -299,13 +299,13 @@ class ReportSegment(models.Model):
     after = models.JSONField(
         null=True, blank=True, help_text="The last key before this segment (none: from the start)."
     )
-    upper = models.JSONField(null=True, blank=True, help_text="The last key of this segment (none: no rows).")
+    upper_key = models.JSONField(null=True, blank=True, help_text="The last key of this segment (none: no rows).")
     rows_planned = models.BigIntegerField(default=0)
     status = models.CharField(max_length=10, choices=SegmentStatus.choices, default=SegmentStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     rows_done = models.BigIntegerField(default=0)
     file = models.CharField(max_length=500, blank=True, help_text="The segment object's name in the reports storage.")
-    bytes = models.BigIntegerField(null=True, blank=True)
+    file_size = models.BigIntegerField(null=True, blank=True)
     checksum = models.CharField(
         max_length=64, blank=True, help_text="crc32:… of the segment object (a SHA-256 from earlier versions)."
     )
@@ -344,7 +344,7 @@ class ReportDownload(models.Model):
     username = models.CharField(max_length=150, help_text="Kept when the user is deleted.")
     at = models.DateTimeField(default=timezone.now, db_index=True)
     client_address = models.GenericIPAddressField(null=True, blank=True)
-    bytes = models.BigIntegerField(null=True, blank=True)
+    file_size = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-at"]
@@ -362,7 +362,7 @@ class ReportDownload(models.Model):
             user=request.user,
             username=request.user.get_username(),
             client_address=request.META.get("REMOTE_ADDR"),
-            bytes=job.file_size,
+            file_size=job.file_size,
         )
 
 

@@ -70,10 +70,10 @@ def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
     return FORMATS[job.format].writer_class(fh, report.get_column_specs(), options)
 
 
-def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper, chunk_size: int) -> Iterator[int]:
-    """Write the rows `after < pk <= upper` a batch at a time; yield the rows written after each."""
+def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper_key, chunk_size: int) -> Iterator[int]:
+    """Write the rows `after < pk <= upper_key` a batch at a time; yield the rows written after each."""
     queryset = report.get_report_queryset(job.params, job.owner)
-    for frame in report_frames(report, queryset, after, upper, chunk_size):
+    for frame in report_frames(report, queryset, after, upper_key, chunk_size):
         writer.write_batch(frame)
         yield frame.height
 
@@ -112,7 +112,7 @@ def write_segment(
             done = 0
             # Closed at once when progress() raises: the read in progress is cancelled then.
             chunk_size = chunk_size or conf.REPORTS_CHUNK_SIZE
-            rows = written_batches(job, report, writer, segment.after, segment.upper, chunk_size)
+            rows = written_batches(job, report, writer, segment.after, segment.upper_key, chunk_size)
             with contextlib.closing(rows):
                 for count in rows:
                     done += count
@@ -123,7 +123,7 @@ def write_segment(
         if not mine.update(
             status=SegmentStatus.DONE,
             file=name,
-            bytes=size,
+            file_size=size,
             checksum=checksum,
             meta=meta,
             rows_done=done,
@@ -144,7 +144,7 @@ def join(job: ReportJob, *, lease) -> None:
     segments = list(job.segments.order_by("index"))
     if any(segment.status != SegmentStatus.DONE for segment in segments):
         raise Stopped
-    infos = [SegmentInfo(s.file, s.bytes, s.rows_done, s.meta) for s in segments]
+    infos = [SegmentInfo(s.file, s.file_size, s.rows_done, s.meta) for s in segments]
     pieces = writer_for(job, report, io.BytesIO()).assemble(infos)
     checksums = {s.file: s.checksum for s in segments}
     name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)

@@ -23,31 +23,31 @@ from .writers.base import DTYPES, changed_where, frame_from_rows
 ADBC_BATCH_BYTES = 1 << 20
 
 
-def key_range(queryset: QuerySet, after, upper) -> QuerySet:
-    """The rows `after < pk <= upper` (from the start when `after` is None), in key order."""
-    rows = queryset.filter(pk__lte=upper) if after is None else queryset.filter(pk__gt=after, pk__lte=upper)
+def key_range(queryset: QuerySet, after, upper_key) -> QuerySet:
+    """The rows `after < pk <= upper_key` (from the start when `after` is None), in key order."""
+    rows = queryset.filter(pk__lte=upper_key) if after is None else queryset.filter(pk__gt=after, pk__lte=upper_key)
     return rows.order_by("pk")
 
 
-def key_cuts(queryset: QuerySet, upper, positions: list[int]) -> list:
-    """The key of the row at each of `positions` (1-based, in key order) among the rows `pk <= upper`:
+def key_cuts(queryset: QuerySet, upper_key, positions: list[int]) -> list:
+    """The key of the row at each of `positions` (1-based, in key order) among the rows `pk <= upper_key`:
     where segments end. A query per cut, each walking the key index from the cut before it (OFFSET),
-    so all of them read the rows once; a position past the rows (deleted meanwhile) gets `upper`,
+    so all of them read the rows once; a position past the rows (deleted meanwhile) gets `upper_key`,
     which leaves the segments after it empty."""
     keys, after, at = [], None, 0
     for position in positions:
         skip = position - at - 1
-        key = next(iter(key_range(queryset, after, upper).values_list("pk", flat=True)[skip : skip + 1]), None)
+        key = next(iter(key_range(queryset, after, upper_key).values_list("pk", flat=True)[skip : skip + 1]), None)
         # fewer rows than planned
         if key is None:
-            return keys + [upper] * (len(positions) - len(keys))
+            return keys + [upper_key] * (len(positions) - len(keys))
         keys.append(key)
         after, at = key, position
     return keys
 
 
-def report_frames(report, queryset: QuerySet, after, upper, chunk_size: int) -> Iterator[pl.DataFrame]:
-    """The report's rows `after < pk <= upper`, in key order, as batches of its columns (Polars frames,
+def report_frames(report, queryset: QuerySet, after, upper_key, chunk_size: int) -> Iterator[pl.DataFrame]:
+    """The report's rows `after < pk <= upper_key`, in key order, as batches of its columns (Polars frames,
     typed as the writers take them: reports.writers.base.frame_from_rows).
 
     On PostgreSQL, one query read as Arrow batches of about ADBC_BATCH_BYTES through the ADBC driver
@@ -55,9 +55,9 @@ def report_frames(report, queryset: QuerySet, after, upper, chunk_size: int) -> 
     cut to at most `chunk_size` rows. Elsewhere, `chunk_size` rows at a time by keyset queries, made
     batches in Python.
     """
-    if upper is None:
+    if upper_key is None:
         return
-    rows = key_range(queryset, after, upper)
+    rows = key_range(queryset, after, upper_key)
     fetch = report.get_fetch_specs()
     batches = (
         adbc_frames(rows, fetch, chunk_size)

@@ -211,12 +211,12 @@ def test_job_admin_shows_the_segments_of_a_job(client, make_user):
 
     staff = make_user("staff", perms=["reports.view_reportjob"], is_staff=True)
     job = ReportJob.objects.create(owner=staff, report="orders", format="json", status=Status.FAILED)
-    ReportSegment.objects.create(job=job, index=0, upper=500, rows_planned=500, rows_done=500, status="done")
+    ReportSegment.objects.create(job=job, index=0, upper_key=500, rows_planned=500, rows_done=500, status="done")
     ReportSegment.objects.create(
         job=job,
         index=1,
         after=500,
-        upper=999,
+        upper_key=999,
         rows_planned=499,
         rows_done=120,
         status="failed",

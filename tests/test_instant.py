@@ -94,7 +94,7 @@ def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_c
         recorded.file.name,
     ) == (Status.SUCCEEDED, Delivery.INSTANT, rows, rows, len(instant), "")
     assert recorded.started_at and recorded.finished_at
-    assert ReportDownload.objects.filter(job=recorded, user=alice, bytes=len(instant)).count() == 1
+    assert ReportDownload.objects.filter(job=recorded, user=alice, file_size=len(instant)).count() == 1
     # Nothing to notify of (the download was the answer); the background one notified as ever.
     assert list(Notification.objects.values_list("payload__job__id", flat=True)) == [str(stored.pk)]
 

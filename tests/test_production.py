@@ -181,7 +181,7 @@ def test_every_download_is_recorded_and_listed_in_the_job_admin(alice, alice_cli
     job = stored_job(alice)
     for _ in range(2):
         assert alice_client.get(f"/reports/jobs/{job.pk}/download/", REMOTE_ADDR="203.0.113.7").status_code == 200
-    records = list(ReportDownload.objects.values_list("username", "job_ref", "client_address", "bytes", "report"))
+    records = list(ReportDownload.objects.values_list("username", "job_ref", "client_address", "file_size", "report"))
     assert records == [("alice", job.pk, "203.0.113.7", 7, "orders")] * 2
     other = Client()
     other.force_login(make_user("mallory"))

@@ -196,7 +196,7 @@ def test_the_join_takes_only_segment_objects_that_are_what_was_written(orders, a
     storage = reports_storage()
     with storage.open(segment.file, "rb") as fh:
         data = fh.read()
-    assert segment.checksum == f"crc32:{zlib.crc32(data):08x}" and segment.bytes == len(data)
+    assert segment.checksum == f"crc32:{zlib.crc32(data):08x}" and segment.file_size == len(data)
     if recorded != "crc32":
         ReportSegment.objects.filter(pk=segment.pk).update(checksum=hashlib.sha256(data).hexdigest())
     if change:
