@@ -190,7 +190,7 @@ REPORTS_MAX_ACTIVE_JOBS_PER_USER = app_env(env.int, "REPORTS_MAX_ACTIVE_JOBS_PER
 REPORTS_MAX_JOBS_PER_MINUTE = app_env(env.int, "REPORTS_MAX_JOBS_PER_MINUTE")
 REPORTS_MAX_SCHEDULES_PER_USER = app_env(env.int, "REPORTS_MAX_SCHEDULES_PER_USER")
 REPORTS_SPOOL_DIR = env.str("REPORTS_SPOOL_DIR", default=str(VAR_DIR / "spool"))
-# Segments (reports.batches): every report is cut into key ranges that one worker writes in about
+# Segments (reports.runs): every report is cut into key ranges that one worker writes in about
 # REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows, when set), written by any worker; a job
 # keeps at most REPORTS_SEGMENTS_IN_FLIGHT of them queued or running (0: as many as there are
 # workers). A run's heartbeat is saved every REPORTS_HEARTBEAT_SECONDS; one older than

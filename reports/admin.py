@@ -37,7 +37,7 @@ class JobPartInline(admin.TabularInline):
 
 
 class ReportSegmentInline(JobPartInline):
-    """The segments of a report (reports.batches)."""
+    """The segments of a report (reports.runs)."""
 
     model = ReportSegment
     verbose_name_plural = "Segments (the report's parts, each written by any worker)"

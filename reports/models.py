@@ -292,7 +292,7 @@ class ReportSegment(models.Model):
     Written by one RQ task at a time (any worker, any machine) into a segment object in the reports
     storage, recorded here once complete: rows, file_size, checksum and what the format's join needs
     (`meta`). `attempts` counts the runs that started; a run holds the segment while its heartbeat
-    is fresh. A job's segments are its plan (reports.batches)."""
+    is fresh. A job's segments are its plan (reports.runs)."""
 
     job = models.ForeignKey(ReportJob, on_delete=models.CASCADE, related_name="segments")
     index = models.PositiveIntegerField()

@@ -6,7 +6,7 @@ job's, the sum over its segments) at most every REPORTS_PROGRESS_INTERVAL, and n
 must stop: the job was cancelled or failed, or the segment was given to another run. A segment
 object is written once complete and recorded on its row only by the run that holds the segment;
 the file is stored in one save (or one multipart upload), so nothing is ever seen half-written.
-Who runs what, and when, is reports.tasks and reports.batches: nothing here enqueues anything.
+Who runs what, and when, is reports.tasks and reports.runs: nothing here enqueues anything.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def write_segment(
         spool.unlink(missing_ok=True)
 
 
-def join(job: ReportJob, *, lease) -> None:
+def join_segments(job: ReportJob, *, lease) -> None:
     """Put the job's done segments together into its file, store it and end the job. Raises Stopped."""
     report = job.bound_report()
     segments = list(job.segments.order_by("index"))

@@ -13,7 +13,6 @@ from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from . import conf, queues
-from .batches import enqueue_job
 from .dates import resolve_relative_dates
 from .definitions import ParamsInvalid, check_rows, instant_max_rows, json_safe, row_cap
 from .endings import KEPT, PAGES, end_job
@@ -21,6 +20,7 @@ from .events import NOTHING_MATCHES, job_changed
 from .models import ACTIVE, RETRYABLE, Delivery, ReportJob, Status
 from .pipeline import INSTANT_WRITES
 from .registry import get_report
+from .runs import enqueue_job
 
 
 class TooManyJobs(Exception):

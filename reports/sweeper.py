@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from django.db.models import Q
 from django.utils import timezone
 
-from . import batches, conf, queues
+from . import conf, queues, runs
 from .endings import ROW, SILENT, end_job
 from .files import SEGMENT_OBJECT, SPOOL_NAME, delete_file, reports_storage, spool_dir
 from .models import Delivery, ReportDownload, ReportJob, ReportSegment, SegmentStatus, Status
@@ -38,11 +38,11 @@ def take_over_dead_runs(now: dt.datetime) -> int:
     for segment in running.filter(Q(heartbeat_at__lt=stale_before(now)) | Q(heartbeat_at=None)).select_related(
         "job__owner"
     ):
-        batches.segment_failed(segment, died=True)
+        runs.segment_failed(segment, died=True)
         dead += 1
     held = ReportJob.objects.filter(status=Status.RUNNING).exclude(held_by="")
     for job in held.filter(Q(heartbeat_at__lt=stale_before(now)) | Q(heartbeat_at=None)).select_related("owner"):
-        batches.job_run_failed(job, died=True)
+        runs.job_run_failed(job, died=True)
         dead += 1
     return dead
 
@@ -54,14 +54,14 @@ def requeue_lost(now: dt.datetime) -> int:
     requeued = 0
     background = ReportJob.objects.filter(delivery=Delivery.BACKGROUND)
     for job in background.filter(status=Status.QUEUED, created_at__lt=grace):
-        if lost(job.rq_job_id) and batches.enqueue_job(job):
+        if lost(job.rq_job_id) and runs.enqueue_job(job):
             requeued += 1
     queued = ReportSegment.objects.filter(status=SegmentStatus.QUEUED, queued_at__lt=grace, job__status=Status.RUNNING)
     for segment in queued:
-        if lost(segment.rq_job_id) and batches.enqueue_segment(segment):
+        if lost(segment.rq_job_id) and runs.enqueue_segment(segment):
             requeued += 1
     for job in background.filter(status=Status.RUNNING, held_by="", updated_at__lt=grace):
-        batches.dispatch(job)
+        runs.dispatch(job)
     return requeued
 
 

@@ -14,7 +14,7 @@ from django.db import DatabaseError, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rq import Worker
 
-from . import batches, queues
+from . import queues, runs
 from .sweeper import clean_spool
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ReportsWorker(Worker):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         self.horse_killed = True
         try:
-            batches.worker_died(self.name)
+            runs.worker_died(self.name)
         except DatabaseError:
             logger.warning(
                 "Could not record the death of %s's work-horse; the sweeper will find it by its heartbeat.",
@@ -70,7 +70,7 @@ class ReportsWorker(Worker):
         """After RQ has recorded the killed work-horse's job as failed: its row, if the run never claimed
         it, is queued again now rather than after the stale window."""
         try:
-            batches.entry_died(rq_job_id)
+            runs.entry_died(rq_job_id)
         except (DatabaseError, RedisConnectionError):
             message = "Could not queue again what %s's work-horse died with; the sweeper will."
             logger.warning(message, self.name, exc_info=True)

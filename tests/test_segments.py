@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from notifications.models import Notification
-from reports import batches, tasks
+from reports import runs, tasks
 from reports.files import reports_storage
 from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
 from reports.writers.base import formula_risk
@@ -189,8 +189,8 @@ def test_the_join_takes_only_segment_objects_that_are_what_was_written(orders, a
     meanwhile fails the job and stores nothing. Checksums recorded by earlier versions (SHA-256) hold."""
     expected = reference(alice, "orders", "csv", settings, REPORTS_SEGMENT_ROWS=6000)
     job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
-    assert batches.start(job) and tasks.plan(job)
-    while segment := batches.claim_next(job):
+    assert runs.start(job) and tasks.plan(job)
+    while segment := runs.claim_next(job):
         assert tasks.write(segment, again=False)
     segment = job.segments.get(index=1)
     storage = reports_storage()
@@ -203,7 +203,7 @@ def test_the_join_takes_only_segment_objects_that_are_what_was_written(orders, a
         changed = data[:-1] if change == "cut short" else data[:100] + bytes([data[100] ^ 1]) + data[101:]
         storage.delete(segment.file)
         assert storage.save(segment.file, ContentFile(changed)) == segment.file
-    assert batches.claim_join(job)
+    assert runs.claim_join(job)
     tasks.join(job, again=False)
     job.refresh_from_db()
     if change is None:
@@ -429,11 +429,11 @@ def queued_entry(alice, settings, redis_queue, entry: str):
     if entry == "job":
         return client, job, row.rq_job_id, expected
     row.transition(Status.RUNNING, attempts=1)
-    batches.plan(ReportJob.objects.get(pk=row.pk))
+    runs.cut_into_segments(ReportJob.objects.get(pk=row.pk))
     redis_queue.empty()
     segment = row.segments.get(index=1)
     ReportSegment.objects.filter(pk=segment.pk).update(status=SegmentStatus.QUEUED, queued_at=timezone.now())
-    assert batches.enqueue_segment(segment)
+    assert runs.enqueue_segment(segment)
     return client, job, segment.rq_job_id, expected
 
 
@@ -493,7 +493,7 @@ def test_a_work_horse_that_dies_before_claiming_its_row_has_it_queued_again_at_o
     failed.set_status("failed")
     redis_queue.failed_job_registry.add(failed, ttl=600)
     # what ReportsWorker.execute_job does once RQ has recorded the death
-    batches.entry_died(rq_job_id)
+    runs.entry_died(rq_job_id)
     assert redis_queue.job_ids == [rq_job_id] and not redis_queue.failed_job_registry.get_job_ids()
     assert rq_job_id not in redis_queue.started_job_registry.get_job_ids()
     # no sweeper: only the worker can finish it
@@ -510,8 +510,8 @@ def test_a_job_whose_planning_run_died_is_planned_again_never_joined_empty(alice
     # its planning run took it and died, before the plan
     assert job.transition(Status.RUNNING, attempts=1)
     redis_queue.empty()
-    assert not batches.claim_join(job)
-    batches.dispatch(job)
+    assert not runs.claim_join(job)
+    runs.dispatch(job)
     # its own run again, not a join
     assert redis_queue.job_ids == [job.rq_job_id]
     start_worker()

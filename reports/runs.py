@@ -65,7 +65,7 @@ def start(job: ReportJob) -> bool:
     return False
 
 
-def plan(job: ReportJob) -> None:
+def cut_into_segments(job: ReportJob) -> None:
     """Cut the job's rows into segments (rows_total, upper_key); raises ParamsInvalid (over a format's
     cap) or PermissionDenied (the owner may no longer run the report)."""
     report = job.bound_report()
