@@ -18,7 +18,7 @@ import os
 # Polars reads this once, when it is first imported; set it yourself to choose another number.
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
-from .definitions import Column, Filter, ParamsInvalid, Report  # noqa: E402
+from .definitions import Column, Filter, ParamsInvalid, Report, RequestInvalid  # noqa: E402
 from .registry import AlreadyRegistered, NotRegistered, all_reports, get_report, register  # noqa: E402
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Filter",
     "NotRegistered",
     "ParamsInvalid",
+    "RequestInvalid",
     "Report",
     "all_reports",
     "get_report",

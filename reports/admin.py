@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django_rq.admin import QueueAdmin
 from django_rq.models import Dashboard
 
-from .definitions import ParamsInvalid
+from .definitions import RequestInvalid
 from .models import RETRYABLE, ReportDownload, ReportJob, ReportSchedule, ReportSegment, Status, title_of
 from .registry import NotRegistered
 from .schedules import set_paused
@@ -269,7 +269,7 @@ class ReportJobAdmin(admin.ModelAdmin):
             try:
                 retry_report(job)
                 retried += 1
-            except (JobConflict, TooManyJobs, PermissionDenied, ParamsInvalid, NotRegistered) as exc:
+            except (JobConflict, TooManyJobs, PermissionDenied, RequestInvalid, NotRegistered) as exc:
                 self.message_user(request, f"Job {str(job.pk)[:8]} was not retried: {exc}", messages.WARNING)
         if retried:
             self.message_user(request, f"Retried {retried} job(s).", messages.SUCCESS)

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from .admin_reports import MAX_IDS, admin_report_slug
-from .definitions import Column, ParamsInvalid, resolve_field
+from .definitions import Column, RequestInvalid, resolve_field
 from .registry import get_report
 from .services import TooManyJobs, request_report
 from .writers import FORMATS
@@ -53,8 +53,8 @@ def make_export_action(fmt: str):
                 columns=request.POST.getlist("columns"),
                 delivery="background",
             )
-        except (PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
-            detail = "; ".join(" ".join(v) for v in exc.errors.values()) if isinstance(exc, ParamsInvalid) else exc
+        except (PermissionDenied, RequestInvalid, TooManyJobs) as exc:
+            detail = "; ".join(" ".join(v) for v in exc.errors.values()) if isinstance(exc, RequestInvalid) else exc
             modeladmin.message_user(request, f"The export could not start: {detail}", messages.ERROR)
             return
         link = reverse("admin:reports_reportjob_change", args=[job.pk])

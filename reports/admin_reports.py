@@ -19,7 +19,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, QueryDict
 from django.test import RequestFactory
 
-from .definitions import ParamsInvalid, Report
+from .definitions import Report, RequestInvalid
 from .registry import is_registered, register
 
 MAX_IDS = 10_000
@@ -60,17 +60,17 @@ class AdminExportReport(Report):
 
     def clean_params(self, params: Any, user=None) -> dict[str, Any]:
         if not isinstance(params, Mapping) or set(params) - {"ids", "query"} or len(params) != 1:
-            raise ParamsInvalid({"params": ["Give either 'ids' (selected rows) or 'query' (the changelist's)."]})
+            raise RequestInvalid({"params": ["Give either 'ids' (selected rows) or 'query' (the changelist's)."]})
         if "ids" in params:
             return {"ids": self.clean_ids(params["ids"])}
         query = params["query"]
         if not isinstance(query, str) or len(query) > MAX_QUERY:
-            raise ParamsInvalid({"query": [f"Must be a changelist query string under {MAX_QUERY:,} characters."]})
+            raise RequestInvalid({"query": [f"Must be a changelist query string under {MAX_QUERY:,} characters."]})
         return {"query": query}
 
     def clean_ids(self, ids: Any) -> list:
         if not isinstance(ids, list) or not ids or len(ids) > MAX_IDS:
-            raise ParamsInvalid({"ids": [f"Must be a list of 1 to {MAX_IDS:,} ids."]})
+            raise RequestInvalid({"ids": [f"Must be a list of 1 to {MAX_IDS:,} ids."]})
         pk = self.get_model()._meta.pk
         keys, wrong = [], []
         for value in ids:
@@ -81,7 +81,7 @@ class AdminExportReport(Report):
             except ValidationError:
                 wrong.append(value)
         if wrong:
-            raise ParamsInvalid({"ids": [f"Not ids of {self.plural()}: {preview(wrong)}."]})
+            raise RequestInvalid({"ids": [f"Not ids of {self.plural()}: {preview(wrong)}."]})
         return list(dict.fromkeys(keys))
 
     def check_request(self, cleaned: dict[str, Any], user) -> None:
@@ -92,7 +92,7 @@ class AdminExportReport(Report):
             found = set(self.admin_queryset(user).filter(pk__in=ids).values_list("pk", flat=True))
             missing = [key for key in ids if key not in found]
             if missing:
-                raise ParamsInvalid({"ids": [f"No such {self.plural()} (or not yours to see): {preview(missing)}."]})
+                raise RequestInvalid({"ids": [f"No such {self.plural()} (or not yours to see): {preview(missing)}."]})
             return
         try:
             changelist_queryset(self.model_admin, user, cleaned["query"]).exists()
@@ -104,7 +104,7 @@ class AdminExportReport(Report):
             ValueError,
             DatabaseError,
         ) as exc:
-            raise ParamsInvalid({"query": [f"The admin does not accept these filters: {str(exc)[:200]}"]}) from None
+            raise RequestInvalid({"query": [f"The admin does not accept these filters: {str(exc)[:200]}"]}) from None
 
     def get_report_queryset(self, params: Mapping[str, Any], user=None):
         cleaned = self.clean_params(params, user)

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from notifications.services import login_required_json
 
 from .dates import RELATIVE_DATES
-from .definitions import ParamsInvalid
+from .definitions import RequestInvalid
 from .models import Delivery, ReportJob, ReportSchedule
 from .registry import NotRegistered, all_reports
 from .schedules import SCHEDULE_FIELDS, save_schedule, set_paused
@@ -132,7 +132,7 @@ def read_body(request, allowed: tuple[str, ...], shape: str):
         wrong["delivery"] = ['Must be "auto" (small reports download at once) or "background" (always queued).']
     unknown = [k for k in body if k not in allowed]
     if missing or wrong or unknown:
-        fields = {**missing, **wrong, **ParamsInvalid.for_fields(unknown, "Unknown field.").errors}
+        fields = {**missing, **wrong, **RequestInvalid.for_fields(unknown, "Unknown field.").errors}
         return None, error(400, "Invalid request.", fields=fields)
     return body, None
 
@@ -153,7 +153,7 @@ def job_create(request):
     )
 
 
-REFUSALS = (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs, JobConflict)
+REFUSALS = (NotRegistered, PermissionDenied, RequestInvalid, TooManyJobs, JobConflict)
 
 
 def refusal_of(exc: Exception) -> JsonResponse:
@@ -162,7 +162,7 @@ def refusal_of(exc: Exception) -> JsonResponse:
         return error(404, f"No report called {str(exc)[:100]!r}.")
     if isinstance(exc, PermissionDenied):
         return error(403, str(exc) or "Permission denied.")
-    if isinstance(exc, ParamsInvalid):
+    if isinstance(exc, RequestInvalid):
         return error(400, "Invalid parameters.", fields=exc.errors)
     if isinstance(exc, TooManyJobs):
         return error(429, str(exc))

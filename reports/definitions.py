@@ -142,7 +142,7 @@ def check_rows(format: str, rows: int) -> None:
     """Refuse a run of `rows` rows in a format capped below that (when asked for, and again at the start)."""
     cap = row_cap(format)
     if cap is not None and rows > cap:
-        raise ParamsInvalid(
+        raise RequestInvalid(
             {
                 "format": [
                     f"{FORMATS[format].label} is limited to {cap:,} rows and this report has {rows:,}. "
@@ -166,8 +166,9 @@ def instant_max_rows(format: str) -> int:
 MAX_VALUE_CHARS = 1_000
 
 
-class ParamsInvalid(Exception):
-    """Raised with a dict of field -> list of messages, ready for a 400 answer."""
+class RequestInvalid(Exception):
+    """A request that cannot be run as asked (its format, columns, filters, a format's row cap, or
+    filters that match nothing), with a dict of field -> list of messages, ready for a 400 answer."""
 
     # an answer names at most this many fields, however many were sent
     MAX_FIELDS = 20
@@ -177,13 +178,17 @@ class ParamsInvalid(Exception):
         self.errors = errors
 
     @classmethod
-    def for_fields(cls, names: Iterable, message: str) -> ParamsInvalid:
+    def for_fields(cls, names: Iterable, message: str) -> RequestInvalid:
         """The same message for each of `names`, bounded in number and length."""
         names = [str(n) for n in names]
         errors = {name[:100]: [message] for name in names[: cls.MAX_FIELDS]}
         if len(names) > cls.MAX_FIELDS:
             errors["params"] = [f"And {len(names) - cls.MAX_FIELDS:,} more like these."]
         return cls(errors)
+
+
+# The name before 0.2.0, for report code that raises it.
+ParamsInvalid = RequestInvalid
 
 
 def as_text(value: str | int | float | bool) -> str:
@@ -225,7 +230,7 @@ class Report:
     Hooks, each overridable: `get_queryset()`, `get_report_queryset(params, user)` (the rows of one
     run: the place for per-user rows), `get_columns()`, `get_filters()`, `get_formats()`,
     `get_permission()`, `has_permission(user)`, `get_title()`, `check_request(cleaned, user)` (refuse
-    a request: raise ParamsInvalid), and `value_<column>(row)` for columns computed in Python.
+    a request: raise RequestInvalid), and `value_<column>(row)` for columns computed in Python.
     Declarations are checked by `manage.py check` (`Report.check`: reports.E001 to E007).
     """
 
@@ -289,19 +294,19 @@ class Report:
     # -- columns -----------------------------------------------------------------------------
     def clean_columns(self, columns: Any) -> list[str]:
         """The columns a request asks for: some of the declared ones, in the order given. [] means all
-        of them as declared (also when they are asked for in that order). Raises ParamsInvalid."""
+        of them as declared (also when they are asked for in that order). Raises RequestInvalid."""
         if columns is None:
             return []
         declared = [c.name for c in self.get_columns()]
         if not isinstance(columns, list) or not columns:
-            raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
+            raise RequestInvalid({"columns": ["Must be a non-empty list of column names."]})
         # Checked first, so that what follows is linear in a list no longer than the declaration.
         if len(columns) > len(declared):
-            raise ParamsInvalid(
+            raise RequestInvalid(
                 {"columns": [f"At most {len(declared)} names: the report has {len(declared)} columns."]}
             )
         if not all(isinstance(c, str) for c in columns):
-            raise ParamsInvalid({"columns": ["Must be a non-empty list of column names."]})
+            raise RequestInvalid({"columns": ["Must be a non-empty list of column names."]})
         known = set(declared)
         unknown = [c for c in columns if c not in known]
         if unknown:
@@ -309,12 +314,12 @@ class Report:
                 f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else ""
             )
             plural = "s" if len(unknown) > 1 else ""
-            raise ParamsInvalid(
+            raise RequestInvalid(
                 {"columns": [f"Unknown column{plural} {shown}. This report's columns: {', '.join(declared)}."]}
             )
         twice = sorted(name for name, count in Counter(columns).items() if count > 1)
         if twice:
-            raise ParamsInvalid({"columns": [f"Each column at most once: {', '.join(twice)} given more than once."]})
+            raise RequestInvalid({"columns": [f"Each column at most once: {', '.join(twice)} given more than once."]})
         return [] if columns == declared else list(columns)
 
     def choose_columns(self, names: list[str]) -> Report:
@@ -412,23 +417,23 @@ class Report:
         return type(f"{type(self).__name__}ParamsForm", (forms.Form,), form_fields)
 
     def clean_params(self, params: Any, user=None) -> dict[str, Any]:
-        """Validated, typed filter values; raises ParamsInvalid with per-field messages (a bounded
+        """Validated, typed filter values; raises RequestInvalid with per-field messages (a bounded
         number of them, whatever was sent). `user` is who asks, for reports whose checks need it."""
         if params is None:
             params = {}
         if not isinstance(params, Mapping):
-            raise ParamsInvalid({"params": ["Must be an object of filter names to values."]})
+            raise RequestInvalid({"params": ["Must be an object of filter names to values."]})
         allowed = {f.name for f in self.get_filters()}
         unknown = [k for k in params if k not in allowed]
         if unknown:
             hint = f"Allowed: {', '.join(sorted(allowed))}." if allowed else "This report takes no filters."
-            raise ParamsInvalid.for_fields(unknown, f"Unknown filter. {hint}")
+            raise RequestInvalid.for_fields(unknown, f"Unknown filter. {hint}")
         bad_types = [k for k, v in params.items() if v is not None and not isinstance(v, str | int | float | bool)]
         if bad_types:
-            raise ParamsInvalid.for_fields(bad_types, "Must be a single value (text, number or boolean).")
+            raise RequestInvalid.for_fields(bad_types, "Must be a single value (text, number or boolean).")
         too_long = [k for k, v in params.items() if isinstance(v, str) and len(v) > MAX_VALUE_CHARS]
         if too_long:
-            raise ParamsInvalid.for_fields(too_long, f"At most {MAX_VALUE_CHARS:,} characters.")
+            raise RequestInvalid.for_fields(too_long, f"At most {MAX_VALUE_CHARS:,} characters.")
         # Form fields parse text: a JSON number or boolean is read as the text it stands for.
         data = {k: as_text(v) for k, v in params.items() if v is not None}
         form = self.get_params_form_class()(data=data)
@@ -436,9 +441,9 @@ class Report:
             valid = form.is_valid()
         # a form field's own parsing gave up
         except (TypeError, ValueError, ArithmeticError) as exc:
-            raise ParamsInvalid({"params": [f"Invalid value: {str(exc)[:200]}"]}) from None
+            raise RequestInvalid({"params": [f"Invalid value: {str(exc)[:200]}"]}) from None
         if not valid:
-            raise ParamsInvalid({k: [str(m) for m in v] for k, v in form.errors.items()})
+            raise RequestInvalid({k: [str(m) for m in v] for k, v in form.errors.items()})
         cleaned = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
         self.check_params(cleaned)
         return cleaned
@@ -454,11 +459,11 @@ class Report:
             with contextlib.suppress(TypeError):
                 if cleaned[low.name] > cleaned[high.name]:
                     label = self.get_params_form_class().base_fields[low.name].label
-                    raise ParamsInvalid({high.name: [f"Must not be before {label} ({cleaned[low.name]})."]})
+                    raise RequestInvalid({high.name: [f"Must not be before {label} ({cleaned[low.name]})."]})
 
     def check_request(self, cleaned: dict[str, Any], user) -> None:
         """Checks that need the database or the user, made once when a run is asked for (not again by
-        the worker); raise ParamsInvalid. None by default."""
+        the worker); raise RequestInvalid. None by default."""
 
     def serialize_params(self, cleaned: Mapping[str, Any]) -> dict[str, Any]:
         return {k: json_safe(v) for k, v in cleaned.items()}

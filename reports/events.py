@@ -16,7 +16,7 @@ from django.template.defaultfilters import filesizeformat
 from notifications.services import notify
 
 from . import conf
-from .definitions import ParamsInvalid
+from .definitions import RequestInvalid
 from .models import ReportJob, Status
 from .registry import NotRegistered
 from .writers import FORMATS
@@ -94,7 +94,7 @@ def explain_error(exc: BaseException) -> tuple[str, str]:
     """(what the owner reads, what staff read in the admin). A refusal is said as it is, with no
     detail; anything else is "an error on our side" with a reference, and its text (which may name
     tables, paths or hosts) is for staff and the log only."""
-    if isinstance(exc, ParamsInvalid):
+    if isinstance(exc, RequestInvalid):
         return " ".join(message for messages in exc.errors.values() for message in messages), ""
     if isinstance(exc, PermissionDenied) or getattr(exc, "plain", False):
         return str(exc), ""

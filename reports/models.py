@@ -155,7 +155,7 @@ class ReportJob(models.Model):
         return self.status in ACTIVE
 
     def bound_report(self) -> Report:
-        """The report as this job runs it: its columns narrowed to the job's choice (ParamsInvalid if
+        """The report as this job runs it: its columns narrowed to the job's choice (RequestInvalid if
         a chosen column is no longer declared)."""
         return get_report(self.report).choose_columns(self.columns)
 

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from . import conf
 from .assembly import Checksum, read_piece, store_pieces
-from .definitions import ParamsInvalid, Report, instant_max_rows
+from .definitions import Report, RequestInvalid, instant_max_rows
 from .endings import SILENT, end_job
 from .events import ProgressNotifier
 from .files import (
@@ -217,14 +217,14 @@ def write_instant(job: ReportJob) -> InstantFile:
     background run, so the same bytes, never stored. Its rows are those up to the last key when it was
     asked for (upper_key), at most instant_max_rows() of them and REPORTS_INSTANT_MAX_BYTES of segment,
     counted as they are written: more raises NotInstant before any more is read.
-    Raises PermissionDenied (the owner may no longer run it), ParamsInvalid and Stopped."""
+    Raises PermissionDenied (the owner may no longer run it), RequestInvalid and Stopped."""
     report = job.bound_report()
     if not report.has_permission(job.owner):
         raise PermissionDenied(
             f"You may no longer run the {report.get_title()!r} report: it needs {report.describe_permission()}."
         )
     if job.format not in report.get_formats():
-        raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
+        raise RequestInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     folder = tempfile.TemporaryDirectory()  # noqa: SIM115 (the InstantFile returned removes it)
     try:
         with INSTANT_WRITES.slot():

@@ -28,7 +28,7 @@ from django.db.models import Count, Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from . import conf, queues
-from .definitions import ParamsInvalid, check_rows, json_safe
+from .definitions import RequestInvalid, check_rows, json_safe
 from .endings import fail
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
 from .queries import key_cuts
@@ -66,7 +66,7 @@ def start(job: ReportJob) -> bool:
 
 
 def cut_into_segments(job: ReportJob) -> None:
-    """Cut the job's rows into segments (rows_total, upper_key); raises ParamsInvalid (over a format's
+    """Cut the job's rows into segments (rows_total, upper_key); raises RequestInvalid (over a format's
     cap) or PermissionDenied (the owner may no longer run the report)."""
     report = job.bound_report()
     if not report.has_permission(job.owner):
@@ -74,7 +74,7 @@ def cut_into_segments(job: ReportJob) -> None:
             f"{job.owner} may no longer run the {report.get_title()!r} report: it needs {report.describe_permission()}."
         )
     if job.format not in report.get_formats():
-        raise ParamsInvalid({"format": [f"The report is no longer offered as {job.format}."]})
+        raise RequestInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     queryset = report.get_report_queryset(job.params, job.owner)
     # Rows inserted after this moment are left out whole, never half-included.
     bounds = queryset.aggregate(total=Count("pk"), upper_key=Max("pk"))

@@ -30,7 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import conf
-from .definitions import ParamsInvalid
+from .definitions import RequestInvalid
 from .endings import end_job
 from .events import describe_error
 from .models import Frequency, ReportJob, ReportSchedule, Status
@@ -136,7 +136,7 @@ def start_run(schedule: ReportSchedule, slot: dt.datetime, now: dt.datetime) -> 
             dates_at=(now, zone_of(schedule)),
             **fields,
         )
-    except (NotRegistered, PermissionDenied, ParamsInvalid, TooManyJobs) as exc:
+    except (NotRegistered, PermissionDenied, RequestInvalid, TooManyJobs) as exc:
         error = f"The scheduled run could not start: {describe_error(exc)}"
         # Its row records the slot as run; it ends at once, as every job ends.
         job = ReportJob.objects.create(
@@ -170,7 +170,7 @@ SCHEDULE_FIELDS = (
 def save_schedule(user, data: dict) -> ReportSchedule:
     """A new schedule of `user` from the API's fields, checked as a request would be now (report,
     permission, format, columns, filters with relative dates resolved) and as a schedule. Raises
-    NotRegistered, PermissionDenied and ParamsInvalid."""
+    NotRegistered, PermissionDenied and RequestInvalid."""
     errors: dict[str, list[str]] = {}
     frequency = data.get("frequency")
     if frequency not in Frequency.values:
@@ -197,7 +197,7 @@ def save_schedule(user, data: dict) -> ReportSchedule:
     if not isinstance(zone_name, str) or zone_name not in zoneinfo.available_timezones():
         errors["time_zone"] = ['An IANA time zone name, e.g. "Europe/Berlin".']
     if errors:
-        raise ParamsInvalid(errors)
+        raise RequestInvalid(errors)
     # As a request now would be: the same checks and messages, nothing recorded.
     zone = zoneinfo.ZoneInfo(zone_name)
     now = timezone.now()
@@ -227,7 +227,7 @@ def save_schedule(user, data: dict) -> ReportSchedule:
         get_user_model().objects.select_for_update().filter(pk=user.pk).first()
         limit = conf.REPORTS_MAX_SCHEDULES_PER_USER
         if ReportSchedule.objects.filter(owner=user).count() >= limit:
-            raise ParamsInvalid({"__all__": [f"You have {limit} schedules already; delete one first."]})
+            raise RequestInvalid({"__all__": [f"You have {limit} schedules already; delete one first."]})
         schedule.save()
     return schedule
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from . import conf, queues
 from .dates import resolve_relative_dates
-from .definitions import ParamsInvalid, check_rows, instant_max_rows, json_safe, row_cap
+from .definitions import RequestInvalid, check_rows, instant_max_rows, json_safe, row_cap
 from .endings import KEPT, PAGES, end_job
 from .events import NOTHING_MATCHES, job_changed
 from .models import ACTIVE, RETRYABLE, Delivery, ReportJob, Status
@@ -45,7 +45,7 @@ def request_report(
 ) -> ReportJob:
     """Validate a request, record the job and enqueue it once the row is committed.
 
-    Raises NotRegistered (unknown slug), PermissionDenied, ParamsInvalid (bad format, params or
+    Raises NotRegistered (unknown slug), PermissionDenied, RequestInvalid (bad format, params or
     columns) and TooManyJobs (the user has the maximum of queued and running jobs, or asked for too
     many in the last minute). The same request while its job is still queued or running gets that job
     (`job.reused` is then True). With `delivery` "auto", a small report (instant_max_rows) is not
@@ -62,7 +62,7 @@ def request_report(
     limit = instant_max_rows(format) if enqueue and delivery == "auto" else 0
     count, upper = count_up_to(rows, limit) if limit else (None, None)
     if enqueue and not scheduled and nothing_matches(rows, count=count):
-        raise ParamsInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
+        raise RequestInvalid({"__all__": [f"{NOTHING_MATCHES} Widen or clear them and try again."]})
     instant = count is not None and count <= limit
 
     with transaction.atomic():
@@ -100,13 +100,13 @@ def validate_request(
     dates_at: tuple[dt.datetime, dt.tzinfo] | None = None,
 ) -> tuple[list, dict, QuerySet]:
     """A request checked as request_report does, nothing recorded: (its columns, its params as stored,
-    its rows). Raises NotRegistered, PermissionDenied and ParamsInvalid."""
+    its rows). Raises NotRegistered, PermissionDenied and RequestInvalid."""
     report = get_report(slug)
     if not report.has_permission(user):
         needs = report.describe_permission()
         raise PermissionDenied(f"You may not run the {report.get_title()!r} report: it needs {needs}.")
     if format not in report.get_formats():
-        raise ParamsInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
+        raise RequestInvalid({"format": [f"Choose one of: {', '.join(report.get_formats())}."]})
     columns = report.clean_columns(columns)
     now, zone = dates_at or (timezone.now(), timezone.get_current_timezone())
     cleaned = report.clean_params(resolve_relative_dates(report, params, now, zone), user)

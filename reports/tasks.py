@@ -12,7 +12,7 @@ import logging
 from django.core.exceptions import PermissionDenied
 
 from . import pipeline, runs, schedules
-from .definitions import ParamsInvalid
+from .definitions import RequestInvalid
 from .endings import fail
 from .events import explain_error
 from .models import ReportJob, ReportSegment, SegmentStatus
@@ -82,7 +82,7 @@ def guarded(work, lease: Lease, *, job: ReportJob, retry, again: bool, what: str
             work(lease)
     except pipeline.Stopped:
         return False
-    except (ParamsInvalid, PermissionDenied) as exc:
+    except (RequestInvalid, PermissionDenied) as exc:
         fail(job, *explain_error(exc))
         return False
     except Exception as exc:

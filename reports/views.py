@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import conf, downloads
 from .api import runnable_reports
-from .definitions import ParamsInvalid
+from .definitions import RequestInvalid
 from .endings import fail
 from .events import describe_error, explain_error, job_changed
 from .files import download_filename
@@ -86,7 +86,7 @@ def write_now(job: ReportJob) -> InstantFile | HttpResponse:
     # refused (permission, a column gone) or broken: the job says why
     except Exception as exc:
         fail(job, *explain_error(exc))
-        if not isinstance(exc, PermissionDenied | ParamsInvalid):
+        if not isinstance(exc, PermissionDenied | RequestInvalid):
             raise
         return text(403 if isinstance(exc, PermissionDenied) else 400, describe_error(exc))
 

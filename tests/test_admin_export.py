@@ -9,7 +9,7 @@ from django.test import RequestFactory
 
 from reports.admin_export import changelist_query
 from reports.admin_reports import admin_report_slug
-from reports.definitions import ParamsInvalid
+from reports.definitions import RequestInvalid
 from reports.models import ReportJob, Status
 from reports.registry import get_report
 from reports.tasks import run_in_foreground
@@ -48,7 +48,7 @@ REPORT = get_report(SLUG)
     ],
 )
 def test_admin_export_params_are_ids_or_a_changelist_query_only(params):
-    with pytest.raises(ParamsInvalid):
+    with pytest.raises(RequestInvalid):
         REPORT.clean_params(params)
 
 

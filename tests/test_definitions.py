@@ -5,7 +5,7 @@ import pytest
 from django.db.models import F
 
 import reports
-from reports.definitions import ParamsInvalid
+from reports.definitions import RequestInvalid
 from reports.registry import AlreadyRegistered, NotRegistered, get_report, register, unregister
 from shop.models import Order
 
@@ -128,7 +128,7 @@ class TestParams:
         "name", ["customer__password", "amount__gte", "id__in", "__class__", "status__regex", "pk"]
     )
     def test_orm_lookups_from_the_request_are_unknown_filters(self, name):
-        with pytest.raises(ParamsInvalid) as exc:
+        with pytest.raises(RequestInvalid) as exc:
             self.report.clean_params({name: "x"})
         assert "Unknown filter" in exc.value.errors[name][0]
 
@@ -145,12 +145,12 @@ class TestParams:
         ],
     )
     def test_wrong_values_get_field_errors(self, params, field):
-        with pytest.raises(ParamsInvalid) as exc:
+        with pytest.raises(RequestInvalid) as exc:
             self.report.clean_params(params)
         assert list(exc.value.errors) == [field]
 
     def test_params_must_be_an_object(self):
-        with pytest.raises(ParamsInvalid) as exc:
+        with pytest.raises(RequestInvalid) as exc:
             self.report.clean_params(["status", "paid"])
         assert "params" in exc.value.errors
 

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
-from reports.definitions import ParamsInvalid
+from reports.definitions import RequestInvalid
 from reports.events import NOTHING_MATCHED
 from reports.files import reports_storage
 from reports.models import Status
@@ -58,7 +58,7 @@ class Command(BaseCommand):
             raise CommandError(f"No report called {slug!r}. Reports: {slugs}.") from None
         except PermissionDenied as exc:
             raise CommandError(f"{user}: {exc}") from None
-        except ParamsInvalid as exc:
+        except RequestInvalid as exc:
             lines = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())
             raise CommandError(f"Invalid parameters: {lines}") from None
 
