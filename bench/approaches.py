@@ -80,7 +80,7 @@ class Echo:
 def streaming(path):
     """(c) The seed thread's answer: a streaming response over an iterator (consumed as a client would)."""
     writer = csv.writer(Echo())
-    rows = Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000)
+    rows = Order.objects.order_by("pk").values_list(*FIELDS).iterator(batch_rows=2000)
     response = StreamingHttpResponse((writer.writerow(row) for row in rows), content_type="text/csv")
     with open(path, "wb") as fh:
         for part in response.streaming_content:
@@ -94,7 +94,7 @@ def loop(path):
     with transaction.atomic(), open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(HEADER)
-        for row in Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000):
+        for row in Order.objects.order_by("pk").values_list(*FIELDS).iterator(batch_rows=2000):
             writer.writerow(row)
             n += 1
     return n
@@ -109,7 +109,7 @@ def xlsxwriter_loop(path):
     sheet.write_row(0, 0, HEADER)
     n = 0
     with transaction.atomic():
-        for n, row in enumerate(Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000), 1):
+        for n, row in enumerate(Order.objects.order_by("pk").values_list(*FIELDS).iterator(batch_rows=2000), 1):
             sheet.write_row(n, 0, row)
     book.close()
     return n
@@ -122,7 +122,7 @@ def json_loop(path):
     n = 0
     with open(path, "w", encoding="utf-8") as fh, transaction.atomic():
         fh.write("[")
-        for n, row in enumerate(Order.objects.order_by("pk").values_list(*FIELDS).iterator(chunk_size=2000), 1):
+        for n, row in enumerate(Order.objects.order_by("pk").values_list(*FIELDS).iterator(batch_rows=2000), 1):
             fh.write(
                 ("\n" if n == 1 else ",\n")
                 + json.dumps(dict(zip(names, row, strict=True)), default=str, ensure_ascii=False, separators=(",", ":"))

@@ -33,7 +33,7 @@ ENDINGS = {
 
 class ProgressNotifier:
     """Progress is saved on the row and pushed as `report.progress` at most every `interval` seconds
-    per job, and always at the last tick: a commit per chunk would cost a worker a tenth of its time.
+    per job, and always at the last tick: a commit per batch would cost a worker a tenth of its time.
 
     Progress is not stored as a notification: it would flood the table, and the row already holds it.
     """

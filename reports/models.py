@@ -253,7 +253,7 @@ class ReportJob(models.Model):
         return True
 
     def stop_segments(self) -> None:
-        """The job ended: segments not written stay so (a run writing one stops at its next chunk)."""
+        """The job ended: segments not written stay so (a run writing one stops at its next batch)."""
         self.segments.exclude(status__in=(SegmentStatus.DONE, SegmentStatus.FAILED)).update(
             status=SegmentStatus.CANCELLED, heartbeat_at=None
         )

@@ -1,7 +1,7 @@
 """The work of a report, in two kinds of runs: a segment's rows -> writer -> spool file -> segment
 object, and the segment objects -> one file in the reports storage.
 
-No more than one chunk of rows is in memory at a time. A segment's run saves its progress (and the
+No more than one batch of rows is in memory at a time. A segment's run saves its progress (and the
 job's, the sum over its segments) at most every REPORTS_PROGRESS_INTERVAL, and notices then that it
 must stop: the job was cancelled or failed, or the segment was given to another run. A segment
 object is written once complete and recorded on its row only by the run that holds the segment;
@@ -43,7 +43,7 @@ from .files import (
     store,
 )
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
-from .queries import report_frames
+from .queries import report_batches
 from .writers import FORMATS, Piece, SegmentInfo, Writer, WriterOptions
 
 logger = logging.getLogger(__name__)
@@ -70,16 +70,16 @@ def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
     return FORMATS[job.format].writer_class(fh, report.get_column_specs(), options)
 
 
-def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper_key, chunk_size: int) -> Iterator[int]:
+def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper_key, batch_rows: int) -> Iterator[int]:
     """Write the rows `after < pk <= upper_key` a batch at a time; yield the rows written after each."""
     queryset = report.get_report_queryset(job.params, job.owner)
-    for frame in report_frames(report, queryset, after, upper_key, chunk_size):
+    for frame in report_batches(report, queryset, after, upper_key, batch_rows):
         writer.write_batch(frame)
         yield frame.height
 
 
 def write_segment(
-    segment: ReportSegment, *, lease, chunk_size: int | None = None, on_progress: ProgressCallback | None = None
+    segment: ReportSegment, *, lease, batch_rows: int | None = None, on_progress: ProgressCallback | None = None
 ) -> None:
     """Write the segment's rows into its segment object and record it done. Raises Stopped."""
     job = segment.job
@@ -111,8 +111,8 @@ def write_segment(
             writer.open_segment()
             done = 0
             # Closed at once when progress() raises: the read in progress is cancelled then.
-            chunk_size = chunk_size or conf.REPORTS_CHUNK_SIZE
-            rows = written_batches(job, report, writer, segment.after, segment.upper_key, chunk_size)
+            batch_rows = batch_rows or conf.REPORTS_CHUNK_SIZE
+            rows = written_batches(job, report, writer, segment.after, segment.upper_key, batch_rows)
             with contextlib.closing(rows):
                 for count in rows:
                     done += count
@@ -250,8 +250,8 @@ def write_at_most(job: ReportJob, report: Report, writer: Writer, fh: BinaryIO, 
     past REPORTS_INSTANT_MAX_BYTES: the rows written."""
     max_bytes, rows = conf.REPORTS_INSTANT_MAX_BYTES, 0
     queryset = report.get_report_queryset(job.params, job.owner)
-    chunk_size = min(conf.REPORTS_CHUNK_SIZE, limit + 1)
-    with contextlib.closing(report_frames(report, queryset, None, job.upper_key, chunk_size)) as frames:
+    batch_rows = min(conf.REPORTS_CHUNK_SIZE, limit + 1)
+    with contextlib.closing(report_batches(report, queryset, None, job.upper_key, batch_rows)) as frames:
         for frame in frames:
             if rows + frame.height > limit:
                 raise NotInstant(f"more than {limit:,} rows")

@@ -46,13 +46,13 @@ def key_cuts(queryset: QuerySet, upper_key, positions: list[int]) -> list:
     return keys
 
 
-def report_frames(report, queryset: QuerySet, after, upper_key, chunk_size: int) -> Iterator[pl.DataFrame]:
+def report_batches(report, queryset: QuerySet, after, upper_key, batch_rows: int) -> Iterator[pl.DataFrame]:
     """The report's rows `after < pk <= upper_key`, in key order, as batches of its columns (Polars frames,
     typed as the writers take them: reports.writers.base.frame_from_rows).
 
     On PostgreSQL, one query read as Arrow batches of about ADBC_BATCH_BYTES through the ADBC driver
     (binary COPY on a connection of its own: one plan, one snapshot, no Python object per value),
-    cut to at most `chunk_size` rows. Elsewhere, `chunk_size` rows at a time by keyset queries, made
+    cut to at most `batch_rows` rows. Elsewhere, `batch_rows` rows at a time by keyset queries, made
     batches in Python.
     """
     if upper_key is None:
@@ -60,16 +60,16 @@ def report_frames(report, queryset: QuerySet, after, upper_key, chunk_size: int)
     rows = key_range(queryset, after, upper_key)
     fetch = report.get_fetch_specs()
     batches = (
-        adbc_frames(rows, fetch, chunk_size)
+        adbc_batches(rows, fetch, batch_rows)
         if connections[queryset.db].vendor == "postgresql"
-        else (frame_from_rows(fetch, chunk) for chunk in row_chunks(rows, [s.name for s in fetch], chunk_size))
+        else (frame_from_rows(fetch, values) for values in row_batches(rows, [s.name for s in fetch], batch_rows))
     )
     make_frame = report.get_frame_maker()
     for frame in batches:
         yield make_frame(frame)
 
 
-def adbc_frames(rows: QuerySet, fetch: list[ColumnSpec], chunk_size: int) -> Iterator[pl.DataFrame]:
+def adbc_batches(rows: QuerySet, fetch: list[ColumnSpec], batch_rows: int) -> Iterator[pl.DataFrame]:
     """The rows' fields as frames, through ADBC. Text is cast to text in SQL, so that any text-like
     type (varchar, uuid, json...) arrives as a string. Decimals arrive in PostgreSQL's binary form,
     made into the text numeric_out writes by the driver (numeric_digits): that is work PostgreSQL,
@@ -91,7 +91,7 @@ def adbc_frames(rows: QuerySet, fetch: list[ColumnSpec], chunk_size: int) -> Ite
             for batch in cursor.fetch_record_batch()
         )
         for batch in read_ahead(batches):
-            yield from batch.iter_slices(chunk_size)
+            yield from batch.iter_slices(batch_rows)
 
 
 # How ADBC's PostgreSQL driver writes numeric's special values, and how PostgreSQL itself does.
@@ -160,16 +160,16 @@ def adbc_uri(settings_dict: dict) -> str:
     )
 
 
-def row_chunks(rows: QuerySet, fields: list[str], chunk_size: int) -> Iterator[list[tuple]]:
-    """The rows' fields, `chunk_size` rows at a time, by keyset queries `pk > last`: no read holds a
-    lock or a transaction between chunks."""
+def row_batches(rows: QuerySet, fields: list[str], batch_rows: int) -> Iterator[list[tuple]]:
+    """The rows' fields, `batch_rows` rows at a time, by keyset queries `pk > last`: no read holds a
+    lock or a transaction between batches."""
     keyed = rows.values_list("pk", *fields)
     last = None
     while True:
-        chunk = list((keyed if last is None else keyed.filter(pk__gt=last))[:chunk_size])
-        if not chunk:
+        batch = list((keyed if last is None else keyed.filter(pk__gt=last))[:batch_rows])
+        if not batch:
             return
-        last = chunk[-1][0]
-        yield [row[1:] for row in chunk]
-        if len(chunk) < chunk_size:
+        last = batch[-1][0]
+        yield [row[1:] for row in batch]
+        if len(batch) < batch_rows:
             return

@@ -201,12 +201,12 @@ def retry_report(job: ReportJob) -> ReportJob:
 
 
 def cancel_report(job: ReportJob, *, by=None) -> ReportJob:
-    """A queued job never starts; a running one stops at its next chunk and leaves no file.
+    """A queued job never starts; a running one stops at its next batch and leaves no file.
 
     The owner's pages are told at once; the owner is notified to keep (a toast, the bell) only when
     someone else (`by`, e.g. staff in the admin) cancelled it: what one did oneself needs no notice.
     """
-    # Running segments see the cancel at their next chunk and store nothing.
+    # Running segments see the cancel at their next batch and store nothing.
     if not end_job(job, Status.CANCELLED, tell=KEPT if by is not None and by.pk != job.owner_id else PAGES):
         job.refresh_from_db()
         raise JobConflict(f"The job is {job.status} and can no longer be cancelled.")

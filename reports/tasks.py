@@ -54,7 +54,7 @@ def tick_schedules() -> None:
         logger.info("Started %s scheduled report%s.", started, "" if started == 1 else "s")
 
 
-def run_in_foreground(job: ReportJob, *, chunk_size: int | None = None, on_progress=None) -> bool:
+def run_in_foreground(job: ReportJob, *, batch_rows: int | None = None, on_progress=None) -> bool:
     """The whole job in this process (the export_report command, tests): the same plan, segments and
     join, nothing queued. False when the job was no longer queued."""
     if not runs.start(job):
@@ -63,7 +63,7 @@ def run_in_foreground(job: ReportJob, *, chunk_size: int | None = None, on_progr
         job.refresh_from_db()
         return True
     while segment := runs.claim_next(job, states=(SegmentStatus.PENDING, SegmentStatus.QUEUED)):
-        if not write(segment, chunk_size=chunk_size, on_progress=on_progress, again=False):
+        if not write(segment, batch_rows=batch_rows, on_progress=on_progress, again=False):
             break
     if runs.claim_join(job):
         join(job, again=False)

@@ -54,7 +54,7 @@ def browser():
 
 @pytest.fixture
 def stack(web_server, start_worker):
-    """The web server + one RQ worker; small chunks on the Python path so progress is visible."""
+    """The web server + one RQ worker; small batches on the Python path so progress is visible."""
     demo.seed(ORDERS)
     start_worker(REPORTS_CHUNK_SIZE=50, REPORTS_PROGRESS_INTERVAL=0, SLOW_REPORT_SECONDS_PER_ROW=0.01)
     SHOTS.mkdir(exist_ok=True)

@@ -76,7 +76,7 @@ def test_the_choice_is_stored_listed_and_kept_by_a_retry(alice_client, alice):
 def test_every_format_writes_the_chosen_columns_in_order(alice, fmt):
     demo.seed(120)
     job = ReportJob.objects.create(owner=alice, report="orders", format=fmt, columns=CHOSEN)
-    assert run_in_foreground(job, chunk_size=50)
+    assert run_in_foreground(job, batch_rows=50)
     job.refresh_from_db()
     assert job.status == Status.SUCCEEDED and job.rows_done == 120, job.error
     data = job.file.open("rb").read()
@@ -143,7 +143,7 @@ def test_the_demos_database_computed_columns_arrive_in_the_file(alice):
     """The order-totals demo report: `net` and `shipped` are SQL expressions, read like plain columns."""
     demo.seed(200)
     job = ReportJob.objects.create(owner=alice, report="order-totals", format="csv", columns=["id", "net", "shipped"])
-    assert run_in_foreground(job, chunk_size=30)
+    assert run_in_foreground(job, batch_rows=30)
     job.refresh_from_db()
     rows = list(csv.reader(io.StringIO(job.file.open("rb").read().decode())))
     orders = Order.objects.order_by("pk")

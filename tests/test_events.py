@@ -32,7 +32,7 @@ def test_progress_is_throttled_but_the_last_tick_always_goes(alice, sent, monkey
     notifier = events.ProgressNotifier(interval=1.0)
     job = running_job(alice, rows_total=600)
     for done in (0, 100, 200, 300, 400, 600):
-        # as the pipeline does after each chunk
+        # as the pipeline does after each batch
         if notifier.due(done, job.rows_total):
             job.rows_done = done
             notifier.push(job)

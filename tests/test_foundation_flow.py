@@ -160,7 +160,7 @@ def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(order
     status, job = post_job(client, {"report": "slow-orders", "format": "csv"})
     assert status == 202
     start_worker(REPORTS_CHUNK_SIZE=100, SLOW_REPORT_SECONDS_PER_ROW=0.002)
-    wait_for(lambda: ReportJob.objects.get(pk=job["id"]).rows_done >= 100, message="the first chunks")
+    wait_for(lambda: ReportJob.objects.get(pk=job["id"]).rows_done >= 100, message="the first batches")
 
     response = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
     assert response.status_code == 200
@@ -169,7 +169,7 @@ def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(order
     wait_for(lambda: not list(reports_spool().glob(f"{job['id']}-*")), timeout=30, message="the run to stop")
     row = ReportJob.objects.get(pk=job["id"])
     stopped_at = (row.rows_done, list(row.segments.values_list("rows_done", flat=True)))
-    # a chunk written after the cancel would move these on
+    # a batch written after the cancel would move these on
     time.sleep(1)
     row.refresh_from_db()
     assert (row.rows_done, list(row.segments.values_list("rows_done", flat=True))) == stopped_at

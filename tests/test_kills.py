@@ -143,7 +143,7 @@ def taken_entry(name: str) -> int | None:
 def test_forty_kills_at_random_moments_cost_at_most_their_segment(alice, settings, start_worker, start_sweeper):
     demo.seed(20_000)
     settings.REPORTS_MAX_JOBS_PER_MINUTE = 1000
-    # (Parquet's row groups follow the batches read: the reference reads in the workers' chunks.)
+    # (Parquet's row groups follow the batches read: the reference reads in the workers' batches.)
     same = {"REPORTS_SEGMENT_ROWS": ENV["REPORTS_SEGMENT_ROWS"], "REPORTS_CHUNK_SIZE": ENV["REPORTS_CHUNK_SIZE"]}
     expected = {fmt: reference(alice, "paced-orders", fmt, settings, **same) for fmt in FORMATS}
     rng = random.Random(20261203)

@@ -1,4 +1,4 @@
-"""Reading a report's rows: ADBC batches (PostgreSQL) and keyset chunks (elsewhere) hold exactly what
+"""Reading a report's rows: ADBC batches (PostgreSQL) and keyset batches (elsewhere) hold exactly what
 the ORM returns, typed as the writers take them; segment cuts are the keys at the given row numbers."""
 
 import datetime as dt
@@ -11,7 +11,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Concat, Upper
 
 from reports import Column, Report
-from reports.queries import adbc_frames, adbc_uri, key_cuts, key_range, report_frames, row_chunks
+from reports.queries import adbc_batches, adbc_uri, key_cuts, key_range, report_batches, row_batches
 from reports.registry import get_report
 from reports.writers import ColumnSpec
 from shop import demo
@@ -54,7 +54,7 @@ def test_batches_hold_what_the_orm_returns_datetimes_and_decimals_included():
     report = get_report("orders")
     queryset = report.get_report_queryset({}, None)
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    frames = list(report_frames(report, queryset, None, upper, 100))
+    frames = list(report_batches(report, queryset, None, upper, 100))
     specs = report.get_column_specs()
     assert all(list(f.columns) == [s.name for s in specs] for f in frames)
     streamed = [row for frame in frames for row in python_values(frame, specs)]
@@ -67,7 +67,7 @@ def test_expression_columns_are_computed_by_the_database_and_python_ones_per_bat
     report = ExpressionOrders()
     assert [s.kind for s in report.get_column_specs()] == ["integer", "decimal", "decimal", "text", "text"]
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    frames = list(report_frames(report, report.get_report_queryset({}, None), None, upper, 100))
+    frames = list(report_batches(report, report.get_report_queryset({}, None), None, upper, 100))
     got = [row for frame in frames for row in frame.iter_rows()]
     expected = [
         (o.id, f"{o.amount:.2f}", f"{o.amount - o.quantity:.2f}", f"{o.country.upper()}!", (o.note or "")[:3])
@@ -88,7 +88,7 @@ def test_decimals_are_the_text_postgresql_writes_special_values_included():
         output_field=DecimalField(),
     )
     rows = key_range(Order.objects.annotate(value=value), None, Order.objects.aggregate(Max("pk"))["pk__max"])
-    frames = list(adbc_frames(rows, [ColumnSpec("value", "Value", "decimal")], 100))
+    frames = list(adbc_batches(rows, [ColumnSpec("value", "Value", "decimal")], 100))
     expected = list(rows.annotate(text=Cast("value", TextField())).values_list("text", flat=True))
     assert {"NaN", "Infinity", "-Infinity"} <= set(expected) and any(t.startswith("-0.0000") for t in expected)
     assert [text for frame in frames for text in frame["value"].to_list()] == expected
@@ -99,8 +99,8 @@ def test_a_key_range_reads_exactly_its_rows_either_way():
     report = get_report("orders")
     keys = list(Order.objects.filter(status="paid").order_by("pk").values_list("pk", flat=True))
     queryset = report.get_report_queryset({"status": "paid"}, None)
-    by_adbc = [row[0] for frame in report_frames(report, queryset, keys[10], keys[-5], 7) for row in frame.iter_rows()]
-    chunks = list(row_chunks(key_range(queryset, keys[10], keys[-5]), ["id"], 7))
+    by_adbc = [row[0] for frame in report_batches(report, queryset, keys[10], keys[-5], 7) for row in frame.iter_rows()]
+    chunks = list(row_batches(key_range(queryset, keys[10], keys[-5]), ["id"], 7))
     assert by_adbc == [row[0] for chunk in chunks for row in chunk] == keys[11:-4]
     assert all(len(chunk) <= 7 for chunk in chunks)
 
@@ -109,7 +109,7 @@ def test_closing_the_batches_early_ends_the_query():
     demo.seed(3000)
     report = get_report("orders")
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    frames = report_frames(report, report.get_report_queryset({}, None), None, upper, 100)
+    frames = report_batches(report, report.get_report_queryset({}, None), None, upper, 100)
     next(frames)
     frames.close()
 

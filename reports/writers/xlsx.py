@@ -7,7 +7,7 @@ carry no row number (`r` is optional in ECMA-376 and Excel, LibreOffice and Goog
 rows without it), so a segment does not depend on the others; the join starts a new sheet where
 adding the next segment would pass Excel's row limit, and the plan cuts segments at those rows, so
 the sheets roll over exactly there. Inline strings (no shared-string table), one XML string and one
-deflate call per chunk. Excel has no time zones: datetimes are written in the report's zone.
+deflate call per batch. Excel has no time zones: datetimes are written in the report's zone.
 """
 
 from __future__ import annotations

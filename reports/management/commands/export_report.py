@@ -31,9 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="A filter value.")
         parser.add_argument("--columns", metavar="A,B,...", help="Some of the report's columns, in this order.")
         parser.add_argument("--output", help="Also copy the finished file here ('-' for standard output).")
-        parser.add_argument("--chunk-size", type=int, help="Rows per chunk (default: REPORTS_CHUNK_SIZE).")
+        parser.add_argument(
+            "--chunk-size", type=int, dest="batch_rows", help="Rows read at a time (default: REPORTS_CHUNK_SIZE)."
+        )
 
-    def handle(self, *args, slug, listing, format, user, param, columns, output, chunk_size, **options):
+    def handle(self, *args, slug, listing, format, user, param, columns, output, batch_rows, **options):
         owner = get_user_model().objects.filter(username=user).first() if user else None
         if user and owner is None:
             raise CommandError(f"No user called {user!r}.")
@@ -41,7 +43,7 @@ class Command(BaseCommand):
             return self.list_reports(owner)
         if not (slug and user):
             raise CommandError("Name a report and a user: export_report SLUG --user USERNAME (--list shows reports).")
-        if chunk_size is not None and chunk_size < 1:
+        if batch_rows is not None and batch_rows < 1:
             raise CommandError("--chunk-size must be at least 1.")
         params = dict(parse_param(p) for p in param)
         try:
@@ -64,7 +66,7 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         show_bar = self.stderr.isatty() if hasattr(self.stderr, "isatty") else sys.stderr.isatty()
-        run_in_foreground(job, chunk_size=chunk_size, on_progress=self.bar(started) if show_bar else None)
+        run_in_foreground(job, batch_rows=batch_rows, on_progress=self.bar(started) if show_bar else None)
         if show_bar:
             self.say("")
         if job.status == Status.FAILED:
