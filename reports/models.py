@@ -60,6 +60,9 @@ class ReportJobQuerySet(models.QuerySet):
 
 
 class Delivery(models.TextChoices):
+    """How a job's file reaches its owner. A request asks for "auto" (instant when small enough) or
+    "background"; the job records the delivery it got."""
+
     # queued, written by workers, stored, then downloaded
     BACKGROUND = "background", "In the background"
     # small: written by the web process into the download itself, not stored

@@ -1,5 +1,7 @@
 """Reading a report's rows: where its segments are cut, and a key range of its queryset as batches
-of columns."""
+of columns. A batch is the rows read and formatted at a time: at most REPORTS_CHUNK_SIZE rows, held
+as one Polars frame (on PostgreSQL cut from ADBC's Arrow record batches, elsewhere read by keyset
+queries); a worker holds the one it formats and the few read ahead of it (read_ahead)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,14 @@
-"""A report as a batch of segments: its plan, who runs what, heartbeats, deaths, retries, the join.
+"""The runs of a report: its plan, who runs what, heartbeats, deaths, retries, the join.
+
+Words (one thing each, here and in every module):
+- segment: one key range of a job's rows, `after < pk <= upper_key` (a ReportSegment row), written
+  into one segment object; the unit of work, of retry and of distribution.
+- run: one RQ task's go at a segment (a segment's run) or at the job itself (the job's own run:
+  plan, then join); `attempts` counts them.
+- lease: a run's hold on its row, kept by a heartbeat thread (Lease); a run whose lease is lost stops.
+- join: putting a job's segment objects together into its one file (reports.pipeline.join_segments).
+- batch: the rows read and formatted at a time (reports.queries); a spool file: a run's file on
+  its worker's disk (reports.files); delivery: how a file reaches its owner (models.Delivery).
 
 The plan cuts the rows `pk <= upper_key` (the last key when the job starts) into key ranges that one
 worker writes in about REPORTS_SEGMENT_SECONDS (or of REPORTS_SEGMENT_ROWS rows), stored as
