@@ -17,7 +17,6 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import FieldError, PermissionDenied, SuspiciousOperation, ValidationError
 from django.db import DatabaseError
 from django.http import HttpRequest, QueryDict
-from django.test import RequestFactory
 
 from .definitions import Report, RequestInvalid
 from .registry import is_registered, register
@@ -33,8 +32,12 @@ def admin_report_slug(model) -> str:
 
 
 def admin_request(user, query: str = "") -> HttpRequest:
-    """A GET request to the changelist as `user`, for the ModelAdmin's per-request hooks."""
-    request = RequestFactory().get("/", QueryDict(query))
+    """A GET request to the changelist as `user`, for the ModelAdmin's per-request hooks (a run has
+    no request of its own: it may be a worker's, hours later)."""
+    request = HttpRequest()
+    request.method = "GET"
+    request.GET = QueryDict(query)
+    request.META = {"QUERY_STRING": query, "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
     request.user = user
     return request
 
