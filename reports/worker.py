@@ -1,14 +1,13 @@
 """The RQ worker for reports (settings.RQ["WORKER_CLASS"]): it tells the rows at once when its
 work-horse dies, clears what killed runs left in its spool folder when it starts and now and then,
 and outlives Redis going away (RQ's own worker quits when Redis fails it anywhere but in waiting for
-a job: here it logs and waits, as RQ does there; the rows say what to do once Redis is back)."""
+a job, where it backs off until Redis is back: here every other call logs and goes on, so that the
+wait is RQ's; the rows say what to do once Redis is back)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import random
-import time
 
 from django.db import DatabaseError, connections
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -43,18 +42,13 @@ class ReportsWorker(Worker):
             # the next work-horse is forked from this process: share no connection
             connections.close_all()
 
-    def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
-        """Wait for a job; with Redis away, wait for Redis (backing off up to a minute, with jitter)."""
-        pause = 1.0
-        while True:
-            try:
-                return super().dequeue_job_and_maintain_ttl(*args, **kwargs)
-            except RedisConnectionError as exc:
-                if self._stop_requested:
-                    return None
-                self.log.warning("Worker %s: Redis is away (%s); trying again in %.0f s.", self.name, exc, pause)
-                time.sleep(pause * random.uniform(0.8, 1.2))
-                pause = min(pause * 2, 60)
+    def set_state(self, *args, **kwargs):
+        # Redis away: RQ's own wait for a job, which starts by saying the worker is idle, backs off
+        # until it is back.
+        try:
+            super().set_state(*args, **kwargs)
+        except RedisConnectionError as exc:
+            self.log.warning("Worker %s: could not record its state in Redis (%s); going on.", self.name, exc)
 
     def execute_job(self, job, queue):
         self.horse_killed = False
