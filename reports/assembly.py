@@ -17,6 +17,7 @@ import mimetypes
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from django.core.files.storage import Storage
 from isal import isal_zlib
@@ -112,18 +113,18 @@ class S3Assembly:
     """A multipart upload of the pieces: big slices copied by S3, the rest uploaded in parts of at
     least MIN_PART bytes, streamed."""
 
-    def __init__(self, storage, name: str):
+    def __init__(self, storage: Any, name: str):
         self.storage = storage
         self.name = storage.get_available_name(name)
         self.client = storage.connection.meta.client
         self.bucket = storage.bucket_name
-        self.parts: list[dict] = []
+        self.parts: list[dict[str, Any]] = []
         self.copied = 0
         self.buffer = bytearray()
 
     def key(self, name: str) -> str:
         # the storage's own location prefix, as save() uses
-        return self.storage._normalize_name(name)
+        return str(self.storage._normalize_name(name))
 
     def run(self, pieces: Sequence[Piece]) -> tuple[str, int]:
         content_type = mimetypes.guess_type(self.name)[0] or "application/octet-stream"

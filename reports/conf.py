@@ -3,6 +3,7 @@ its settings module; the app reads them as `conf.REPORTS_…`, which falls back 
 with none set."""
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -39,7 +40,7 @@ DEFAULTS = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """`conf.REPORTS_…`: the project's setting where it has one, else the default, read at each use
     (nothing is written onto django.conf.settings; an override in a test is seen at once)."""
     if name in DEFAULTS:

@@ -10,6 +10,7 @@ segment objects are deleted, and the owner hears of it once the transaction comm
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from django.db import transaction
 
@@ -23,7 +24,7 @@ from .models import Delivery, ReportJob, Status
 KEPT, PAGES, ROW, SILENT = "kept", "pages", "row", "silent"
 
 
-def end_job(job: ReportJob, status: str, *, tell: str = KEPT, **fields) -> bool:
+def end_job(job: ReportJob, status: str, *, tell: str = KEPT, **fields: Any) -> bool:
     """Move the job to `status` (saving `fields` with it) and clean up after it; False when it had
     ended already, or may not move there."""
     if not job.transition(status, **fields):

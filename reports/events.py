@@ -24,7 +24,7 @@ from .writers import FORMATS
 logger = logging.getLogger(__name__)
 NOTHING_MATCHED = "0 rows — nothing matched the filters"
 NOTHING_MATCHES = "Nothing matches these filters: there is nothing to export."
-ENDINGS = {
+ENDINGS: dict[str, tuple[str, str]] = {
     Status.SUCCEEDED: ("report.ready", "Your report is ready"),
     Status.FAILED: ("report.failed", "Your report failed"),
     Status.CANCELLED: ("report.cancelled", "Your report was cancelled"),

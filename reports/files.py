@@ -20,7 +20,9 @@ from django.utils.text import slugify
 from . import conf
 from .writers import FORMATS
 
-SPOOL_NAME = re.compile(r"^(?P<job>[0-9a-f-]{36})-(?:s(?P<segment>\d+)|join)-a(?P<attempt>\d+)\.part$")
+SPOOL_NAME = re.compile(
+    r"^(?P<job>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-(?:s(?P<segment>\d+)|join)-a(?P<attempt>\d+)\.part$"
+)
 # A segment object's name in its job's folder (segment_name; a storage may add "_<random>" to a taken name).
 SEGMENT_OBJECT = re.compile(r"^\d+-a\d+(?:_[A-Za-z0-9]+)?\.seg$")
 

@@ -4,10 +4,12 @@ process's own open websockets. Served by reports.views.metrics behind a bearer t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.db.models import Count, F, Min, Q, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis.exceptions import RedisError
 
 from notifications.services import open_sockets
@@ -16,9 +18,9 @@ from . import queues
 from .models import ReportDownload, ReportJob, ReportSegment, Status
 
 # seconds
-DURATION_BUCKETS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600]
+DURATION_BUCKETS: list[float] = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600]
 # rows a second
-SPEED_BUCKETS = [1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000]
+SPEED_BUCKETS: list[float] = [1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000]
 
 
 def histogram(name: str, documentation: str, values: list[float], buckets: list[float]) -> HistogramMetricFamily:
@@ -27,7 +29,7 @@ def histogram(name: str, documentation: str, values: list[float], buckets: list[
 
 
 class ReportsCollector:
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("reports_jobs", "Report jobs by status and format.", labels=["status", "format"])
         for row in ReportJob.objects.values("status", "format").annotate(n=Count("pk")).order_by():
             jobs.add_metric([row["status"], row["format"]], row["n"])
@@ -53,10 +55,10 @@ class ReportsCollector:
         yield CounterMetricFamily("reports_segment_retries", "Runs of segments beyond their first.", value=retries)
         yield CounterMetricFamily("reports_downloads", "Report files downloaded.", value=ReportDownload.objects.count())
         oldest = ReportJob.objects.filter(status=Status.QUEUED).aggregate(at=Min("created_at"))["at"]
-        age = (timezone.now() - oldest).total_seconds() if oldest else 0
+        age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily("reports_oldest_queued_job_age_seconds", "Age of the oldest queued job.", value=age)
         try:
-            depth = queues.reports_queue().count
+            depth: float = queues.reports_queue().count
         except RedisError:
             # Redis away: no figure rather than a wrong one
             depth = float("nan")

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any
 
 import django_rq
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.cron import CronJob, CronScheduler
@@ -37,18 +39,18 @@ def reports_queue() -> Queue:
     return django_rq.get_queue(QUEUE_NAME, commit_mode="auto")
 
 
-def redis_connection():
+def redis_connection() -> Redis:
     """The reports queue's Redis connection (also for the web tier's counters, reports.downloads)."""
     return reports_queue().connection
 
 
 @receiver(setting_changed)
-def _forget_queue(setting, **kwargs) -> None:
+def _forget_queue(setting: str, **kwargs: Any) -> None:
     if setting == "RQ_QUEUES":
         reports_queue.cache_clear()
 
 
-def enqueue(task: str, *args, rq_job_id: str, at_front: bool = False) -> bool:
+def enqueue(task: str, *args: Any, rq_job_id: str, at_front: bool = False) -> bool:
     """Put `reports.tasks.<task>(*args)` on the queue under `rq_job_id` (first in line with `at_front`);
     False if Redis is unreachable."""
     try:
@@ -69,7 +71,7 @@ def enqueue(task: str, *args, rq_job_id: str, at_front: bool = False) -> bool:
 
 def job_heartbeat_seconds() -> int:
     """How often a ReportsWorker tells Redis it still runs its job: well within the stale window."""
-    return max(1, min(5, conf.REPORTS_STALE_AFTER_SECONDS // 4))
+    return max(1, min(5, int(conf.REPORTS_STALE_AFTER_SECONDS) // 4))
 
 
 def is_live(rq_job_id: str) -> bool:
@@ -127,7 +129,7 @@ class QueuedCronJob(CronJob):
     """An RQ cron job put on the reports queue the way every task here is: by dotted path, with the
     queue's serializer (JSON; RQ's own CronJob would pickle it for a worker that reads no pickle)."""
 
-    def enqueue(self, connection) -> Job:
+    def enqueue(self, connection: Redis) -> Job:
         return reports_queue().enqueue_call(
             self.func_name, args=self.args, kwargs=self.kwargs, timeout=60, result_ttl=600, failure_ttl=7 * 24 * 3600
         )

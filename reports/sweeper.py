@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from django.db.models import Q
@@ -141,7 +142,7 @@ def spool_run_is_live(path: Path) -> bool:
     match = SPOOL_NAME.match(path.name)
     if match is None:
         return False
-    job, attempt = match["job"], int(match["attempt"])
+    job, attempt = uuid.UUID(match["job"]), int(match["attempt"])
     if match["segment"] is not None:
         return ReportSegment.objects.filter(
             job_id=job, index=int(match["segment"]), attempts=attempt, status=SegmentStatus.RUNNING
@@ -185,7 +186,7 @@ def sweep(now: dt.datetime | None = None) -> dict[str, int]:
     """Every step once; a step that cannot reach Redis or the database is logged and left for next time."""
     now = now or timezone.now()
     counts: dict[str, int] = {}
-    steps = {
+    steps: dict[str, Callable[[dt.datetime], int]] = {
         "taken_over": take_over_dead_runs,
         "requeued": requeue_lost,
         "expired": expire_files,

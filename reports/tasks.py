@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.core.exceptions import PermissionDenied
 
@@ -54,7 +56,9 @@ def tick_schedules() -> None:
         logger.info("Started %s scheduled report%s.", started, "" if started == 1 else "s")
 
 
-def run_in_foreground(job: ReportJob, *, batch_rows: int | None = None, on_progress=None) -> bool:
+def run_in_foreground(
+    job: ReportJob, *, batch_rows: int | None = None, on_progress: pipeline.ProgressCallback | None = None
+) -> bool:
     """The whole job in this process (the export_report command, tests): the same plan, segments and
     join, nothing queued. False when the job was no longer queued."""
     if not runs.start(job):
@@ -71,7 +75,9 @@ def run_in_foreground(job: ReportJob, *, batch_rows: int | None = None, on_progr
     return True
 
 
-def guarded(work, lease: Lease, *, job: ReportJob, retry, again: bool, what: str) -> bool:
+def guarded(
+    work: Callable[[Lease], object], lease: Lease, *, job: ReportJob, retry: Callable[..., None], again: bool, what: str
+) -> bool:
     """Run `work(lease)` (a plan, a segment's write or a join) while `lease` keeps its row's heartbeat;
     True when it finished. Stopped (the job ended meanwhile): False. A refusal (the owner may no longer
     run the report, or its parameters no longer hold) fails the job at once; any other error is logged
@@ -107,7 +113,7 @@ def plan(job: ReportJob) -> bool:
     )
 
 
-def write(segment: ReportSegment, *, again: bool = True, **options) -> bool:
+def write(segment: ReportSegment, *, again: bool = True, **options: Any) -> bool:
     """Write the segment; True when it is done. A run that raised is given up (and, with `again`,
     the segment queued for another run, up to REPORTS_MAX_ATTEMPTS)."""
     return guarded(
