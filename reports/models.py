@@ -94,7 +94,7 @@ class ReportJob(models.Model):
     format = models.CharField(max_length=20)
     params = models.JSONField(default=dict, blank=True)
     columns = models.JSONField(default=list, blank=True, help_text="The chosen columns in order (empty: all).")
-    delivery = models.CharField(max_length=10, choices=Delivery.choices, default=Delivery.BACKGROUND)
+    delivery = models.CharField(max_length=10, choices=Delivery, default=Delivery.BACKGROUND)
     schedule = models.ForeignKey(
         "ReportSchedule",
         on_delete=models.SET_NULL,
@@ -104,7 +104,7 @@ class ReportJob(models.Model):
         help_text="The schedule this run is of, if any.",
     )
     slot = models.DateTimeField(null=True, blank=True, help_text="The schedule's slot this run is for.")
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(max_length=10, choices=Status, default=Status.QUEUED, db_index=True)
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(null=True, blank=True)
     upper_key = models.JSONField(null=True, blank=True, help_text="The last key of the report's rows when it started.")
@@ -304,7 +304,7 @@ class ReportSegment(models.Model):
     )
     upper_key = models.JSONField(null=True, blank=True, help_text="The last key of this segment (none: no rows).")
     rows_planned = models.BigIntegerField(default=0)
-    status = models.CharField(max_length=10, choices=SegmentStatus.choices, default=SegmentStatus.PENDING)
+    status = models.CharField(max_length=10, choices=SegmentStatus, default=SegmentStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     rows_done = models.BigIntegerField(default=0)
     file = models.CharField(max_length=500, blank=True, help_text="The segment object's name in the reports storage.")
@@ -392,7 +392,7 @@ class ReportSchedule(models.Model):
     format = models.CharField(max_length=20)
     params = models.JSONField(default=dict, blank=True, help_text="Filters; dates may be relative ('last month').")
     columns = models.JSONField(default=list, blank=True, help_text="The chosen columns in order (empty: all).")
-    frequency = models.CharField(max_length=10, choices=Frequency.choices)
+    frequency = models.CharField(max_length=10, choices=Frequency)
     weekdays = models.JSONField(default=list, blank=True, help_text="Weekly: the days, 0 = Monday ... 6 = Sunday.")
     day_of_month = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Monthly: 1-31 (or the last day).")
     time = models.TimeField(help_text="The time of day of each run, in the schedule's time zone.")
