@@ -26,13 +26,13 @@ from reports.registry import get_report  # noqa: E402
 from shop.models import Order  # noqa: E402
 
 REPORT = get_report("orders")
-FIELDS = REPORT.get_fetch_fields()
-HEADER = [spec.label for spec in REPORT.get_column_specs()]
+FIELDS = REPORT.layout().fetch_fields()
+HEADER = [spec.label for spec in REPORT.layout().column_specs()]
 
 
 def copy(path, report=REPORT):
     """(a) The limit: PostgreSQL COPY of the report's query, straight into a file."""
-    rows = report.annotate_expressions(report.get_queryset()).order_by("pk").values_list(*report.get_fetch_fields())
+    rows = report.layout().annotate(report.get_queryset()).order_by("pk").values_list(*report.layout().fetch_fields())
     sql, params = rows.query.sql_with_params()
     copy_sql = f"COPY ({connection.ops.compose_sql(sql, params)}) TO STDOUT WITH (FORMAT csv)"
     with open(path, "wb") as fh, connection.cursor() as cursor, cursor.copy(copy_sql) as cp:
@@ -118,7 +118,7 @@ def xlsxwriter_loop(path):
 def json_loop(path):
     """json.dumps of each row of values_list().iterator(): the JSON baseline (decimals as strings,
     datetimes as ISO text, as the pipeline writes them)."""
-    names = [spec.name for spec in REPORT.get_column_specs()]
+    names = [spec.name for spec in REPORT.layout().column_specs()]
     n = 0
     with open(path, "w", encoding="utf-8") as fh, transaction.atomic():
         fh.write("[")

@@ -91,7 +91,7 @@ def columns_page(modeladmin, request, queryset, fmt: str, action: str, across: b
             "opts": opts,
             "action": action,
             "format_label": FORMATS[fmt].label,
-            "columns": report.get_column_specs(),
+            "columns": report.layout().column_specs(),
             "storage_key": f"reports.columns.{report.slug}",
             "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
             "select_across": across,

@@ -78,7 +78,7 @@ def report_as_dict(report) -> dict:
         "description": report.description,
         "formats": [{"name": name, "label": FORMATS[name].label} for name in report.get_formats()],
         "filters": [filter_as_dict(name, field) for name, field in form.fields.items()],
-        "columns": [{"name": spec.name, "label": spec.label} for spec in report.get_column_specs()],
+        "columns": [{"name": spec.name, "label": spec.label} for spec in report.layout().column_specs()],
     }
 
 

@@ -8,6 +8,7 @@ the report's author, never taken from the request.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import decimal
 import itertools
@@ -232,6 +233,8 @@ class Report:
     `get_permission()`, `has_permission(user)`, `get_title()`, `check_request(cleaned, user)` (refuse
     a request: raise RequestInvalid), and `value_<column>(row)` for columns computed in Python.
     Declarations are checked by `manage.py check` (`Report.check`: reports.E001 to E007).
+    A report holds what its author declares and no state of a run: what a run reads and writes is
+    its `layout(columns)`, a Layout.
     """
 
     slug: ClassVar[str] = ""
@@ -250,8 +253,6 @@ class Report:
     csv_delimiter: ClassVar[str] = ","
     # shown on the report page and in GET /api/reports/
     listed: ClassVar[bool] = True
-    # the columns a run asked for, in its order (None: all, as declared)
-    chosen: list[str] | None = None
 
     # -- hooks -------------------------------------------------------------------------------
     def get_model(self) -> type[models.Model]:
@@ -322,35 +323,18 @@ class Report:
             raise RequestInvalid({"columns": [f"Each column at most once: {', '.join(twice)} given more than once."]})
         return [] if columns == declared else list(columns)
 
-    def choose_columns(self, names: list[str]) -> Report:
-        """This report narrowed to the columns `names` (checked by clean_columns; [] for all)."""
-        self.chosen = self.clean_columns(names or None) or None
-        return self
-
-    def output_columns(self) -> list[Column]:
-        """The columns a run writes: the chosen ones in their order, or all as declared."""
+    def layout(self, names: list[str] | None = None) -> Layout:
+        """What a run of this report reads and writes: the columns `names` in their order (checked by
+        clean_columns; none or [] for all, as declared)."""
+        chosen = self.clean_columns(names or None)
         columns = self.get_columns()
-        if not self.chosen:
-            return columns
-        by_name = {c.name: c for c in columns}
-        return [by_name[name] for name in self.chosen]
+        if chosen:
+            by_name = {c.name: c for c in columns}
+            columns = [by_name[name] for name in chosen]
+        return Layout(self, tuple(columns))
 
     def is_computed(self, column: Column) -> bool:
         return callable(getattr(self, f"value_{column.name}", None))
-
-    def get_column_specs(self) -> list[ColumnSpec]:
-        model = self.get_model()
-        specs = []
-        for column in self.output_columns():
-            if self.is_computed(column):
-                specs.append(ColumnSpec(column.name, column.label or _humanize(column.name), column.kind or "text"))
-                continue
-            field = self.output_field(column)
-            label = column.label or (
-                _humanize(column.name) if column.expression is not None else _label_for(model, column.name)
-            )
-            specs.append(field_spec(column.name, label, field, column.kind))
-        return specs
 
     def output_field(self, column: Column) -> models.Field:
         """The model field a column reads, or the one its database expression gives."""
@@ -358,57 +342,6 @@ class Report:
             return resolve_field(self.get_model(), column.name)
         queryset = self.get_model()._default_manager.annotate(**{column.name: column.expression})
         return queryset.query.annotations[column.name].output_field
-
-    def get_fetch_specs(self) -> list[ColumnSpec]:
-        """What is read from the database, in get_fetch_fields() order, typed as writers take it."""
-        by_name = {c.name: c for c in self.output_columns() if not self.is_computed(c)}
-        model = self.get_model()
-        return [
-            field_spec(
-                path,
-                path,
-                self.output_field(by_name[path]) if path in by_name else resolve_field(model, path),
-                by_name[path].kind if path in by_name else "",
-            )
-            for path in self.get_fetch_fields()
-        ]
-
-    def annotate_expressions(self, queryset: models.QuerySet) -> models.QuerySet:
-        expressions = {c.name: c.expression for c in self.output_columns() if c.expression is not None}
-        return queryset.annotate(**expressions) if expressions else queryset
-
-    def get_fetch_fields(self) -> list[str]:
-        """The field paths read from the database, in order, without repeats."""
-        fields: list[str] = []
-        for column in self.output_columns():
-            for path in column.fields if self.is_computed(column) else (column.name,):
-                if path not in fields:
-                    fields.append(path)
-        return fields
-
-    def has_computed_columns(self) -> bool:
-        return any(self.is_computed(c) for c in self.output_columns())
-
-    def get_frame_maker(self) -> Callable[[pl.DataFrame], pl.DataFrame]:
-        """A function from a fetched batch (a column per fetch field) to the report's columns. With
-        Python-computed columns, the batch is made rows of Python values (decimals as Decimal) for
-        their value_<name>(row) methods: the slow way."""
-        columns = self.output_columns()
-        if not self.has_computed_columns():
-            return lambda frame: frame.select([c.name for c in columns])
-        getters = [getattr(self, f"value_{c.name}") if self.is_computed(c) else _item_getter(c.name) for c in columns]
-        decimals = [s.name for s in self.get_fetch_specs() if s.kind == "decimal"]
-        specs = self.get_column_specs()
-
-        def make_frame(frame: pl.DataFrame) -> pl.DataFrame:
-            rows = []
-            for row in frame.iter_rows(named=True):
-                for name in decimals:
-                    row[name] = None if row[name] is None else decimal.Decimal(row[name])
-                rows.append(tuple(get(row) for get in getters))
-            return frame_from_rows(specs, rows)
-
-        return make_frame
 
     # -- params ------------------------------------------------------------------------------
     def get_params_form_class(self) -> type[forms.Form]:
@@ -480,9 +413,9 @@ class Report:
         return ", ".join(f"{form.fields[k].label}: {v}" for k, v in params.items() if k in form.fields)
 
     def get_report_queryset(self, params: Mapping[str, Any], user=None) -> models.QuerySet:
-        """The rows of a run with the given stored (JSON) params, for the user who asked."""
-        queryset = self.filter_queryset(self.get_queryset(), self.clean_params(params, user))
-        return self.annotate_expressions(queryset)
+        """The rows of a run with the given stored (JSON) params, for the user who asked (its columns'
+        database expressions are the layout's to add: Layout.annotate)."""
+        return self.filter_queryset(self.get_queryset(), self.clean_params(params, user))
 
     # -- the declaration's check (reports.checks, run by `manage.py check`) -----------------------
     @classmethod
@@ -501,9 +434,10 @@ class Report:
         if not report.get_columns():
             errors.append(error(2, "it declares no columns."))
         try:
-            report.get_column_specs()
+            layout = report.layout()
+            layout.column_specs()
             # Computed columns' fields too; database expressions as a run annotates them.
-            report.annotate_expressions(report.get_queryset()).values_list(*report.get_fetch_fields())
+            layout.annotate(report.get_queryset()).values_list(*layout.fetch_fields())
         except (FieldDoesNotExist, FieldError) as exc:
             errors.append(
                 error(
@@ -530,6 +464,86 @@ class Report:
                 )
             )
         return errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """What one run of a report reads and writes: `columns` (the chosen ones in their order, or all
+    as declared), and from them the fields fetched, the specs the writers take and how a fetched
+    batch becomes the report's columns. Made by Report.layout(); nothing in it changes in a run."""
+
+    report: Report
+    columns: tuple[Column, ...]
+
+    def column_specs(self) -> list[ColumnSpec]:
+        report, model = self.report, self.report.get_model()
+        specs = []
+        for column in self.columns:
+            if report.is_computed(column):
+                specs.append(ColumnSpec(column.name, column.label or _humanize(column.name), column.kind or "text"))
+                continue
+            field = report.output_field(column)
+            label = column.label or (
+                _humanize(column.name) if column.expression is not None else _label_for(model, column.name)
+            )
+            specs.append(field_spec(column.name, label, field, column.kind))
+        return specs
+
+    def fetch_specs(self) -> list[ColumnSpec]:
+        """What is read from the database, in fetch_fields() order, typed as writers take it."""
+        report = self.report
+        by_name = {c.name: c for c in self.columns if not report.is_computed(c)}
+        model = report.get_model()
+        return [
+            field_spec(
+                path,
+                path,
+                report.output_field(by_name[path]) if path in by_name else resolve_field(model, path),
+                by_name[path].kind if path in by_name else "",
+            )
+            for path in self.fetch_fields()
+        ]
+
+    def annotate(self, queryset: models.QuerySet) -> models.QuerySet:
+        """The rows with the database expressions of these columns."""
+        expressions = {c.name: c.expression for c in self.columns if c.expression is not None}
+        return queryset.annotate(**expressions) if expressions else queryset
+
+    def fetch_fields(self) -> list[str]:
+        """The field paths read from the database, in order, without repeats."""
+        fields: list[str] = []
+        for column in self.columns:
+            for path in column.fields if self.report.is_computed(column) else (column.name,):
+                if path not in fields:
+                    fields.append(path)
+        return fields
+
+    def has_computed_columns(self) -> bool:
+        return any(self.report.is_computed(c) for c in self.columns)
+
+    def frame_maker(self) -> Callable[[pl.DataFrame], pl.DataFrame]:
+        """A function from a fetched batch (a column per fetch field) to the report's columns. With
+        Python-computed columns, the batch is made rows of Python values (decimals as Decimal) for
+        their value_<name>(row) methods: the slow way."""
+        columns = self.columns
+        if not self.has_computed_columns():
+            return lambda frame: frame.select([c.name for c in columns])
+        report = self.report
+        getters = [
+            getattr(report, f"value_{c.name}") if report.is_computed(c) else _item_getter(c.name) for c in columns
+        ]
+        decimals = [s.name for s in self.fetch_specs() if s.kind == "decimal"]
+        specs = self.column_specs()
+
+        def make_frame(frame: pl.DataFrame) -> pl.DataFrame:
+            rows = []
+            for row in frame.iter_rows(named=True):
+                for name in decimals:
+                    row[name] = None if row[name] is None else decimal.Decimal(row[name])
+                rows.append(tuple(get(row) for get in getters))
+            return frame_from_rows(specs, rows)
+
+        return make_frame
 
 
 def _humanize(name: str) -> str:

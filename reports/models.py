@@ -13,7 +13,7 @@ from .files import reports_storage
 from .registry import NotRegistered, get_report
 
 if TYPE_CHECKING:
-    from .definitions import Report
+    from .definitions import Layout, Report
 
 
 class Status(models.TextChoices):
@@ -157,10 +157,14 @@ class ReportJob(models.Model):
     def is_active(self) -> bool:
         return self.status in ACTIVE
 
-    def bound_report(self) -> Report:
-        """The report as this job runs it: its columns narrowed to the job's choice (RequestInvalid if
-        a chosen column is no longer declared)."""
-        return get_report(self.report).choose_columns(self.columns)
+    def get_report(self) -> Report:
+        """The report this job runs (NotRegistered if it is no longer declared)."""
+        return get_report(self.report)
+
+    def layout(self) -> Layout:
+        """The columns this job writes, as it asked for them (RequestInvalid if a chosen column is no
+        longer declared)."""
+        return self.get_report().layout(self.columns)
 
     def get_download_url(self) -> str:
         return reverse("reports:download", args=[self.id])

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from . import conf
 from .assembly import Checksum, read_piece, store_pieces
-from .definitions import Report, RequestInvalid, instant_max_rows
+from .definitions import Layout, RequestInvalid, instant_max_rows
 from .endings import SILENT, end_job
 from .events import ProgressNotifier
 from .files import (
@@ -59,7 +59,8 @@ class SpoolFull(Exception):
     plain = True
 
 
-def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
+def writer_for(job: ReportJob, layout: Layout, fh: BinaryIO) -> Writer:
+    report = layout.report
     options = WriterOptions(
         escape_formulas=report.escape_formulas,
         # The very object psycopg puts on UTC datetimes, so they need no conversion.
@@ -67,13 +68,13 @@ def writer_for(job: ReportJob, report: Report, fh: BinaryIO) -> Writer:
         title=report.get_title(),
         extra={"delimiter": report.csv_delimiter, "filters": report.describe_params(job.params)},
     )
-    return FORMATS[job.format].writer_class(fh, report.get_column_specs(), options)
+    return FORMATS[job.format].writer_class(fh, layout.column_specs(), options)
 
 
-def written_batches(job: ReportJob, report: Report, writer: Writer, after, upper_key, batch_rows: int) -> Iterator[int]:
+def written_batches(job: ReportJob, layout: Layout, writer: Writer, after, upper_key, batch_rows: int) -> Iterator[int]:
     """Write the rows `after < pk <= upper_key` a batch at a time; yield the rows written after each."""
-    queryset = report.get_report_queryset(job.params, job.owner)
-    for frame in report_batches(report, queryset, after, upper_key, batch_rows):
+    queryset = layout.report.get_report_queryset(job.params, job.owner)
+    for frame in report_batches(layout, queryset, after, upper_key, batch_rows):
         writer.write_batch(frame)
         yield frame.height
 
@@ -83,7 +84,7 @@ def write_segment(
 ) -> None:
     """Write the segment's rows into its segment object and record it done. Raises Stopped."""
     job = segment.job
-    report = job.bound_report()
+    layout = job.layout()
     spool = segment_spool(segment)
     spool.parent.mkdir(parents=True, exist_ok=True)
     notifier = ProgressNotifier()
@@ -107,12 +108,12 @@ def write_segment(
 
     try:
         with spool.open("wb") as fh:
-            writer = writer_for(job, report, fh)
+            writer = writer_for(job, layout, fh)
             writer.open_segment()
             done = 0
             # Closed at once when progress() raises: the read in progress is cancelled then.
             batch_rows = batch_rows or conf.REPORTS_CHUNK_SIZE
-            rows = written_batches(job, report, writer, segment.after, segment.upper_key, batch_rows)
+            rows = written_batches(job, layout, writer, segment.after, segment.upper_key, batch_rows)
             with contextlib.closing(rows):
                 for count in rows:
                     done += count
@@ -140,12 +141,12 @@ def write_segment(
 
 def join_segments(job: ReportJob, *, lease) -> None:
     """Put the job's done segments together into its file, store it and end the job. Raises Stopped."""
-    report = job.bound_report()
+    layout = job.layout()
     segments = list(job.segments.order_by("index"))
     if any(segment.status != SegmentStatus.DONE for segment in segments):
         raise Stopped
     infos = [SegmentInfo(s.file, s.file_size, s.rows_done, s.meta) for s in segments]
-    pieces = writer_for(job, report, io.BytesIO()).assemble(infos)
+    pieces = writer_for(job, layout, io.BytesIO()).assemble(infos)
     checksums = {s.file: s.checksum for s in segments}
     name, size = store_pieces(pieces, storage_name(job), spool=join_spool(job), checksums=checksums)
     rows = sum(segment.rows_done for segment in segments)
@@ -218,7 +219,8 @@ def write_instant(job: ReportJob) -> InstantFile:
     asked for (upper_key), at most instant_max_rows() of them and REPORTS_INSTANT_MAX_BYTES of segment,
     counted as they are written: more raises NotInstant before any more is read.
     Raises PermissionDenied (the owner may no longer run it), RequestInvalid and Stopped."""
-    report = job.bound_report()
+    layout = job.layout()
+    report = layout.report
     if not report.has_permission(job.owner):
         raise PermissionDenied(
             f"You may no longer run the {report.get_title()!r} report: it needs {report.describe_permission()}."
@@ -230,12 +232,12 @@ def write_instant(job: ReportJob) -> InstantFile:
         with INSTANT_WRITES.slot():
             segment = Path(folder.name) / "segment"
             with segment.open("wb") as fh:
-                writer = writer_for(job, report, fh)
+                writer = writer_for(job, layout, fh)
                 writer.open_segment()
-                rows = write_at_most(job, report, writer, fh, instant_max_rows(job.format))
+                rows = write_at_most(job, layout, writer, fh, instant_max_rows(job.format))
                 meta = writer.close_segment()
         info = SegmentInfo(segment.name, segment.stat().st_size, rows, meta)
-        file = InstantFile(folder, list(writer_for(job, report, io.BytesIO()).assemble([info])))
+        file = InstantFile(folder, list(writer_for(job, layout, io.BytesIO()).assemble([info])))
     except BaseException:
         folder.cleanup()
         raise
@@ -245,13 +247,13 @@ def write_instant(job: ReportJob) -> InstantFile:
     return file
 
 
-def write_at_most(job: ReportJob, report: Report, writer: Writer, fh: BinaryIO, limit: int) -> int:
+def write_at_most(job: ReportJob, layout: Layout, writer: Writer, fh: BinaryIO, limit: int) -> int:
     """Write the instant job's rows, refusing (NotInstant) a batch that would pass `limit` rows or a segment
     past REPORTS_INSTANT_MAX_BYTES: the rows written."""
     max_bytes, rows = conf.REPORTS_INSTANT_MAX_BYTES, 0
-    queryset = report.get_report_queryset(job.params, job.owner)
+    queryset = layout.report.get_report_queryset(job.params, job.owner)
     batch_rows = min(conf.REPORTS_CHUNK_SIZE, limit + 1)
-    with contextlib.closing(report_batches(report, queryset, None, job.upper_key, batch_rows)) as frames:
+    with contextlib.closing(report_batches(layout, queryset, None, job.upper_key, batch_rows)) as frames:
         for frame in frames:
             if rows + frame.height > limit:
                 raise NotInstant(f"more than {limit:,} rows")

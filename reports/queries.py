@@ -9,6 +9,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from queue import Full, Queue
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
 import adbc_driver_postgresql.dbapi as adbc_postgresql
@@ -19,6 +20,9 @@ from django.db.models.functions import Cast
 
 from .writers import ColumnSpec
 from .writers.base import DTYPES, changed_where, frame_from_rows
+
+if TYPE_CHECKING:
+    from .definitions import Layout
 
 # Read from PostgreSQL about this much at a time (8,400 orders of 12 columns). Larger batches were a
 # few percent faster in the benchmark and held ~50 MB more in a worker (XLSX, 4 MB).
@@ -48,7 +52,7 @@ def key_cuts(queryset: QuerySet, upper_key, positions: list[int]) -> list:
     return keys
 
 
-def report_batches(report, queryset: QuerySet, after, upper_key, batch_rows: int) -> Iterator[pl.DataFrame]:
+def report_batches(layout: Layout, queryset: QuerySet, after, upper_key, batch_rows: int) -> Iterator[pl.DataFrame]:
     """The report's rows `after < pk <= upper_key`, in key order, as batches of its columns (Polars frames,
     typed as the writers take them: reports.writers.base.frame_from_rows).
 
@@ -59,14 +63,14 @@ def report_batches(report, queryset: QuerySet, after, upper_key, batch_rows: int
     """
     if upper_key is None:
         return
-    rows = key_range(queryset, after, upper_key)
-    fetch = report.get_fetch_specs()
+    rows = key_range(layout.annotate(queryset), after, upper_key)
+    fetch = layout.fetch_specs()
     batches = (
         adbc_batches(rows, fetch, batch_rows)
         if connections[queryset.db].vendor == "postgresql"
         else (frame_from_rows(fetch, values) for values in row_batches(rows, [s.name for s in fetch], batch_rows))
     )
-    make_frame = report.get_frame_maker()
+    make_frame = layout.frame_maker()
     for frame in batches:
         yield make_frame(frame)
 

@@ -78,7 +78,8 @@ def start(job: ReportJob) -> bool:
 def cut_into_segments(job: ReportJob) -> None:
     """Cut the job's rows into segments (rows_total, upper_key); raises RequestInvalid (over a format's
     cap) or PermissionDenied (the owner may no longer run the report)."""
-    report = job.bound_report()
+    # (RequestInvalid if a chosen column is no longer declared)
+    report = job.layout().report
     if not report.has_permission(job.owner):
         raise PermissionDenied(
             f"{job.owner} may no longer run the {report.get_title()!r} report: it needs {report.describe_permission()}."

@@ -241,7 +241,7 @@ def test_the_action_asks_for_the_columns_first_then_exports_the_chosen_ones(clie
     assert page.status_code == 200 and not ReportJob.objects.exists()
     html = page.content.decode()
     assert "Export orders to Excel" in html and "4 selected orders" in html
-    names = [spec.name for spec in REPORT.get_column_specs()]
+    names = [spec.name for spec in REPORT.layout().column_specs()]
     assert all(f'name="columns" value="{name}" checked' in html for name in names)
     assert all(f'name="_selected_action" value="{pk}"' in html for pk in selected)
     assert 'name="select_across" value="0"' in html and 'name="export_columns" value="yes"' in html

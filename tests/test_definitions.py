@@ -74,7 +74,7 @@ def test_the_demo_declarations_pass_the_system_checks():
 
 
 def test_column_kinds_and_labels_come_from_the_model():
-    specs = {s.name: s for s in get_report("orders").get_column_specs()}
+    specs = {s.name: s for s in get_report("orders").layout().column_specs()}
     assert specs["amount"].kind == "decimal"
     assert specs["created_at"].kind == "datetime"
     assert specs["is_gift"].kind == "boolean"
@@ -86,22 +86,22 @@ def test_computed_columns_read_their_declared_fields():
     from reports.writers.base import frame_from_rows
 
     report = get_report("customers")
-    assert report.get_fetch_fields().count("email") == 1
-    fetched = [None if s.kind != "text" else "x" for s in report.get_fetch_specs()]
-    fetched[report.get_fetch_fields().index("email")] = "customer7@Mail.Example.org"
-    frame = report.get_frame_maker()(frame_from_rows(report.get_fetch_specs(), [tuple(fetched)]))
+    assert report.layout().fetch_fields().count("email") == 1
+    fetched = [None if s.kind != "text" else "x" for s in report.layout().fetch_specs()]
+    fetched[report.layout().fetch_fields().index("email")] = "customer7@Mail.Example.org"
+    frame = report.layout().frame_maker()(frame_from_rows(report.layout().fetch_specs(), [tuple(fetched)]))
     assert frame["email_domain"].to_list() == ["mail.example.org"]
     assert frame["email"].to_list() == ["customer7@Mail.Example.org"]
-    assert list(frame.columns) == [s.name for s in report.get_column_specs()]
+    assert list(frame.columns) == [s.name for s in report.layout().column_specs()]
 
 
 def test_plain_reports_take_the_fetched_columns_as_they_are():
     from reports.writers.base import frame_from_rows
 
     report = get_report("orders")
-    assert not report.has_computed_columns()
-    fetched = frame_from_rows(report.get_fetch_specs(), [])
-    assert report.get_frame_maker()(fetched).columns == [s.name for s in report.get_column_specs()]
+    assert not report.layout().has_computed_columns()
+    fetched = frame_from_rows(report.layout().fetch_specs(), [])
+    assert report.layout().frame_maker()(fetched).columns == [s.name for s in report.layout().column_specs()]
 
 
 class TestParams:

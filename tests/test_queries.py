@@ -54,20 +54,20 @@ def test_batches_hold_what_the_orm_returns_datetimes_and_decimals_included():
     report = get_report("orders")
     queryset = report.get_report_queryset({}, None)
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    frames = list(report_batches(report, queryset, None, upper, 100))
-    specs = report.get_column_specs()
+    frames = list(report_batches(report.layout(), queryset, None, upper, 100))
+    specs = report.layout().column_specs()
     assert all(list(f.columns) == [s.name for s in specs] for f in frames)
     streamed = [row for frame in frames for row in python_values(frame, specs)]
-    assert streamed == list(Order.objects.order_by("pk").values_list(*report.get_fetch_fields()))
+    assert streamed == list(Order.objects.order_by("pk").values_list(*report.layout().fetch_fields()))
     assert streamed[0][specs.index(next(s for s in specs if s.name == "created_at"))] == moment
 
 
 def test_expression_columns_are_computed_by_the_database_and_python_ones_per_batch():
     demo.seed(300)
     report = ExpressionOrders()
-    assert [s.kind for s in report.get_column_specs()] == ["integer", "decimal", "decimal", "text", "text"]
+    assert [s.kind for s in report.layout().column_specs()] == ["integer", "decimal", "decimal", "text", "text"]
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    frames = list(report_batches(report, report.get_report_queryset({}, None), None, upper, 100))
+    frames = list(report_batches(report.layout(), report.get_report_queryset({}, None), None, upper, 100))
     got = [row for frame in frames for row in frame.iter_rows()]
     expected = [
         (o.id, f"{o.amount:.2f}", f"{o.amount - o.quantity:.2f}", f"{o.country.upper()}!", (o.note or "")[:3])
@@ -99,7 +99,11 @@ def test_a_key_range_reads_exactly_its_rows_either_way():
     report = get_report("orders")
     keys = list(Order.objects.filter(status="paid").order_by("pk").values_list("pk", flat=True))
     queryset = report.get_report_queryset({"status": "paid"}, None)
-    by_adbc = [row[0] for frame in report_batches(report, queryset, keys[10], keys[-5], 7) for row in frame.iter_rows()]
+    by_adbc = [
+        row[0]
+        for frame in report_batches(report.layout(), queryset, keys[10], keys[-5], 7)
+        for row in frame.iter_rows()
+    ]
     chunks = list(row_batches(key_range(queryset, keys[10], keys[-5]), ["id"], 7))
     assert by_adbc == [row[0] for chunk in chunks for row in chunk] == keys[11:-4]
     assert all(len(chunk) <= 7 for chunk in chunks)
@@ -109,7 +113,7 @@ def test_closing_the_batches_early_ends_the_query():
     demo.seed(3000)
     report = get_report("orders")
     upper = Order.objects.order_by("-pk").values_list("pk", flat=True).first()
-    frames = report_batches(report, report.get_report_queryset({}, None), None, upper, 100)
+    frames = report_batches(report.layout(), report.get_report_queryset({}, None), None, upper, 100)
     next(frames)
     frames.close()
 
