@@ -16,6 +16,7 @@ from reports.tasks import run_in_foreground
 from shop import demo
 from shop.admin import OrderAdmin
 from shop.models import Order
+from tests.helpers import JOBS_URL
 
 pytestmark = pytest.mark.django_db
 SLUG = admin_report_slug(Order)
@@ -63,7 +64,7 @@ def staff(make_user):
 
 def post_export(client, params, fmt="csv"):
     body = json.dumps({"report": SLUG, "format": fmt, "params": params})
-    return client.post("/api/reports/jobs/", data=body, content_type="application/json")
+    return client.post(JOBS_URL, data=body, content_type="application/json")
 
 
 @pytest.mark.parametrize("ids", [["x"], [{}], ["abc", 1], [1e300], ["NaN"], [True], [10**30], [-1.0]])

@@ -10,18 +10,14 @@ from reports.models import ReportJob, Status
 from reports.sweeper import sweep
 from shop import demo
 from shop.models import Order
+from tests.helpers import JOBS_URL, post_json
 
 pytestmark = pytest.mark.django_db
 
 
-def post(client, body, **extra):
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.post("/api/reports/jobs/", data=data, content_type="application/json", **extra)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_202_records_the_job_and_enqueues_it_after_commit(alice_client, redis_queue):
-    response = post(alice_client, {"report": "orders", "format": "csv", "params": {"status": "paid"}})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": {"status": "paid"}})
     assert response.status_code == 202
     body = response.json()
     assert set(body) >= {
@@ -49,27 +45,27 @@ def test_202_records_the_job_and_enqueues_it_after_commit(alice_client, redis_qu
 def test_post_without_csrf_token_is_refused(alice):
     client = Client(enforce_csrf_checks=True)
     client.force_login(alice)
-    response = post(client, {"report": "orders", "format": "csv"})
+    response = post_json(client, JOBS_URL, {"report": "orders", "format": "csv"})
     assert response.status_code == 403
     assert "CSRF" in response.json()["error"]
     assert not ReportJob.objects.exists()
 
 
 def test_anonymous_gets_401(client):
-    assert post(client, {"report": "orders", "format": "csv"}).status_code == 401
+    assert post_json(client, JOBS_URL, {"report": "orders", "format": "csv"}).status_code == 401
     assert client.get("/api/reports/").status_code == 401
-    assert client.get("/api/reports/jobs/").status_code == 401
+    assert client.get(JOBS_URL).status_code == 401
 
 
 def test_unknown_report_is_404(alice_client):
-    response = post(alice_client, {"report": "../../etc/passwd", "format": "csv"})
+    response = post_json(alice_client, JOBS_URL, {"report": "../../etc/passwd", "format": "csv"})
     assert response.status_code == 404
     assert "No report called" in response.json()["error"]
 
 
 def test_no_permission_is_403(make_user, client):
     client.force_login(make_user("bob", perms=["shop.view_customer"]))
-    response = post(client, {"report": "orders", "format": "csv"})
+    response = post_json(client, JOBS_URL, {"report": "orders", "format": "csv"})
     assert response.status_code == 403
     assert not ReportJob.objects.exists()
 
@@ -92,7 +88,7 @@ def test_no_permission_is_403(make_user, client):
     ],
 )
 def test_invalid_input_is_400_with_field_errors(alice_client, body, fields):
-    response = post(alice_client, body)
+    response = post_json(alice_client, JOBS_URL, body)
     assert response.status_code == 400
     assert sorted(response.json()["fields"]) == sorted(fields)
     assert not ReportJob.objects.exists()
@@ -100,14 +96,14 @@ def test_invalid_input_is_400_with_field_errors(alice_client, body, fields):
 
 @pytest.mark.parametrize("body", ["not json", "[1, 2]", "null", b"\xff\xfe", '"orders"'])
 def test_a_body_that_is_not_a_json_object_is_400(alice_client, body):
-    response = post(alice_client, body)
+    response = post_json(alice_client, JOBS_URL, body)
     assert response.status_code == 400
     assert "JSON" in response.json()["error"]
 
 
 def test_a_huge_body_is_413(alice_client):
     body = {"report": "orders", "format": "csv", "params": {"note": "x" * 3_000_000}}
-    response = post(alice_client, body)
+    response = post_json(alice_client, JOBS_URL, body)
     assert response.status_code == 413
     assert not ReportJob.objects.exists()
 
@@ -118,7 +114,7 @@ def test_over_the_active_job_limit_is_429(alice_client, alice):
     ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.RUNNING)
     ReportJob.objects.create(owner=alice, report="orders", format="csv", status=Status.SUCCEEDED)
     # (the same csv again is the same job)
-    response = post(alice_client, {"report": "orders", "format": "xlsx"})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "xlsx"})
     assert response.status_code == 429
     assert "2 reports" in response.json()["error"]
     assert ReportJob.objects.count() == 3
@@ -126,9 +122,9 @@ def test_over_the_active_job_limit_is_429(alice_client, alice):
 
 def test_wrong_methods_are_405(alice_client, alice):
     job = ReportJob.objects.create(owner=alice, report="orders", format="csv")
-    assert alice_client.delete("/api/reports/jobs/").status_code == 405
-    assert alice_client.post(f"/api/reports/jobs/{job.pk}/").status_code == 405
-    assert alice_client.get(f"/api/reports/jobs/{job.pk}/cancel/").status_code == 405
+    assert alice_client.delete(JOBS_URL).status_code == 405
+    assert alice_client.post(f"{JOBS_URL}{job.pk}/").status_code == 405
+    assert alice_client.get(f"{JOBS_URL}{job.pk}/cancel/").status_code == 405
 
 
 def test_malformed_job_ids_are_404(alice_client):
@@ -151,7 +147,7 @@ def test_job_list_is_own_jobs_newest_first(alice_client, alice, make_user):
     older = ReportJob.objects.create(owner=alice, report="orders", format="csv")
     newer = ReportJob.objects.create(owner=alice, report="customers", format="csv")
     ReportJob.objects.create(owner=make_user("dave"), report="orders", format="csv")
-    ids = [j["id"] for j in alice_client.get("/api/reports/jobs/").json()["jobs"]]
+    ids = [j["id"] for j in alice_client.get(JOBS_URL).json()["jobs"]]
     assert ids == [str(newer.pk), str(older.pk)]
 
 
@@ -166,7 +162,7 @@ def test_illegal_transitions_are_refused(alice):
 @pytest.mark.django_db(transaction=True)
 def test_a_job_whose_queue_entry_was_lost_is_enqueued_again_by_the_sweeper(alice_client, redis_queue, settings):
     settings.REPORTS_STALE_AFTER_SECONDS = 0
-    job_id = post(alice_client, {"report": "orders", "format": "csv"}).json()["id"]
+    job_id = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()["id"]
     # Redis restarted and forgot the queue
     redis_queue.connection.flushdb()
     assert redis_queue.job_ids == []
@@ -179,11 +175,11 @@ def test_a_job_whose_queue_entry_was_lost_is_enqueued_again_by_the_sweeper(alice
 @pytest.mark.django_db(transaction=True)
 def test_redis_down_at_commit_still_answers_202_and_keeps_the_row(alice_client, settings):
     settings.RQ_QUEUES = {"reports": {"URL": "redis://127.0.0.1:1/0", "SERIALIZER": "rq.serializers.JSONSerializer"}}
-    response = post(alice_client, {"report": "orders", "format": "csv"})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"})
     assert response.status_code == 202
     job = ReportJob.objects.get(pk=response.json()["id"])
     assert job.status == Status.QUEUED and job.waiting_for_queue
-    assert alice_client.get(f"/api/reports/jobs/{job.pk}/").json()["waiting_for_queue"] is True
+    assert alice_client.get(f"{JOBS_URL}{job.pk}/").json()["waiting_for_queue"] is True
 
 
 @pytest.mark.django_db(transaction=True)
@@ -191,17 +187,17 @@ def test_retry_makes_a_new_job_with_the_same_parameters(alice_client, alice, mak
     failed = ReportJob.objects.create(
         owner=alice, report="orders", format="csv", params={"status": "paid"}, status=Status.FAILED, error="boom"
     )
-    response = alice_client.post(f"/api/reports/jobs/{failed.pk}/retry/")
+    response = alice_client.post(f"{JOBS_URL}{failed.pk}/retry/")
     assert response.status_code == 202
     new = response.json()
     assert new["id"] != str(failed.pk) and new["params"] == {"status": "paid"} and new["status"] == "queued"
     assert redis_queue.job_ids == [f"report-{new['id']}-a1"]
     ReportJob.objects.filter(pk=failed.pk).update(status=Status.SUCCEEDED)
-    conflict = alice_client.post(f"/api/reports/jobs/{failed.pk}/retry/")
+    conflict = alice_client.post(f"{JOBS_URL}{failed.pk}/retry/")
     assert conflict.status_code == 409 and "only failed" in conflict.json()["error"]
     other = Client()
     other.force_login(make_user("erin"))
-    assert other.post(f"/api/reports/jobs/{failed.pk}/retry/").status_code == 404
+    assert other.post(f"{JOBS_URL}{failed.pk}/retry/").status_code == 404
 
 
 def test_notifications_api_lists_and_marks_only_own(alice_client, alice, make_user):
@@ -226,16 +222,13 @@ def test_filters_that_match_nothing_are_refused_at_once(alice_client, settings):
     settings.REPORTS_EMPTY_CHECK_MS = 200
     demo.seed(50)
     nothing = {"report": "orders", "format": "csv", "params": {"country": "ZZ"}}
-    response = alice_client.post("/api/reports/jobs/", data=json.dumps(nothing), content_type="application/json")
+    response = alice_client.post(JOBS_URL, data=json.dumps(nothing), content_type="application/json")
     assert response.status_code == 400 and not ReportJob.objects.exists()
     assert response.json()["fields"] == {
         "__all__": ["Nothing matches these filters: there is nothing to export. Widen or clear them and try again."]
     }
     some = {"report": "orders", "format": "csv", "params": {"country": Order.objects.first().country}}
-    assert (
-        alice_client.post("/api/reports/jobs/", data=json.dumps(some), content_type="application/json").status_code
-        == 202
-    )
+    assert alice_client.post(JOBS_URL, data=json.dumps(some), content_type="application/json").status_code == 202
 
 
 def test_a_slow_emptiness_check_is_given_up_and_leaves_the_connection_as_it_was(settings):

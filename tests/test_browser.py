@@ -19,8 +19,7 @@ from notifications.services import notify
 from reports.models import ReportJob, Status
 from shop import demo
 from shop.models import Customer, Order
-from tests.conftest import wait_for
-from tests.test_foundation_flow import expected_orders
+from tests.helpers import expected_orders, serve, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -410,7 +409,6 @@ def test_choose_and_order_columns_on_the_page_and_find_them_again(stack, browser
 @pytest.fixture
 def instant_stack(transactional_db, redis_queue, start_worker):
     """The web server with small reports written at once (up to 1,000 rows) + one RQ worker."""
-    from tests.conftest import serve
 
     demo.seed(3000)
     start_worker()

@@ -16,13 +16,10 @@ from reports.tasks import run_in_foreground
 from reports.writers.base import formula_risk
 from shop import demo
 from shop.models import Customer, Order
+from tests.helpers import JOBS_URL, post_json
 
 pytestmark = pytest.mark.django_db
 CHOSEN = ["amount", "customer__name", "created_at", "id"]
-
-
-def post(client, body):
-    return client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +39,7 @@ def post(client, body):
     ],
 )
 def test_wrong_columns_are_refused_naming_them(alice_client, columns, message):
-    response = post(alice_client, {"report": "orders", "format": "csv", "columns": columns})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "columns": columns})
     assert response.status_code == 400
     (text,) = response.json()["fields"]["columns"]
     assert message in text and len(text) < 1000
@@ -57,17 +54,20 @@ def test_the_choice_is_stored_listed_and_kept_by_a_retry(alice_client, alice):
         {"name": "number", "label": "Number"},
         {"name": "customer__name", "label": "Customer"},
     ]
-    body = post(alice_client, {"report": "orders", "format": "csv", "columns": CHOSEN}).json()
+    body = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "columns": CHOSEN}).json()
     assert body["columns"] == CHOSEN
     # All of them in the declared order is the default, stored as such.
     every = [c["name"] for c in orders["columns"]]
-    assert post(alice_client, {"report": "orders", "format": "json", "columns": every}).json()["columns"] is None
+    assert (
+        post_json(alice_client, JOBS_URL, {"report": "orders", "format": "json", "columns": every}).json()["columns"]
+        is None
+    )
     job = ReportJob.objects.get(pk=body["id"])
     ReportJob.objects.filter(pk=job.pk).update(status=Status.FAILED, error="boom")
-    retried = alice_client.post(f"/api/reports/jobs/{job.pk}/retry/").json()
+    retried = alice_client.post(f"{JOBS_URL}{job.pk}/retry/").json()
     assert retried["columns"] == CHOSEN
     # Another choice of columns is another request, not the same job again.
-    other = post(alice_client, {"report": "orders", "format": "csv", "columns": ["id"]})
+    other = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "columns": ["id"]})
     assert other.status_code == 202 and other.json()["id"] != retried["id"]
 
 

@@ -4,7 +4,7 @@ documented that does not exist, and every link between the documents leading som
 import re
 
 from reports.conf import DEFAULTS
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # Settings of the demo project (project/settings.py), read from its environment, not app settings.
 PROJECT_SETTINGS = {"REPORTS_FILE_ROOT", "REPORTS_SIGNED_URL_SECONDS"}

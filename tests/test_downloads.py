@@ -15,8 +15,7 @@ from django.utils import timezone
 
 from reports.files import reports_storage
 from reports.models import ReportJob, Status
-
-from .conftest import LiveSession, serve, wait_for
+from tests.helpers import LiveSession, free_port, serve, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 MB = 1024 * 1024
@@ -242,8 +241,6 @@ def nginx_in_front(transactional_db, redis_queue, tmp_path):
     """A real nginx (Debian's) in front of the web server, which hands files to it: its base URL."""
     import shutil
     import subprocess
-
-    from .conftest import free_port
 
     assert shutil.which("nginx"), "nginx is installed by `scripts/services.sh nginx` (make test does it)"
     with serve(REPORTS_DOWNLOAD_OFFLOAD="x-accel-redirect") as upstream:

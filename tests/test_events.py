@@ -10,7 +10,7 @@ from django.db import OperationalError
 from notifications.models import Notification
 from reports import events
 from reports.models import ReportJob, Status
-from tests.conftest import OUTAGE_ERROR, PLAIN_ERROR
+from tests.helpers import OUTAGE_ERROR, PLAIN_ERROR
 
 pytestmark = pytest.mark.django_db
 

@@ -22,11 +22,20 @@ from django.db import connection
 from project.settings import reports_storage_config
 from reports.models import ReportJob, Status
 from shop import demo
-
-from .conftest import OUTAGE_ERROR, free_port, wait_for
-from .test_foundation_flow import csrf_client, post_job
-from .test_segments import QUICK, downloaded, ended, record, reference
-from .test_storage import fetch, s3_env_for
+from tests.helpers import (
+    OUTAGE_ERROR,
+    QUICK,
+    csrf_client,
+    downloaded,
+    ended,
+    fetch,
+    free_port,
+    post_job,
+    record,
+    reference,
+    s3_env_for,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 # Segments of 4,000 rows at a pace a fault can land in the middle of.

@@ -13,8 +13,7 @@ from reports.models import ReportJob, Status
 from reports.tasks import run_in_foreground
 from shop import demo
 from shop.models import Order
-from tests.conftest import ROOT, ooxml_text
-from tests.test_segments import record
+from tests.helpers import JOBS_URL, ROOT, ooxml_text, record
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ORDERS = 3000
@@ -23,13 +22,13 @@ SHOTS = ROOT / "test-output"
 
 def request(client, fmt, params=None):
     body = {"report": "orders", "format": fmt, "params": params or {}}
-    response = client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
+    response = client.post(JOBS_URL, data=json.dumps(body), content_type="application/json")
     assert response.status_code == 202, response.content
     return response.json()["id"]
 
 
 def download(client, job_id) -> bytes:
-    job = client.get(f"/api/reports/jobs/{job_id}/").json()
+    job = client.get(f"{JOBS_URL}{job_id}/").json()
     assert job["status"] == "succeeded", job
     return b"".join(client.get(job["download_url"]).streaming_content)
 
@@ -107,7 +106,7 @@ def test_pdf_is_refused_above_its_cap_at_request_time_and_made_below_it(alice_cl
     demo.seed(200)
     settings.REPORTS_PDF_MAX_ROWS = 50
     response = alice_client.post(
-        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "pdf"}), content_type="application/json"
+        JOBS_URL, data=json.dumps({"report": "orders", "format": "pdf"}), content_type="application/json"
     )
     assert response.status_code == 400
     assert response.json()["fields"]["format"] == [

@@ -24,6 +24,7 @@ from reports.tasks import run_in_foreground
 from reports.writers.base import escape_formulas, formula_risk
 from shop import demo
 from shop.models import Customer, Order
+from tests.helpers import ooxml_text
 
 TRIGGERS = ["=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠", "﹦", "﹢", "﹣", "﹫", "−"]
 BEFORE = ["", " ", "  ", "\xa0", "\u200b", "\u200e", "\n", "\ufeff", "\u3000", "\t ", " \u2060", "\r\n", "\x1f"]
@@ -147,6 +148,5 @@ def test_xlsx_keeps_the_corpus_as_text_cells(corpus_orders, alice):
     cells = [row[9] for row in sheet.iter_rows(min_row=2)]
     # text, or empty: never a formula ("f")
     assert all(cell.data_type in ("s", "n") for cell in cells)
-    from tests.conftest import ooxml_text
 
     assert [ooxml_text(cell.value) or "" for cell in cells] == CORPUS

@@ -15,6 +15,7 @@ from reports.models import ReportJob, ReportSchedule, Status
 from reports.registry import all_reports
 from reports.writers import FORMATS
 from shop.models import Order
+from tests.helpers import JOBS_URL, post_json
 
 pytestmark = pytest.mark.django_db
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -66,11 +67,6 @@ def staff_client(client, make_user, settings):
     return client
 
 
-def post(client, path, body):
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client.post(path, data=data, content_type="application/json")
-
-
 def made_or_refused(response, made: int, model) -> None:
     """Never a 5xx: what was asked for made (and removed again for the next example), or a 4xx with an
     error that made nothing."""
@@ -85,13 +81,13 @@ def made_or_refused(response, made: int, model) -> None:
 @FUZZ
 @given(body=job_bodies)
 def test_generated_job_requests_never_get_a_5xx(staff_client, body):
-    made_or_refused(post(staff_client, "/api/reports/jobs/", body), 202, ReportJob)
+    made_or_refused(post_json(staff_client, JOBS_URL, body), 202, ReportJob)
 
 
 @FUZZ
 @given(body=schedule_bodies)
 def test_generated_schedules_never_get_a_5xx(staff_client, body):
-    response = post(staff_client, "/api/reports/schedules/", body)
+    response = post_json(staff_client, "/api/reports/schedules/", body)
     if response.status_code == 201:
         assert ReportSchedule.objects.get().next_run_at is not None
     made_or_refused(response, 201, ReportSchedule)
@@ -101,7 +97,7 @@ def test_generated_schedules_never_get_a_5xx(staff_client, body):
 @given(body=seen_bodies | json_values, raw=st.binary(max_size=40))
 def test_generated_seen_requests_never_get_a_5xx_and_mark_only_when_valid(staff_client, body, raw):
     for sent in (body, raw):
-        response = post(staff_client, "/api/notifications/seen/", sent)
+        response = post_json(staff_client, "/api/notifications/seen/", sent)
         assert response.status_code in (200, 400)
         if response.status_code == 400:
             assert Notification.objects.unseen().count() == 1
@@ -117,7 +113,7 @@ def test_generated_seen_requests_never_get_a_5xx_and_mark_only_when_valid(staff_
 def test_generated_cancel_and_retry_requests_never_get_a_5xx(staff_client, body, job_id, action):
     job = ReportJob.objects.create(owner=staff_client.user, report="orders", format="csv", status=Status.FAILED)
     before = ReportJob.objects.count()
-    response = post(staff_client, f"/api/reports/jobs/{job_id or job.pk}/{action}/", body)
+    response = post_json(staff_client, f"{JOBS_URL}{job_id or job.pk}/{action}/", body)
     assert response.status_code < 500
     if job_id is not None:
         assert response.status_code == 404 and ReportJob.objects.count() == before

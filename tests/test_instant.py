@@ -21,16 +21,11 @@ from reports.models import Delivery, ReportDownload, ReportJob, Status
 from reports.sweeper import end_unfetched
 from reports.writers import FORMATS
 from shop import demo
-
-from .conftest import LiveSession, serve, wait_for
+from tests.helpers import JOBS_URL, LiveSession, post_json, serve, wait_for
 
 # The download reads the rows on a connection of its own (ADBC): the tests' data must be committed.
 pytestmark = pytest.mark.django_db(transaction=True)
 ALL_FORMATS = ["csv", "csv_excel", "json", "ndjson", "xlsx", "parquet", "pdf"]
-
-
-def post(client, body):
-    return client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
 
 
 def download(client, url) -> tuple[int, bytes, dict]:
@@ -58,7 +53,7 @@ def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_c
     demo.seed(400)
     columns = ["number", "amount", "created_at", "note"]
     request = {"report": "orders", "format": fmt, "params": {"min_amount": "1"}, "columns": columns}
-    response = post(alice_client, request)
+    response = post_json(alice_client, JOBS_URL, request)
     assert response.status_code == 201, response.content
     job = response.json()
     assert job["delivery"] == "instant" and job["status"] == "queued"
@@ -70,7 +65,7 @@ def test_a_small_report_downloads_at_once_with_the_background_runs_bytes(alice_c
         and 'attachment; filename="Orders ' in headers["Content-Disposition"]
     )
 
-    background = post(alice_client, {**request, "delivery": "background"})
+    background = post_json(alice_client, JOBS_URL, {**request, "delivery": "background"})
     assert background.status_code == 202 and background.json()["delivery"] == "background"
     run_worker()
     stored = ReportJob.objects.get(pk=background.json()["id"])
@@ -110,23 +105,23 @@ def pdf_pages(pdf: bytes) -> list[tuple]:
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 def test_it_is_written_once_and_not_kept(alice_client):
     demo.seed(50)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     assert download(alice_client, job["download_url"])[0] == 200
     status, body, _ = download(alice_client, job["download_url"])
     assert status == 410 and body.decode() == (
         "This report was written straight into its download and not kept. Ask for it again."
     )
-    listed = alice_client.get(f"/api/reports/jobs/{job['id']}/").json()
+    listed = alice_client.get(f"{JOBS_URL}{job['id']}/").json()
     assert listed["status"] == "succeeded" and listed["download_url"] is None and listed["rows_done"] == 50
 
 
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 def test_big_reports_and_clients_that_insist_go_to_the_queue(alice_client, redis_queue):
     demo.seed(501)
-    big = post(alice_client, {"report": "orders", "format": "csv"})
+    big = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"})
     assert big.status_code == 202 and big.json()["delivery"] == "background"
     insisting = {"report": "orders", "format": "csv", "params": {"status": "paid"}, "delivery": "background"}
-    small = post(alice_client, insisting)
+    small = post_json(alice_client, JOBS_URL, insisting)
     assert small.status_code == 202 and small.json()["delivery"] == "background"
     assert sorted(redis_queue.job_ids) == sorted(f"report-{r.json()['id']}-a1" for r in (big, small))
 
@@ -134,7 +129,7 @@ def test_big_reports_and_clients_that_insist_go_to_the_queue(alice_client, redis
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 @pytest.mark.parametrize("delivery", ["instant", "", None, 1, ["auto"], "AUTO"])
 def test_a_wrong_delivery_is_400(alice_client, delivery):
-    response = post(alice_client, {"report": "orders", "format": "csv", "delivery": delivery})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "delivery": delivery})
     assert response.status_code == 400
     assert response.json()["fields"]["delivery"] == [
         'Must be "auto" (small reports download at once) or "background" (always queued).'
@@ -145,15 +140,15 @@ def test_a_wrong_delivery_is_400(alice_client, delivery):
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_MAX_ACTIVE_JOBS_PER_USER=1)
 def test_instant_jobs_do_not_count_against_the_active_limit_or_get_reused(alice_client):
     demo.seed(10)
-    first = post(alice_client, {"report": "orders", "format": "csv"}).json()
-    second = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    first = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
+    second = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     assert first["id"] != second["id"] and {first["delivery"], second["delivery"]} == {"instant"}
 
 
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 def test_a_permission_lost_before_the_download_refuses_it_and_fails_the_job(alice_client, alice):
     demo.seed(10)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     alice.user_permissions.remove(Permission.objects.get(codename="view_order"))
     status, body, _ = download(alice_client, job["download_url"])
     assert status == 403 and body.decode().startswith("You may no longer run the 'Orders' report")
@@ -163,7 +158,7 @@ def test_a_permission_lost_before_the_download_refuses_it_and_fails_the_job(alic
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 def test_a_download_never_fetched_ends_failed(alice_client):
     demo.seed(10)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     assert end_unfetched(dt.datetime.now(dt.UTC)) == 0
     assert end_unfetched(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=16)) == 1
     ended = ReportJob.objects.get(pk=job["id"])
@@ -176,7 +171,7 @@ def test_a_download_whose_web_process_died_while_writing_ends_failed_after_the_s
     from django.conf import settings
 
     demo.seed(10)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     # its writer is gone from here on
     assert ReportJob.objects.get(pk=job["id"]).transition(Status.RUNNING)
     now = dt.datetime.now(dt.UTC)
@@ -195,7 +190,7 @@ def test_over_http_the_download_streams_and_the_page_hears_of_it(alice, redis_qu
     with serve(REPORTS_INSTANT_MAX_ROWS=2000) as base_url:
         session = LiveSession(base_url, alice)
         with session.websocket() as ws:
-            status, body, _ = session.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "xlsx"})
+            status, body, _ = session.request("POST", JOBS_URL, {"report": "orders", "format": "xlsx"})
             assert status == 201
             job = json.loads(body)
             started = time.perf_counter()
@@ -219,11 +214,11 @@ def test_the_count_that_decides_says_at_once_when_nothing_matches(alice_client):
     """The count of the rows, made to decide the way, also answers "nothing matches" (no EXISTS besides)."""
     demo.seed(10)
     with CaptureQueriesContext(connection) as queries:
-        response = post(alice_client, {"report": "orders", "format": "csv", "params": {"country": "ZZ"}})
+        response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": {"country": "ZZ"}})
     assert not [q for q in queries if 'SELECT 1 AS "a"' in q["sql"] and "shop_order" in q["sql"]]
     assert response.status_code == 400 and "Nothing matches these filters" in response.json()["fields"]["__all__"][0]
     assert not ReportJob.objects.exists()
-    assert post(alice_client, {"report": "orders", "format": "csv"}).status_code == 201
+    assert post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).status_code == 201
 
 
 # -- Bounded at the write, not only at the request -------------------------------------------------
@@ -252,7 +247,7 @@ def test_rows_that_came_to_match_before_the_download_send_it_to_the_queue(alice_
 
     demo.seed(1000)
     paid_every_other(400)
-    job = post(alice_client, {"report": "orders", "format": "csv", "params": {"status": "paid"}}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": {"status": "paid"}}).json()
     assert job["delivery"] == "instant" and Order.objects.filter(status="paid").count() == 400
     paid_now(200)
     status, body, _ = download(alice_client, job["download_url"])
@@ -271,7 +266,7 @@ def test_the_pdf_cap_is_checked_again_at_the_write(alice_client, run_worker):
 
     demo.seed(300)
     paid_every_other(80)
-    job = post(alice_client, {"report": "orders", "format": "pdf", "params": {"status": "paid"}}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "pdf", "params": {"status": "paid"}}).json()
     assert job["delivery"] == "instant"
     paid_now(50)
     status, body, _ = download(alice_client, job["download_url"])
@@ -284,7 +279,7 @@ def test_the_pdf_cap_is_checked_again_at_the_write(alice_client, run_worker):
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_INSTANT_MAX_BYTES=2000)
 def test_a_file_past_the_byte_limit_goes_to_the_queue(alice_client):
     demo.seed(100)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     status, body, _ = download(alice_client, job["download_url"])
     assert status == 409 and "more than 2,000 bytes" in body.decode()
     assert ReportJob.objects.get(pk=job["id"]).delivery == Delivery.BACKGROUND
@@ -293,22 +288,24 @@ def test_a_file_past_the_byte_limit_goes_to_the_queue(alice_client):
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500, REPORTS_INSTANT_PER_USER=2)
 def test_a_user_has_few_instant_links_waiting_the_rest_are_queued(alice_client):
     demo.seed(10)
-    answers = [post(alice_client, {"report": "orders", "format": fmt}) for fmt in ("csv", "json", "xlsx")]
+    answers = [
+        post_json(alice_client, JOBS_URL, {"report": "orders", "format": fmt}) for fmt in ("csv", "json", "xlsx")
+    ]
     assert [a.status_code for a in answers] == [201, 201, 202]
     assert [a.json()["delivery"] for a in answers] == ["instant", "instant", "background"]
     assert download(alice_client, answers[0].json()["download_url"])[0] == 200
-    assert post(alice_client, {"report": "orders", "format": "ndjson"}).status_code == 201
+    assert post_json(alice_client, JOBS_URL, {"report": "orders", "format": "ndjson"}).status_code == 201
 
 
 def test_a_process_writing_its_most_queues_the_request_and_the_download(alice_client, settings):
     # (The settings fixture alone: mixed with override_settings, its undo would bring the override back.)
     settings.REPORTS_INSTANT_MAX_ROWS = 500
     demo.seed(10)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     assert job["delivery"] == "instant"
     # as if it were writing its most already
     settings.REPORTS_INSTANT_WRITES_PER_PROCESS = 0
-    assert post(alice_client, {"report": "orders", "format": "json"}).json()["delivery"] == "background"
+    assert post_json(alice_client, JOBS_URL, {"report": "orders", "format": "json"}).json()["delivery"] == "background"
     status, body, _ = download(alice_client, job["download_url"])
     assert status == 409 and "writing 0 small reports already" in body.decode()
     assert ReportJob.objects.get(pk=job["id"]).status == Status.QUEUED
@@ -317,7 +314,7 @@ def test_a_process_writing_its_most_queues_the_request_and_the_download(alice_cl
 @override_settings(REPORTS_INSTANT_MAX_ROWS=500)
 def test_a_head_request_does_not_use_up_the_link(alice_client):
     demo.seed(10)
-    job = post(alice_client, {"report": "orders", "format": "csv"}).json()
+    job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
     assert alice_client.head(job["download_url"]).status_code == 200
     status, body, _ = download(alice_client, job["download_url"])
     assert status == 200 and body.startswith(b"Id,Number,") and b"ORD-00000010" in body

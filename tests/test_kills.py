@@ -20,10 +20,7 @@ from django.db.models import Q
 
 from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
 from shop import demo
-
-from .conftest import ROOT, wait_for
-from .test_foundation_flow import csrf_client, post_job
-from .test_segments import downloaded, kill, reference, sheet_xml
+from tests.helpers import ROOT, csrf_client, downloaded, kill, post_job, reference, sheet_xml, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 KILLS = 40

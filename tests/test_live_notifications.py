@@ -9,7 +9,7 @@ from websockets.exceptions import InvalidStatus
 
 from notifications.models import Notification
 from shop import demo
-from tests.conftest import LiveSession
+from tests.helpers import JOBS_URL, LiveSession
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ORDERS = 5000
@@ -37,7 +37,7 @@ def orders():
 def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, web_server, run_worker, alice, make_user):
     alice_live, bob_live = LiveSession(web_server, alice), LiveSession(web_server, make_user("bob"))
     with alice_live.websocket() as alice_ws, alice_live.websocket() as alice_second_tab, bob_live.websocket() as bob_ws:
-        status, body, _ = alice_live.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "csv"})
+        status, body, _ = alice_live.request("POST", JOBS_URL, {"report": "orders", "format": "csv"})
         assert status == 202, body
         job_id = json.loads(body)["id"]
 
@@ -69,7 +69,7 @@ def test_progress_and_ready_reach_the_owner_and_nobody_else(orders, web_server, 
 
 def test_a_client_that_connects_after_the_job_finished_gets_it_by_replay(orders, web_server, run_worker, alice):
     live = LiveSession(web_server, alice)
-    _, body, _ = live.request("POST", "/api/reports/jobs/", {"report": "exploding", "format": "csv"})
+    _, body, _ = live.request("POST", JOBS_URL, {"report": "exploding", "format": "csv"})
     run_worker()
     with live.websocket() as ws:
         failed = json.loads(ws.recv(timeout=10))
@@ -87,9 +87,9 @@ def test_a_client_that_connects_after_the_job_finished_gets_it_by_replay(orders,
 def test_cancel_is_pushed(orders, web_server, alice):
     live = LiveSession(web_server, alice)
     with live.websocket() as ws:
-        _, body, _ = live.request("POST", "/api/reports/jobs/", {"report": "orders", "format": "csv"})
+        _, body, _ = live.request("POST", JOBS_URL, {"report": "orders", "format": "csv"})
         job_id = json.loads(body)["id"]
-        status, _, _ = live.request("POST", f"/api/reports/jobs/{job_id}/cancel/")
+        status, _, _ = live.request("POST", f"{JOBS_URL}{job_id}/cancel/")
         assert status == 200
         cancelled = receive_until(ws, "report.cancelled", timeout=10)[-1]
         assert cancelled["job"]["id"] == job_id and cancelled["job"]["status"] == "cancelled"

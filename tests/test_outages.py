@@ -10,9 +10,7 @@ import pytest
 from reports import queues
 from reports.models import ReportJob, Status
 from shop import demo
-from tests.conftest import free_port, wait_for
-from tests.test_foundation_flow import csrf_client, post_job
-from tests.test_segments import QUICK, downloaded, ended, record, reference
+from tests.helpers import QUICK, csrf_client, downloaded, ended, free_port, post_job, record, reference, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -16,7 +16,7 @@ from reports.registry import get_report
 from reports.writers import ColumnSpec
 from shop import demo
 from shop.models import Order
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

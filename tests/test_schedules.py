@@ -3,7 +3,6 @@ relative dates, lost permissions, the API; and end to end, RQ's cron scheduler i
 processes putting the tick on the queue for real workers."""
 
 import datetime as dt
-import json
 import threading
 import zoneinfo
 
@@ -19,16 +18,11 @@ from reports import schedules
 from reports.dates import period
 from reports.models import ReportJob, ReportSchedule, Status
 from shop import demo
-
-from .conftest import wait_for
+from tests.helpers import JOBS_URL, LiveSession, post_json, serve, wait_for
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
-
-
-def post(client, url, body):
-    return client.post(url, data=json.dumps(body), content_type="application/json")
 
 
 def create(client, **fields):
@@ -41,7 +35,7 @@ def create(client, **fields):
         "time_zone": "Europe/Berlin",
         **fields,
     }
-    return post(client, "/api/reports/schedules/", body)
+    return post_json(client, "/api/reports/schedules/", body)
 
 
 def at(*args, zone=UTC) -> dt.datetime:
@@ -165,9 +159,9 @@ def test_relative_periods():
 
 def test_a_one_off_request_takes_relative_dates_too(alice_client):
     with time_machine.travel(at(2026, 11, 29, 10), tick=False):
-        response = post(
+        response = post_json(
             alice_client,
-            "/api/reports/jobs/",
+            JOBS_URL,
             {"report": "orders", "format": "csv", "params": {"created_from": "yesterday"}},
         )
     assert response.status_code == 202
@@ -231,12 +225,12 @@ def test_schedule_api_lists_pauses_resumes_and_deletes_only_ones_own(alice_clien
         assert body["next_run_at"] == "2026-11-30T07:00:00+00:00" and body["columns"] == ["number", "amount"]
         assert body["last_run"] is None and body["paused"] is False
         url = f"/api/reports/schedules/{body['id']}/"
-        paused = post(alice_client, url + "pause/", {}).json()
+        paused = post_json(alice_client, url + "pause/", {}).json()
         assert paused["paused"] is True and paused["next_run_at"] is None
         traveller.move_to(at(2026, 12, 2, 10))
         # paused: Monday's slot passes
         assert schedules.run_due() == 0
-        resumed = post(alice_client, url + "resume/", {}).json()
+        resumed = post_json(alice_client, url + "resume/", {}).json()
         # from the next slot on, not the passed one
         assert resumed["next_run_at"] == "2026-12-07T07:00:00+00:00"
     listed = alice_client.get("/api/reports/schedules/").json()["schedules"]
@@ -245,7 +239,7 @@ def test_schedule_api_lists_pauses_resumes_and_deletes_only_ones_own(alice_clien
     client.force_login(make_user("bob"))
     assert client.get(url).status_code == 404
     assert client.delete(url).status_code == 404
-    assert post(client, url + "pause/", {}).status_code == 404
+    assert post_json(client, url + "pause/", {}).status_code == 404
     assert client.get("/api/reports/schedules/").json() == {"schedules": []}
     assert alice_client.delete(url).json() == {"deleted": True}
     assert not ReportSchedule.objects.exists()
@@ -378,7 +372,6 @@ def test_an_owner_deactivated_by_a_bulk_update_gets_no_run_either(alice_client, 
 @pytest.mark.django_db(transaction=True)
 def test_schedules_saved_at_once_stay_within_the_limit(alice, redis_queue):
     """Eight saves at once through the real server, with room for three: three schedules, five refusals."""
-    from .conftest import LiveSession, serve
 
     body = {"report": "orders", "format": "csv", "frequency": "daily", "time": "08:00", "time_zone": "UTC"}
     answers = []

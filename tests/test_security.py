@@ -1,7 +1,6 @@
 """The findings of the security audit, each tried again: input that once made a 5xx, the queue
 dashboard, abuse, and the defaults a production start gets."""
 
-import json
 import os
 import subprocess
 import sys
@@ -12,20 +11,15 @@ from django.test import Client, override_settings
 
 from notifications.models import Notification
 from reports.models import ReportJob, Status
-from tests.conftest import ROOT
+from tests.helpers import JOBS_URL, ROOT, post_json
 
 pytestmark = pytest.mark.django_db
 
 
-def post(client, path, body):
-    data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.post(path, data=data, content_type="application/json")
-
-
 @pytest.mark.parametrize("value", [5, 0, True, False, 1.5, -1, 1e300, "5"])
 def test_a_date_filter_given_a_number_or_a_boolean_is_400(alice_client, value):
-    response = post(
-        alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": {"created_from": value}}
+    response = post_json(
+        alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": {"created_from": value}}
     )
     assert response.status_code == 400
     assert response.json()["fields"] == {"created_from": ["Enter a valid date."]}
@@ -33,21 +27,17 @@ def test_a_date_filter_given_a_number_or_a_boolean_is_400(alice_client, value):
 
 
 def test_json_numbers_and_booleans_are_read_as_the_text_they_stand_for(alice_client, make_user, client):
-    response = post(
-        alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": {"min_amount": 10}}
-    )
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": {"min_amount": 10}})
     assert response.status_code == 202 and response.json()["params"] == {"min_amount": "10"}
     client.force_login(make_user("cus", perms=["shop.view_customer"]))
-    response = post(
-        client, "/api/reports/jobs/", {"report": "customers", "format": "csv", "params": {"is_active": False}}
-    )
+    response = post_json(client, JOBS_URL, {"report": "customers", "format": "csv", "params": {"is_active": False}})
     assert response.status_code == 202 and response.json()["params"] == {"is_active": False}
 
 
-@pytest.mark.parametrize("path", ["/api/reports/jobs/", "/api/notifications/seen/"])
+@pytest.mark.parametrize("path", [JOBS_URL, "/api/notifications/seen/"])
 @pytest.mark.parametrize("depth", [50_000, 1_000_000])
 def test_a_deeply_nested_body_is_400(alice_client, path, depth):
-    response = post(alice_client, path, "[" * depth + "]" * depth)
+    response = post_json(alice_client, path, "[" * depth + "]" * depth)
     assert response.status_code in (400, 413)
     assert "error" in response.json()
     assert not ReportJob.objects.exists()
@@ -55,33 +45,30 @@ def test_a_deeply_nested_body_is_400(alice_client, path, depth):
 
 def test_error_bodies_stay_small_whatever_was_sent(alice_client):
     params = {f"k{i}": "v" for i in range(50_000)}
-    response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": params})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": params})
     assert response.status_code == 400
     assert len(response.content) < 4_000
     assert "49,980 more" in response.content.decode()
     extra = {f"x{i}": 1 for i in range(10_000)}
-    response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", **extra})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", **extra})
     assert response.status_code == 400 and len(response.content) < 4_000
 
 
 def test_a_range_given_the_wrong_way_round_is_400(alice_client):
     params = {"created_from": "2025-03-01", "created_to": "2025-02-01"}
-    response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": params})
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": params})
     assert response.status_code == 400
     assert response.json()["fields"] == {"created_to": ["Must not be before Created from (2025-03-01)."]}
     params = {"created_from": "2025-02-01", "created_to": "2025-02-01"}
-    assert (
-        post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv", "params": params}).status_code
-        == 202
-    )
+    assert post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv", "params": params}).status_code == 202
 
 
 @override_settings(REPORTS_MAX_JOBS_PER_MINUTE=5)
 def test_creating_jobs_is_rate_limited_counting_cancelled_ones(alice_client):
     for _ in range(5):
-        job = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv"}).json()
-        assert alice_client.post(f"/api/reports/jobs/{job['id']}/cancel/").status_code == 200
-    response = post(alice_client, "/api/reports/jobs/", {"report": "orders", "format": "csv"})
+        job = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"}).json()
+        assert alice_client.post(f"{JOBS_URL}{job['id']}/cancel/").status_code == 200
+    response = post_json(alice_client, JOBS_URL, {"report": "orders", "format": "csv"})
     assert response.status_code == 429 and "5 reports in the last minute" in response.json()["error"]
     assert ReportJob.objects.count() == 5
     # one's own cancels are not stored as notifications
@@ -117,7 +104,7 @@ def test_a_cancel_by_someone_else_is_stored_for_the_owner(client, alice, make_us
 )
 def test_a_malformed_seen_body_is_400_and_marks_nothing(alice_client, alice, body):
     Notification.objects.create(user=alice, type="report.ready", title="Unseen")
-    response = post(alice_client, "/api/notifications/seen/", body)
+    response = post_json(alice_client, "/api/notifications/seen/", body)
     assert response.status_code == 400
     assert Notification.objects.unseen().count() == 1
 
@@ -125,7 +112,7 @@ def test_a_malformed_seen_body_is_400_and_marks_nothing(alice_client, alice, bod
 def test_seen_all_is_said_explicitly(alice_client, alice):
     Notification.objects.create(user=alice, type="report.ready", title="One")
     Notification.objects.create(user=alice, type="report.ready", title="Two")
-    assert post(alice_client, "/api/notifications/seen/", {"all": True}).json() == {"seen": 2}
+    assert post_json(alice_client, "/api/notifications/seen/", {"all": True}).json() == {"seen": 2}
 
 
 # The RQ dashboard.

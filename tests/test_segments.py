@@ -7,13 +7,9 @@ import csv
 import hashlib
 import io
 import json
-import os
 import random
 import re
-import signal
-import subprocess
 import time
-import zipfile
 import zlib
 from pathlib import Path
 
@@ -29,45 +25,26 @@ from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
 from reports.writers.base import formula_risk
 from shop import demo
 from shop.models import Order
-from tests.conftest import PLAIN_ERROR, ROOT, horse_pid, rq_worker_name, wait_for
-from tests.test_foundation_flow import csrf_client, list_stored_files, post_job, reports_spool
+from tests.helpers import (
+    JOBS_URL,
+    KILL_ENV,
+    PLAIN_ERROR,
+    QUICK,
+    csrf_client,
+    downloaded,
+    ended,
+    kill,
+    list_stored_files,
+    post_job,
+    record,
+    reference,
+    reports_spool,
+    rq_worker_name,
+    sheet_xml,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-# a dead worker is found in seconds
-QUICK = {"REPORTS_HEARTBEAT_SECONDS": 1, "REPORTS_STALE_AFTER_SECONDS": 4}
-# what the runs measured, for the closing notes
-RESULTS = ROOT / "test-output" / "segments.jsonl"
-
-
-def record(**result) -> None:
-    RESULTS.parent.mkdir(exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(json.dumps(result) + "\n")
-
-
-def reference(user, report: str, fmt: str, settings, params=None, **overrides) -> bytes:
-    """The report written in this process, with the same segments: what every run must equal."""
-    for name, value in overrides.items():
-        setattr(settings, name, value)
-    job = ReportJob.objects.create(owner=user, report=report, format=fmt, params=params or {})
-    assert tasks.run_in_foreground(job) and job.status == Status.SUCCEEDED, job.error
-    # (The reports storage as settings say now: the file field's storage is the one of import time.)
-    with reports_storage().open(job.file.name, "rb") as fh:
-        return fh.read()
-
-
-def downloaded(client, job_id) -> bytes:
-    response = client.get(f"/reports/jobs/{job_id}/download/")
-    assert response.status_code == 200, response.content[:300]
-    return b"".join(response.streaming_content)
-
-
-def ended(job_id, timeout: float = 120) -> ReportJob:
-    return wait_for(
-        lambda: (job := ReportJob.objects.get(pk=job_id)).status not in ("queued", "running") and job,
-        timeout=timeout,
-        message="the job to end",
-    )
 
 
 def assert_nothing_left(job_id) -> None:
@@ -136,7 +113,7 @@ def test_cancel_stops_every_segment_and_leaves_nothing(orders, alice, start_work
     running = ReportSegment.objects.filter(job_id=job["id"], status=SegmentStatus.RUNNING, rows_done__gt=0)
     wait_for(lambda: running.count() == 2, message="two segments to be writing")
 
-    response = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
+    response = client.post(f"{JOBS_URL}{job['id']}/cancel/")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
     # the runs stopped and removed their spool files
     assert_nothing_left(job["id"])
@@ -175,7 +152,7 @@ def test_a_segment_that_keeps_raising_fails_the_job(orders, alice, start_worker)
     reference = re.fullmatch(PLAIN_ERROR, job.error)[1]
     assert job.status == Status.FAILED
     assert job.error_detail == f"[{reference}] RuntimeError: Flaky on purpose at order {target}"
-    assert str(target) not in json.dumps(csrf_client(alice).get(f"/api/reports/jobs/{job.pk}/").json())
+    assert str(target) not in json.dumps(csrf_client(alice).get(f"{JOBS_URL}{job.pk}/").json())
     assert job.segments.get(index=4).error.endswith(f"RuntimeError: Flaky on purpose at order {target}")
     assert job.segments.get(index=4).attempts == 3
     assert_nothing_left(job.pk)
@@ -306,51 +283,6 @@ def test_another_users_small_report_starts_at_once_beside_a_big_one(orders, alic
 
 # -- The kill matrix -------------------------------------------------------------------------------
 
-# Progress saved at every chunk of 500 rows, so that the test sees how far a segment is (and kills one
-# with half of it still to write: never one that ends before the signal lands).
-KILL_ENV = {
-    **QUICK,
-    "REPORTS_SEGMENT_ROWS": 4000,
-    "REPORTS_CHUNK_SIZE": 500,
-    "PACED_SECONDS": 0.04,
-    "REPORTS_PROGRESS_INTERVAL": 0,
-}
-# seconds between SIGTERM and SIGKILL, as an orchestrator gives (30 s in production)
-GRACE = 5
-
-
-def kill(worker: subprocess.Popen, fault: str) -> bool:
-    """Deliver the fault to a worker process; False when there was nothing to kill (no work-horse)."""
-    horse = horse_pid(worker)
-    if fault == "horse":
-        return sigkill(horse)
-    # the machine is gone: the worker and its work-horse
-    if fault == "worker":
-        # Frozen first, so that it forks no new work-horse between the look and the kill.
-        os.kill(worker.pid, signal.SIGSTOP)
-        sigkill(horse_pid(worker))
-        worker.kill()
-        return True
-    # a deploy: SIGTERM, then SIGKILL after the grace period
-    worker.terminate()
-    try:
-        worker.wait(GRACE)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        sigkill(horse_pid(worker))
-    return True
-
-
-def sigkill(pid: int | None) -> bool:
-    """SIGKILL the process; False when there is none (a work-horse may end between looking and killing)."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    return True
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["horse", "worker", "term"])
@@ -410,11 +342,6 @@ def victim_segment(job_id, worker_name: str, after_rows: float) -> ReportSegment
         return running.filter(rows_done__gt=0, rows_done__lte=F("rows_planned") / 2).first()
 
     return wait_for(writing, timeout=60, message="the victim writing a segment")
-
-
-def sheet_xml(data: bytes) -> bytes:
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return archive.read("xl/worksheets/sheet1.xml")
 
 
 def queued_entry(alice, settings, redis_queue, entry: str):

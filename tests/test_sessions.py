@@ -13,8 +13,7 @@ from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from notifications.services import notify
-from tests.conftest import LiveSession
-from tests.test_segments import record
+from tests.helpers import LiveSession, record
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

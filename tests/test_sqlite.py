@@ -11,7 +11,7 @@ import pytest
 from reports.models import ReportJob, Status
 from reports.tasks import run_in_foreground
 from shop import demo
-from tests.conftest import ROOT, child_env
+from tests.helpers import ROOT, child_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 FORMATS = ["csv", "csv_excel", "json", "ndjson", "xlsx", "parquet"]

@@ -5,12 +5,8 @@ import datetime as dt
 import io
 import json
 import time
-import urllib.error
-import urllib.request
-import uuid
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
@@ -22,33 +18,9 @@ from reports.sweeper import expire_files
 from reports.tasks import run_in_foreground
 from shop import demo
 from shop.models import Order
-from tests.conftest import wait_for
-from tests.test_segments import ended
+from tests.helpers import JOBS_URL, ended, fetch, s3_env_for, wait_for
 
 ORDERS = 3000
-
-
-def s3_env_for(endpoint: str) -> dict:
-    """The environment of a fresh private bucket on the S3 server at `endpoint` (workers read it), with
-    a client of the bucket under "client"."""
-    env = {
-        "AWS_STORAGE_BUCKET_NAME": f"reports-{uuid.uuid4().hex[:12]}",
-        "AWS_S3_ENDPOINT_URL": endpoint,
-        "AWS_S3_REGION_NAME": "us-east-1",
-        "AWS_S3_ADDRESSING_STYLE": "path",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "REPORTS_SIGNED_URL_SECONDS": "3",
-    }
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_bucket(Bucket=env["AWS_STORAGE_BUCKET_NAME"])
-    return {**env, "client": client}
 
 
 @pytest.fixture
@@ -59,21 +31,13 @@ def s3_env(s3_endpoint, settings):
     return env
 
 
-def fetch(url: str) -> tuple[int, bytes, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(), dict(error.headers)
-
-
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_s3_flow_worker_bucket_signed_redirect_download(s3_env, alice_client, make_user, run_worker):
     demo.seed(ORDERS)
     bucket, client = s3_env["AWS_STORAGE_BUCKET_NAME"], s3_env.pop("client")
     response = alice_client.post(
-        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "csv"}), content_type="application/json"
+        JOBS_URL, data=json.dumps({"report": "orders", "format": "csv"}), content_type="application/json"
     )
     assert response.status_code == 202
     job_id = response.json()["id"]
@@ -134,7 +98,7 @@ def test_expired_files_are_deleted_and_the_download_answers_410(alice, alice_cli
     assert storage.exists(fresh.file.name)
     response = alice_client.get(f"/reports/jobs/{old.pk}/download/")
     assert response.status_code == 410 and b"expired" in response.content
-    assert alice_client.get(f"/api/reports/jobs/{old.pk}/").json()["status"] == "expired"
+    assert alice_client.get(f"{JOBS_URL}{old.pk}/").json()["status"] == "expired"
 
 
 @pytest.mark.django_db
@@ -181,7 +145,7 @@ def test_segments_on_s3_go_through_the_bucket_and_only_the_file_stays(s3_env, al
     demo.seed(ORDERS)
     bucket, client = s3_env["AWS_STORAGE_BUCKET_NAME"], s3_env.pop("client")
     response = alice_client.post(
-        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": "json"}), content_type="application/json"
+        JOBS_URL, data=json.dumps({"report": "orders", "format": "json"}), content_type="application/json"
     )
     job_id = response.json()["id"]
     for n in range(2):
@@ -261,7 +225,7 @@ def test_three_workers_sharing_no_disk_write_what_one_process_writes(
     for n in range(3):
         start_worker(**s3_env, VAR_DIR=tmp_path / f"worker{n}", REPORTS_SEGMENT_ROWS=segment_rows)
     response = alice_client.post(
-        "/api/reports/jobs/", data=json.dumps({"report": "orders", "format": fmt}), content_type="application/json"
+        JOBS_URL, data=json.dumps({"report": "orders", "format": fmt}), content_type="application/json"
     )
     job = ended(response.json()["id"], timeout=120)
     assert job.status == Status.SUCCEEDED, job.error

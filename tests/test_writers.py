@@ -14,7 +14,7 @@ from reports.writers import FORMATS, ColumnSpec, SegmentInfo, WriterOptions, joi
 from reports.writers.base import frame_from_rows
 from reports.writers.xlsx import CELL_LIMIT, TRUNCATED, XlsxWriter
 from shop.demo import AWKWARD_TEXT
-from tests.conftest import ooxml_text
+from tests.helpers import ooxml_text
 from tests.xlsx_oracle import OracleXlsxWriter
 
 COLUMNS = [

@@ -18,7 +18,7 @@ from reports.models import ReportDownload, ReportJob, Status
 from reports.sweeper import prune_audit
 from shop import demo
 from shop.models import Order
-from tests.conftest import ROOT, LiveSession
+from tests.helpers import JOBS_URL, ROOT, LiveSession
 
 pytestmark = pytest.mark.django_db
 
@@ -73,15 +73,13 @@ def test_pages_carry_the_security_headers(alice_client):
 @pytest.mark.django_db(transaction=True)
 def test_an_identical_request_while_the_first_is_queued_gets_the_first(alice_client):
     body = {"report": "orders", "format": "csv", "params": {"status": "paid"}}
-    first = alice_client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
-    again = alice_client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
+    first = alice_client.post(JOBS_URL, data=json.dumps(body), content_type="application/json")
+    again = alice_client.post(JOBS_URL, data=json.dumps(body), content_type="application/json")
     assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
-    other = alice_client.post(
-        "/api/reports/jobs/", data=json.dumps({**body, "format": "xlsx"}), content_type="application/json"
-    )
+    other = alice_client.post(JOBS_URL, data=json.dumps({**body, "format": "xlsx"}), content_type="application/json")
     assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
     ReportJob.objects.filter(pk=first.json()["id"]).update(status=Status.SUCCEEDED)
-    after = alice_client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
+    after = alice_client.post(JOBS_URL, data=json.dumps(body), content_type="application/json")
     # the first one ended: a new run
     assert after.status_code == 202 and after.json()["id"] != first.json()["id"]
 
@@ -93,8 +91,7 @@ def test_twenty_identical_posts_at_once_make_one_job(alice, web_server):
     body = {"report": "orders", "format": "json", "params": {"country": "PT"}}
     answers = []
     threads = [
-        threading.Thread(target=lambda: answers.append(session.request("POST", "/api/reports/jobs/", body)))
-        for _ in range(20)
+        threading.Thread(target=lambda: answers.append(session.request("POST", JOBS_URL, body))) for _ in range(20)
     ]
     for thread in threads:
         thread.start()

@@ -13,7 +13,7 @@ from django.contrib.staticfiles import finders
 
 from reports.models import ReportJob, Status
 from shop import demo
-from tests.conftest import ROOT, child_env, free_port, wait_for
+from tests.helpers import ROOT, child_env, free_port, wait_for
 
 EMPTY = "0 rows — nothing matched the filters"
 

@@ -5,7 +5,6 @@ Runs on PostgreSQL and Redis; the worker is a separate `manage.py rqworker` proc
 
 import csv
 import io
-import json
 import re
 import time
 
@@ -16,11 +15,19 @@ from reports.files import reports_storage
 from reports.models import ReportJob, Status
 from shop import demo
 from shop.models import Order
-from tests.conftest import PLAIN_ERROR, wait_for
+from tests.helpers import (
+    JOBS_URL,
+    PLAIN_ERROR,
+    csrf_client,
+    expected_orders,
+    list_stored_files,
+    post_job,
+    reports_spool,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 ORDERS = 20_000
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 @pytest.fixture
@@ -29,61 +36,11 @@ def orders():
     return ORDERS
 
 
-def csrf_client(user) -> Client:
-    """A client that enforces CSRF like a browser's session does."""
-    client = Client(enforce_csrf_checks=True)
-    client.force_login(user)
-    # any page; we then read the token Django would give the page
-    client.get("/api/reports/")
-    from django.middleware.csrf import _get_new_csrf_string
-
-    token = _get_new_csrf_string()
-    client.cookies["csrftoken"] = token
-    client.defaults["HTTP_X_CSRFTOKEN"] = token
-    return client
-
-
-def post_job(client, body) -> tuple[int, dict]:
-    response = client.post("/api/reports/jobs/", data=json.dumps(body), content_type="application/json")
-    return response.status_code, response.json()
-
-
 def download_rows(client, job_id) -> list[list[str]]:
     response = client.get(f"/reports/jobs/{job_id}/download/")
     assert response.status_code == 200, response.content[:500]
     data = b"".join(response.streaming_content)
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
-
-
-def text(value) -> str:
-    if value is None:
-        return ""
-    return "'" + value if value.startswith(FORMULA_PREFIXES) else value
-
-
-def when(value) -> str:
-    return "" if value is None else value.isoformat()
-
-
-def expected_orders(queryset) -> list[list[str]]:
-    """The file's rows worked out independently of the writer, straight from the ORM."""
-    return [
-        [
-            str(o.id),
-            o.number,
-            text(o.customer.name),
-            o.country,
-            o.status,
-            f"{o.amount:.2f}",
-            "" if o.discount is None else f"{o.discount:.2f}",
-            str(o.quantity),
-            "true" if o.is_gift else "false",
-            text(o.note),
-            when(o.created_at),
-            when(o.shipped_at),
-        ]
-        for o in queryset.select_related("customer").order_by("pk")
-    ]
 
 
 def test_request_answers_202_and_a_worker_writes_every_row(orders, alice, run_worker):
@@ -97,7 +54,7 @@ def test_request_answers_202_and_a_worker_writes_every_row(orders, alice, run_wo
 
     run_worker(REPORTS_CHUNK_SIZE=1000)
 
-    job = client.get(f"/api/reports/jobs/{job['id']}/").json()
+    job = client.get(f"{JOBS_URL}{job['id']}/").json()
     assert job["status"] == "succeeded", job
     assert job["rows_done"] == job["rows_total"] == ORDERS
     assert job["progress"] == 1.0
@@ -162,7 +119,7 @@ def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(order
     start_worker(REPORTS_CHUNK_SIZE=100, SLOW_REPORT_SECONDS_PER_ROW=0.002)
     wait_for(lambda: ReportJob.objects.get(pk=job["id"]).rows_done >= 100, message="the first batches")
 
-    response = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
+    response = client.post(f"{JOBS_URL}{job['id']}/cancel/")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
 
@@ -178,14 +135,14 @@ def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(order
     assert not row.file
     assert not list_stored_files(job["id"])
     assert client.get(f"/reports/jobs/{job['id']}/download/").status_code == 409
-    again = client.post(f"/api/reports/jobs/{job['id']}/cancel/")
+    again = client.post(f"{JOBS_URL}{job['id']}/cancel/")
     assert again.status_code == 409 and "cancelled" in again.json()["error"]
 
 
 def test_cancel_while_queued_means_it_never_starts(orders, alice, run_worker):
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "orders", "format": "csv"})
-    assert client.post(f"/api/reports/jobs/{job['id']}/cancel/").status_code == 200
+    assert client.post(f"{JOBS_URL}{job['id']}/cancel/").status_code == 200
     run_worker()
     row = ReportJob.objects.get(pk=job["id"])
     assert row.status == Status.CANCELLED and row.started_at is None and row.rows_done == 0
@@ -195,7 +152,7 @@ def test_a_job_that_raises_ends_failed_with_a_plain_message_and_a_reference(orde
     client = csrf_client(alice)
     _, job = post_job(client, {"report": "exploding", "format": "csv"})
     run_worker(REPORTS_CHUNK_SIZE=1000)
-    job = client.get(f"/api/reports/jobs/{job['id']}/").json()
+    job = client.get(f"{JOBS_URL}{job['id']}/").json()
     assert job["status"] == "failed"
     reference = re.fullmatch(PLAIN_ERROR, job["error"])[1]
     detail = ReportJob.objects.get(pk=job["id"]).error_detail
@@ -210,26 +167,11 @@ def test_other_users_get_404_for_the_job_and_the_file(orders, alice, make_user, 
     run_worker()
     mallory = Client()
     mallory.force_login(make_user("mallory"))
-    assert mallory.get(f"/api/reports/jobs/{job['id']}/").status_code == 404
+    assert mallory.get(f"{JOBS_URL}{job['id']}/").status_code == 404
     assert mallory.get(f"/reports/jobs/{job['id']}/download/").status_code == 404
-    assert mallory.post(f"/api/reports/jobs/{job['id']}/cancel/").status_code == 404
-    assert mallory.get("/api/reports/jobs/").json() == {"jobs": []}
+    assert mallory.post(f"{JOBS_URL}{job['id']}/cancel/").status_code == 404
+    assert mallory.get(JOBS_URL).json() == {"jobs": []}
     anonymous = Client()
-    assert anonymous.get(f"/api/reports/jobs/{job['id']}/").status_code == 401
+    assert anonymous.get(f"{JOBS_URL}{job['id']}/").status_code == 401
     response = anonymous.get(f"/reports/jobs/{job['id']}/download/")
     assert response.status_code == 302 and response["Location"].startswith("/login/")
-
-
-def reports_spool():
-    from pathlib import Path
-
-    from django.conf import settings
-
-    return Path(settings.REPORTS_SPOOL_DIR)
-
-
-def list_stored_files(job_id) -> list[str]:
-    root = reports_storage().path("")
-    from pathlib import Path
-
-    return [str(p) for p in Path(root).rglob("*") if p.is_file() and str(job_id) in str(p)]

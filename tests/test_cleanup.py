@@ -16,9 +16,18 @@ from reports.models import ReportJob, ReportSegment, SegmentStatus, Status
 from reports.sweeper import clean_spool, clean_storage
 from reports.tasks import run_in_foreground
 from shop import demo
-from tests.conftest import rq_worker_name, wait_for
-from tests.test_foundation_flow import csrf_client, post_job
-from tests.test_segments import KILL_ENV, downloaded, ended, kill, record, reference
+from tests.helpers import (
+    KILL_ENV,
+    csrf_client,
+    downloaded,
+    ended,
+    kill,
+    post_job,
+    record,
+    reference,
+    rq_worker_name,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

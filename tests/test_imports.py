@@ -4,7 +4,7 @@ inside a function to dodge one; the two apps keep to their rooms."""
 import ast
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 APP = ROOT / "reports"
 MODULES = {
