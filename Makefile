@@ -20,11 +20,11 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed
 
-run: install  ## the whole stack with demo data: Redis, migrations, seed, daphne, RQ worker, sweeper
+run: install  ## the whole stack with demo data: Redis, migrations, seed, the web server (uvicorn), RQ worker, sweeper
 	scripts/services.sh redis
 	$(BIN)/python scripts/run.py
 
-test: install  ## every test, against real PostgreSQL, Redis, RQ workers, daphne, S3, Chromium and LibreOffice
+test: install  ## every test, against real PostgreSQL, Redis, RQ workers, the web server, S3, Chromium and LibreOffice
 	scripts/services.sh postgres redis chromium libreoffice fonts nginx
 	$(BIN)/pytest $(PYTEST_ARGS)
 
