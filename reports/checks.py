@@ -1,4 +1,4 @@
-"""`manage.py check`: report declarations (reports.E001 to E007, Report.check) and the app's settings
+"""`manage.py check`: report declarations (reports.E001 to E008, Report.check) and the app's settings
 (reports.W001, reports.E101)."""
 
 from django.core import checks

@@ -206,9 +206,11 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return str(value)
     if isinstance(value, models.Model):
-        return value.pk
+        return json_safe(value.pk)
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
     return value
 
 
@@ -232,7 +234,7 @@ class Report:
     run: the place for per-user rows), `get_columns()`, `get_filters()`, `get_formats()`,
     `get_permission()`, `has_permission(user)`, `get_title()`, `check_request(cleaned, user)` (refuse
     a request: raise RequestInvalid), and `value_<column>(row)` for columns computed in Python.
-    Declarations are checked by `manage.py check` (`Report.check`: reports.E001 to E007).
+    Declarations are checked by `manage.py check` (`Report.check`: reports.E001 to E008).
     A report holds what its author declares and no state of a run: what a run reads and writes is
     its `layout(columns)`, a Layout.
     """
@@ -431,6 +433,15 @@ class Report:
         except ImproperlyConfigured:
             return [error(1, "it has no model and no queryset.", "Set `model` or `queryset`.")]
         errors = []
+        if isinstance(report.get_model()._meta.pk, models.CompositePrimaryKey):
+            errors.append(
+                error(
+                    8,
+                    f"{report.get_model().__name__} has a composite primary key.",
+                    "A report cuts its rows into ranges of one key: give the model a single-field primary "
+                    "key (an id, a UUID, a text key), or report over a view with one.",
+                )
+            )
         if not report.get_columns():
             errors.append(error(2, "it declares no columns."))
         try:

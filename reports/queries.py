@@ -35,6 +35,13 @@ def key_range(queryset: QuerySet, after, upper_key) -> QuerySet:
     return rows.order_by("pk")
 
 
+def last_key(queryset: QuerySet):
+    """The greatest key among the rows (None: there are none). By ORDER BY, not MAX(): every key has
+    an order, not every key a max() (PostgreSQL has none for uuid); either is read off the primary
+    key's index backwards."""
+    return queryset.order_by("-pk").values_list("pk", flat=True).first()
+
+
 def key_cuts(queryset: QuerySet, upper_key, positions: list[int]) -> list:
     """The key of the row at each of `positions` (1-based, in key order) among the rows `pk <= upper_key`:
     where segments end. A query per cut, each walking the key index from the cut before it (OFFSET),

@@ -34,14 +34,14 @@ import threading
 
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import Count, Exists, F, Max, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from . import conf, queues
 from .definitions import RequestInvalid, check_rows, json_safe
 from .endings import fail
 from .models import ReportJob, ReportSegment, SegmentStatus, Status
-from .queries import key_cuts
+from .queries import key_cuts, last_key
 from .writers import FORMATS
 from .writers.base import cut_positions
 
@@ -87,9 +87,9 @@ def cut_into_segments(job: ReportJob) -> None:
     if job.format not in report.get_formats():
         raise RequestInvalid({"format": [f"The report is no longer offered as {job.format}."]})
     queryset = report.get_report_queryset(job.params, job.owner)
-    # Rows inserted after this moment are left out whole, never half-included.
-    bounds = queryset.aggregate(total=Count("pk"), upper_key=Max("pk"))
-    total, upper_key = bounds["total"], bounds["upper_key"]
+    # Rows inserted after this moment with a greater key are left out whole, never half-included.
+    upper_key = last_key(queryset)
+    total = 0 if upper_key is None else queryset.filter(pk__lte=upper_key).count()
     # the rows may have grown since it was asked for
     check_rows(job.format, total)
     writer_class = FORMATS[job.format].writer_class

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from . import conf, queues
@@ -19,6 +19,7 @@ from .endings import KEPT, PAGES, end_job
 from .events import NOTHING_MATCHES, job_changed
 from .models import ACTIVE, RETRYABLE, Delivery, ReportJob, Status
 from .pipeline import INSTANT_WRITES
+from .queries import last_key
 from .registry import get_report
 from .runs import enqueue_job
 
@@ -139,10 +140,11 @@ def move_to_queue(job: ReportJob) -> bool:
 
 
 def count_up_to(rows, limit: int) -> tuple[int, Any]:
-    """How many rows there are, counted up to one past `limit`, and the last key among them (exact
-    when the count is within the limit): one query."""
-    bounds = rows.order_by()[: limit + 1].aggregate(count=Count("pk"), upper=Max("pk"))
-    return bounds["count"], bounds["upper"]
+    """How many rows there are up to the last key now, counted up to one past `limit`, and that key."""
+    upper = last_key(rows)
+    if upper is None:
+        return 0, None
+    return rows.filter(pk__lte=upper).order_by()[: limit + 1].count(), upper
 
 
 def check_limits(user, *, active: bool) -> None:

@@ -8,6 +8,7 @@ import reports
 from reports.definitions import RequestInvalid
 from reports.registry import AlreadyRegistered, NotRegistered, get_report, register, unregister
 from shop.models import Order
+from tests.testapp.models import Stock
 
 
 def test_demo_reports_are_discovered_from_reports_modules():
@@ -51,6 +52,7 @@ def test_registering_a_second_report_under_a_taken_slug_fails():
         ({"model": Order, "columns": ["id"], "filters": [reports.Filter("colour")]}, "reports.E006", "colour"),
         ({"model": Order, "columns": ["id"], "csv_delimiter": "§"}, "reports.E007", "not one ASCII character"),
         ({"model": Order, "columns": ["id"], "csv_delimiter": '"'}, "reports.E007", "not one ASCII character"),
+        ({"model": Stock, "columns": ["sku", "quantity"]}, "reports.E008", "Stock has a composite primary key"),
     ],
 )
 def test_mistakes_in_a_declaration_are_reported_by_the_system_checks(declaration, code, words):

@@ -9,6 +9,8 @@ import reports
 from shop.models import Order
 from shop.reports import OrdersReport
 
+from .models import Invoice, Tag
+
 
 @reports.register
 class SlowOrdersReport(reports.Report):
@@ -97,3 +99,22 @@ class DeadlyOrdersReport(reports.Report):
         if row["id"] == int(os.environ.get("DEADLY_ORDER_ID", "0")):
             os.kill(os.getpid(), signal.SIGKILL)
         return "ok"
+
+
+@reports.register
+class InvoicesReport(reports.Report):
+    slug = "invoices"
+    title = "Invoices"
+    model = Invoice
+    columns = ["id", "number", "customer__name", "amount", "reference", "created_at"]
+    filters = [reports.Filter("amount", "gte", name="min_amount")]
+    permission = "testapp.view_invoice"
+
+
+@reports.register
+class TagsReport(reports.Report):
+    slug = "tags"
+    title = "Tags"
+    model = Tag
+    columns = ["code", "label"]
+    permission = "testapp.view_tag"

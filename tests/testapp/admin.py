@@ -1,0 +1,10 @@
+from django.contrib import admin
+
+from reports.admin_export import BackgroundExportMixin
+
+from .models import Invoice
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(BackgroundExportMixin, admin.ModelAdmin):
+    list_display = ["number", "customer", "amount", "reference", "created_at"]
