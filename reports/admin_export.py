@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import django
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IS_POPUP_VAR, TO_FIELD_VAR
@@ -156,12 +157,22 @@ class BackgroundExportMixin:
         excluded = set(self.exclude or ())
         return [name for name in form if name not in excluded and is_field_path(self.model, name)]
 
-    def get_actions(self, request, *args, **kwargs):
-        # Django 6.1 asks for the actions of a place (`action_location`); before, of the changelist only.
-        actions = super().get_actions(request, *args, **kwargs)
-        location = args[0] if args else kwargs.get("action_location")
-        on_changelist = location is None or location == admin.ActionLocation.CHANGE_LIST
-        if on_changelist and self.has_view_or_change_permission(request):
+    # Django 6.1 asks for the actions of a place; before, there were the changelist's only.
+    if django.VERSION >= (6, 1):
+
+        def get_actions(self, request, action_location=admin.ActionLocation.CHANGE_LIST):
+            actions = super().get_actions(request, action_location)
+            if action_location != admin.ActionLocation.CHANGE_LIST:
+                return actions
+            return self.with_export_actions(request, actions)
+
+    else:
+
+        def get_actions(self, request):
+            return self.with_export_actions(request, super().get_actions(request))
+
+    def with_export_actions(self, request, actions: dict) -> dict:
+        if self.has_view_or_change_permission(request):
             for fmt in self.export_formats:
                 action = make_export_action(fmt)
                 actions[action.__name__] = (action, action.__name__, action.short_description)

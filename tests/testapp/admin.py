@@ -7,4 +7,4 @@ from .models import Invoice
 
 @admin.register(Invoice)
 class InvoiceAdmin(BackgroundExportMixin, admin.ModelAdmin):
-    list_display = ["number", "customer", "amount", "reference", "created_at"]
+    list_display = ["number", "account", "amount", "reference", "created_at"]

@@ -106,7 +106,7 @@ class InvoicesReport(reports.Report):
     slug = "invoices"
     title = "Invoices"
     model = Invoice
-    columns = ["id", "number", "customer__name", "amount", "reference", "created_at"]
+    columns = ["id", "number", "account__name", "amount", "reference", "created_at"]
     filters = [reports.Filter("amount", "gte", name="min_amount")]
     permission = "testapp.view_invoice"
 
