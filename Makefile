@@ -32,6 +32,10 @@ test-fast: install  ## the tests that need no worker process, browser or slow ru
 	scripts/services.sh postgres redis
 	$(BIN)/pytest -m "not integration and not browser and not slow" $(PYTEST_ARGS)
 
+matrix: install  ## the unit tests and a PostgreSQL subset on Django 5.2, 6.0 and 6.1, on each Python 3.12+ here (noxfile.py)
+	scripts/services.sh postgres redis
+	$(BIN)/nox $(NOX_ARGS)
+
 lint: install  ## ruff's lint and format check, and mypy (strict, on the modules pyproject.toml lists)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
