@@ -333,7 +333,7 @@ def ended(job_id, timeout: float = 120) -> ReportJob:
     )
 
 
-# Progress saved at every chunk of 500 rows, so that the test sees how far a segment is (and kills one
+# Progress saved at every batch of 500 rows, so that the test sees how far a segment is (and kills one
 # with half of it still to write: never one that ends before the signal lands).
 KILL_ENV = {
     **QUICK,

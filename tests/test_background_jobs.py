@@ -112,7 +112,7 @@ def test_a_report_with_computed_columns_runs_on_the_general_path(orders, alice, 
     assert [r[3] for r in rows[1:]] == [c.email.rpartition("@")[2].lower() for c in customers]
 
 
-def test_cancel_while_running_stops_at_a_chunk_boundary_and_leaves_no_file(orders, alice, start_worker):
+def test_cancel_while_running_stops_at_a_batch_boundary_and_leaves_no_file(orders, alice, start_worker):
     client = csrf_client(alice)
     status, job = post_job(client, {"report": "slow-orders", "format": "csv"})
     assert status == 202

@@ -104,9 +104,9 @@ def test_a_key_range_reads_exactly_its_rows_either_way():
         for frame in report_batches(report.layout(), queryset, keys[10], keys[-5], 7)
         for row in frame.iter_rows()
     ]
-    chunks = list(row_batches(key_range(queryset, keys[10], keys[-5]), ["id"], 7))
-    assert by_adbc == [row[0] for chunk in chunks for row in chunk] == keys[11:-4]
-    assert all(len(chunk) <= 7 for chunk in chunks)
+    batches = list(row_batches(key_range(queryset, keys[10], keys[-5]), ["id"], 7))
+    assert by_adbc == [row[0] for batch in batches for row in batch] == keys[11:-4]
+    assert all(len(batch) <= 7 for batch in batches)
 
 
 def test_closing_the_batches_early_ends_the_query():

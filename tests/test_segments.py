@@ -333,7 +333,7 @@ def test_kill_matrix(alice, settings, start_worker, start_sweeper, fault, fmt):
 
 def victim_segment(job_id, worker_name: str, after_rows: float) -> ReportSegment:
     """Once the job has written `after_rows` rows, a segment the worker `worker_name` is writing, with
-    at least half of it still to write (four chunks: 0.16 s at the pace of KILL_ENV)."""
+    at least half of it still to write (four batches: 0.16 s at the pace of KILL_ENV)."""
 
     def writing():
         if ReportJob.objects.get(pk=job_id).rows_done < after_rows:
